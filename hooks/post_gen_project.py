@@ -1,0 +1,290 @@
+"""Remove what the answers exclude, then prove the new project trains (the smoke step).
+
+Cookiecutter renders this file with Jinja and runs it inside the new project folder; a
+non-zero exit makes it delete the project (unless --keep-project-on-failure is given).
+The smoke step runs `python train.py --smoke-test --device <backend>` once per backend the
+interpreter can use. Environment overrides (for CI): SMOKE_TEST (auto/required/off),
+SMOKE_DEVICES (e.g. cpu,cuda), SMOKE_PYTHON (interpreter), SMOKE_TIMEOUT (seconds per backend).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# (condition on the answers, project paths it removes); later options add rows here.
+EXCLUSIONS: list[tuple[Callable[[dict[str, Any]], bool], list[str]]] = [
+    (lambda answers: answers.get("license") == "none", ["LICENSE"]),
+]
+MODES = ("auto", "required", "off")
+BACKENDS = ("cpu", "cuda", "mps")
+DEFAULT_TIMEOUT = 300.0
+TAIL_LINES = 20
+CACHE_NAMES = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+KEEP_HINT = "rerun with --keep-project-on-failure to keep the project and debug it"
+
+# Runs in SMOKE_PYTHON: one interpreter start (importing torch costs seconds) finds every
+# backend. A backend maps to null when usable, else to the reason it is not.
+DISCOVER = r"""
+import json
+try:
+    import torch
+except Exception as exc:
+    print(json.dumps({"torch": None, "error": f"{type(exc).__name__}: {exc}"}))
+    raise SystemExit(0)
+
+def mps_reason():
+    if not torch.backends.mps.is_built():
+        return "not built"
+    if not torch.backends.mps.is_available():
+        return "no device"
+    try:  # macOS CI runners report MPS available, then fail to allocate on it
+        (torch.ones(1, device="mps") + 1).cpu()
+    except Exception as exc:
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+    return None
+
+if torch.cuda.is_available():
+    cuda = None
+else:
+    cuda = "no device" if torch.backends.cuda.is_built() else "not built"
+devices = {"cpu": None, "cuda": cuda, "mps": mps_reason()}
+print(json.dumps({"torch": torch.__version__, "devices": devices}))
+"""
+
+
+class SmokeError(Exception):
+    """A problem that stops the smoke step; its text is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to run the smoke step: the answer, overridden by SMOKE_* environment variables."""
+
+    mode: str
+    devices: tuple[str, ...]  # empty: every backend
+    python: str
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened on one backend."""
+
+    device: str
+    status: str  # ok, unavailable or FAILED
+    detail: str
+    tail: str = ""
+
+
+def remove_excluded(project: Path, answers: dict[str, Any]) -> list[str]:
+    """Delete the files and folders that the answers exclude; return their paths."""
+    removed = []
+    for applies, paths in EXCLUSIONS:
+        if not applies(answers):
+            continue
+        for relative in paths:
+            path = project / relative
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(relative)
+    return removed
+
+
+def read_settings(answers: dict[str, Any], environ: Mapping[str, str]) -> Settings:
+    """Combine the smoke_test answer with the SMOKE_* environment overrides."""
+    mode = environ.get("SMOKE_TEST") or answers.get("smoke_test") or "auto"
+    if mode not in MODES:
+        raise SmokeError(f"SMOKE_TEST={mode!r} is not one of auto, required, off.")
+    devices = [d.strip().lower() for d in environ.get("SMOKE_DEVICES", "").split(",")]
+    devices = list(dict.fromkeys(d for d in devices if d))  # drop blanks and repeats
+    unknown = [d for d in devices if d not in BACKENDS]
+    if unknown:
+        raise SmokeError(f"SMOKE_DEVICES names unknown backend {unknown[0]!r}; use cpu, cuda, mps.")
+    try:
+        timeout = float(environ.get("SMOKE_TIMEOUT") or DEFAULT_TIMEOUT)
+    except ValueError:
+        timeout = -1.0
+    if not timeout > 0:
+        raise SmokeError(f"SMOKE_TIMEOUT={environ['SMOKE_TIMEOUT']!r} is not a number of seconds.")
+    python = environ.get("SMOKE_PYTHON") or sys.executable
+    # Resolve a bare command now: the subprocesses run in the project folder, not the caller's.
+    return Settings(mode, tuple(devices), shutil.which(python) or python, timeout)
+
+
+def smoke_env() -> dict[str, str]:
+    """Environment of the smoke subprocesses: no bytecode caches in the new project."""
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def parse_discovery(stdout: str) -> tuple[str | None, dict[str, str | None]]:
+    """Read DISCOVER's JSON line: (torch version or None, backend -> reason or None)."""
+    report = json.loads(stdout.strip().splitlines()[-1])
+    if report["torch"] is None:
+        return None, {"torch": report["error"]}
+    return report["torch"], report["devices"]
+
+
+def discover(settings: Settings) -> tuple[str | None, dict[str, str | None]]:
+    """Ask SMOKE_PYTHON, in one subprocess, which backends it can use."""
+    try:
+        proc = subprocess.run(
+            [settings.python, "-c", DISCOVER], capture_output=True, text=True,
+            timeout=settings.timeout, env=smoke_env(), stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except OSError as exc:
+        raise SmokeError(f"cannot run the interpreter {settings.python!r} ({exc}).") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise SmokeError(f"finding the backends took over {settings.timeout:g} s.") from exc
+    if proc.returncode != 0:
+        last = tail(proc.stdout, proc.stderr, 1) or "no output"
+        raise SmokeError(f"finding the backends failed (exit {proc.returncode}: {last}).")
+    try:
+        return parse_discovery(proc.stdout)
+    except (IndexError, ValueError, KeyError, TypeError) as exc:
+        last = tail(proc.stdout, proc.stderr, 1) or "no output"
+        raise SmokeError(f"finding the backends gave no readable report ({last}).") from exc
+
+
+def tail(stdout: str | bytes | None, stderr: str | bytes | None, lines: int = TAIL_LINES) -> str:
+    """The last lines of a subprocess's output (stdout, then stderr where tracebacks go)."""
+    text = ""
+    for part in (stdout, stderr):  # TimeoutExpired carries bytes even with text=True
+        part = part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+        text += part if part.endswith("\n") or not part else part + "\n"
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def parse_result(stdout: str, device: str) -> dict[str, Any]:
+    """Read train.py's last stdout line: the JSON result of a healthy smoke run."""
+    lines = stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+        losses = [float(result["loss_first"]), float(result["loss_last"])]
+    except (IndexError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError("its last output line is not the smoke-test JSON result") from exc
+    if not all(math.isfinite(loss) for loss in losses):
+        raise ValueError(f"its losses are not finite: {losses}")
+    if str(result.get("device", "")).split(":")[0] != device:
+        raise ValueError(f"it ran on {result.get('device')!r} instead of {device!r}")
+    return result
+
+
+def run_backend(project: Path, device: str, settings: Settings) -> Outcome:
+    """Run train.py's smoke test on one backend and judge its exit status and result line."""
+    command = [settings.python, "train.py", "--smoke-test", "--device", device]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            command, cwd=project, capture_output=True, text=True, timeout=settings.timeout,
+            env=smoke_env(), stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        why = f"timed out after {settings.timeout:g} s"
+        return Outcome(device, "FAILED", why, tail(exc.stdout, exc.stderr))
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        why = f"exit status {proc.returncode} after {seconds:.1f} s"
+        return Outcome(device, "FAILED", why, tail(proc.stdout, proc.stderr))
+    try:
+        result = parse_result(proc.stdout, device)
+    except ValueError as exc:
+        return Outcome(device, "FAILED", str(exc), tail(proc.stdout, proc.stderr))
+    loss = f"loss {result['loss_first']:.4g} -> {result['loss_last']:.4g}"
+    return Outcome(device, "ok", f"{loss}  {seconds:.1f} s")
+
+
+def format_line(outcome: Outcome) -> str:
+    """One aligned report line, e.g. 'cpu   ok           loss 2.31 -> 2.27  4.1 s'."""
+    return f"{outcome.device:<5} {outcome.status:<12} {outcome.detail}".rstrip()
+
+
+def snapshot(project: Path) -> set[Path]:
+    """Every path in the project, so that whatever the smoke run adds can be removed."""
+    found = set()
+    for root, dirs, files in os.walk(project):
+        found.update(Path(root, name) for name in (*dirs, *files))
+    return found
+
+
+def clean_up(project: Path, keep: set[Path]) -> None:
+    """Remove everything not in `keep` (runs/, checkpoints) and every cache folder."""
+    for root, dirs, files in os.walk(project):
+        for name in (*dirs, *files):
+            path = Path(root, name)
+            if path in keep and name not in CACHE_NAMES:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        dirs[:] = [d for d in dirs if Path(root, d).is_dir()]  # skip what was just removed
+
+
+def later_hint(project: Path) -> str:
+    """The commands that run the smoke step by hand."""
+    return f"cd {project.name} && pip install -e . && python train.py --smoke-test"
+
+
+def smoke(project: Path, settings: Settings) -> int:
+    """Run the smoke step on every usable backend; print one line each; 0 when all pass."""
+    print(f"Smoke test (python: {settings.python})", flush=True)
+    version, backends = discover(settings)
+    if version is None:
+        why = f"torch is not importable by {settings.python} ({backends['torch']})"
+        if settings.mode == "required":
+            print(f"ERROR: smoke_test=required but {why}; install it and run: "
+                  f"{later_hint(project)}", file=sys.stderr)  # fmt: skip
+            return 1
+        print(f"Skipped: {why}. To smoke-test later, run:\n    {later_hint(project)}")
+        return 0
+    failed = []
+    for device in settings.devices or BACKENDS:
+        reason = backends.get(device, "unknown")
+        if reason is None:
+            outcome = run_backend(project, device, settings)
+        else:
+            outcome = Outcome(device, "unavailable", f"({reason})")
+            if device in settings.devices and settings.mode == "required":
+                outcome = Outcome(device, "FAILED", f"asked for by SMOKE_DEVICES but {reason}")
+        print(format_line(outcome), flush=True)
+        if outcome.status == "FAILED":
+            failed.append(device)
+            for line in outcome.tail.splitlines():  # the output that explains the failure
+                print(f"    | {line}", flush=True)
+    if failed:
+        print(f"ERROR: the smoke step failed on {', '.join(failed)}; {KEEP_HINT}.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> int:
+    """Trim the project, then run the smoke step unless it is off."""
+    # tojson writes ' < > & as \u escapes, so no answer can close this '''-quoted raw literal.
+    answers = json.loads(r'''{{ cookiecutter | tojson }}''')  # fmt: skip
+    project = Path.cwd()
+    remove_excluded(project, answers)
+    before = snapshot(project)
+    try:
+        settings = read_settings(answers, os.environ)
+        return 0 if settings.mode == "off" else smoke(project, settings)
+    except SmokeError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        clean_up(project, before)  # whatever happened, leave only the generated files
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,598 @@
+"""Unit tests of the hook logic: the hooks are imported unrendered, subprocesses are faked."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from cookiecutter.environment import StrictEnvironment
+from cookiecutter.generate import generate_context
+from cookiecutter.prompt import prompt_for_config
+
+REPO = Path(__file__).resolve().parents[1]
+HOOKS = REPO / "hooks"
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """Import a (rendered or unrendered) hook file as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+pre = load_module(HOOKS / "pre_gen_project.py", "pre_gen_project")
+post = load_module(HOOKS / "post_gen_project.py", "post_gen_project")
+
+
+def default_answers() -> dict:
+    """The answers cookiecutter renders from cookiecutter.json with --no-input."""
+    context = generate_context(REPO / "cookiecutter.json")
+    return dict(prompt_for_config(context, no_input=True))
+
+
+GOOD = default_answers()
+
+
+# --- pre_gen_project: the validation table ---------------------------------------------------
+
+
+def test_defaults_pass() -> None:
+    assert GOOD["package_name"] == "image_classifier"
+    assert pre.check_answers(GOOD) == []
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"project_slug": "mnist_2", "package_name": "mnist2", "model_name": "resnet_18"},
+        {"version": "1.0.0rc1"},
+        {"version": "2!1.0.post2.dev3"},
+        {"author_email": "first.last+tag@sub.example.co.uk"},
+        {"project_name": "Café « Zürich » it's \"quoted\""},
+        {"description": "Uses {{ jinja }} and \\ backslashes and ''' quotes"},
+        {"python_requires": "3.12", "license": "none", "smoke_test": "off"},
+        {"package_name": "match"},  # soft keywords are fine module names
+    ],
+    ids=["names", "pre-release", "epoch-post-dev", "email", "unicode-name", "odd-text", "choices",
+         "soft-keyword"],
+)  # fmt: skip
+def test_good_answers_pass(answers: dict) -> None:
+    assert pre.check_answers({**GOOD, **answers}) == []
+
+
+BAD = [
+    ("project_slug", "Image Classifier", "is not a folder name"),
+    ("project_slug", "1st-project", "is not a folder name"),
+    ("project_slug", "a/b", "is not a folder name"),
+    ("project_slug", "../escape", "is not a folder name"),
+    ("project_slug", "", "is not a folder name"),
+    ("package_name", "my-package", "is not a lower_with_under name"),
+    ("package_name", "ImageClassifier", "is not a lower_with_under name"),
+    ("package_name", "_private", "is not a lower_with_under name"),
+    ("package_name", "class", "is a Python keyword"),
+    ("package_name", "torch", "shadows the torch library"),
+    ("package_name", "torchvision", "shadows the torchvision library"),
+    ("package_name", "prefetch_generator", "shadows the prefetch_generator library"),
+    ("package_name", "pil", "shadows the pil library"),
+    ("package_name", "tests", "shadows the tests library"),
+    ("package_name", "data", "shadows the data library"),
+    ("package_name", "train", "shadows the train library"),
+    ("package_name", "json", "shadows the standard-library module json"),
+    ("package_name", "logging", "shadows the standard-library module logging"),
+    ("model_name", "SmallResnet", "is not a lower_with_under name"),
+    ("model_name", "small-resnet", "is not a lower_with_under name"),
+    ("model_name", "__init__", "is not a lower_with_under name"),
+    ("model_name", "lambda", "is a Python keyword"),
+    ("model_name", "layers", "clashes with the package's layers module"),
+    ("model_name", "losses", "clashes with the package's losses module"),
+    ("model_name", "ops", "clashes with the package's ops module"),
+    ("model_name", "data", "clashes with the package's data module"),
+    ("model_name", "engine", "clashes with the package's engine module"),
+    ("model_name", "image_classifier", "is the package name too"),
+    ("project_name", "", "must be one line of printable text"),
+    ("project_name", "two\nlines", "must be one line of printable text"),
+    ("description", "bell\a", "must be one line of printable text"),
+    ("author_name", " ", "must be one line of printable text"),
+    ("author_email", "not-an-email", "is not an email address"),
+    ("author_email", "you@localhost", "is not an email address"),
+    ("author_email", 'x"y@example.com', "is not an email address"),
+    ("version", "1.0-beta", "is not a canonical PEP 440 version"),
+    ("version", "v1.0", "is not a canonical PEP 440 version"),
+    ("version", "01.0", "is not a canonical PEP 440 version"),
+    ("version", "1.0+local", "is not a canonical PEP 440 version"),
+    ("python_requires", "3.9", "is not one of 3.10, 3.11, 3.12"),
+    ("license", "GPL", "is not one of MIT, BSD-3-Clause, Apache-2.0, none"),
+    ("smoke_test", "maybe", "is not one of auto, required, off"),
+    ("smoke_test", None, "is not one of auto, required, off"),
+]
+
+
+@pytest.mark.parametrize(("answer", "value", "reason"), BAD, ids=[f"{a}={v!r}" for a, v, _ in BAD])
+def test_bad_answer_refused_with_one_sentence(answer: str, value: str, reason: str) -> None:
+    errors = pre.check_answers({**GOOD, answer: value})
+    assert len(errors) == 1
+    assert errors[0].startswith(f"ERROR: {answer} {value!r} {reason}")
+    assert "; pick another, e.g. '" in errors[0]
+    assert errors[0].endswith("'.") and "\n" not in errors[0]
+
+
+def test_refusal_message_names_answer_reason_and_example() -> None:
+    [error] = pre.check_answers({**GOOD, "package_name": "torch"})
+    assert error == (
+        "ERROR: package_name 'torch' shadows the torch library; "
+        "pick another, e.g. 'image_classifier'."
+    )
+
+
+def test_examples_in_the_table_are_themselves_accepted() -> None:
+    for rule in pre.RULES:
+        answers = {**GOOD, rule.answer: rule.example}
+        assert pre.check_answers(answers) == [], rule
+
+
+def test_each_wrong_answer_reported_once() -> None:
+    errors = pre.check_answers({**GOOD, "package_name": "torch", "version": "x", "license": "GPL"})
+    assert [e.split()[1] for e in errors] == ["package_name", "version", "license"]
+
+
+def test_every_answer_in_cookiecutter_json_has_a_rule() -> None:
+    answers = json.loads((REPO / "cookiecutter.json").read_text())
+    public = {name for name in answers if not name.startswith("_")}
+    assert public <= {rule.answer for rule in pre.RULES}
+
+
+def test_adding_choice_and_boolean_rows() -> None:
+    rules = [pre.choice("task", ["classification", "image_to_image"]), pre.yes_no("use_amp")]
+    assert pre.check_answers({"task": "classification", "use_amp": False}, rules) == []
+    errors = pre.check_answers({"task": "gan", "use_amp": "maybe"}, rules)
+    assert errors == [
+        "ERROR: task 'gan' is not one of classification, image_to_image; "
+        "pick another, e.g. 'classification'.",
+        "ERROR: use_amp 'maybe' is not yes or no; pick another, e.g. 'yes'.",
+    ]
+
+
+# --- both hooks: rendering reads answers through tojson ---------------------------------------
+
+NASTY = {
+    "project_name": "It's \"quoted\" ''' \"\"\" \\ \\' \\n </script> & {x}",
+    "description": "'''); __import__('os').system('touch PWNED'); ('''",
+    "author_name": '"""); __import__("os").system("touch PWNED"); ("""\\',
+}
+
+
+@pytest.mark.parametrize("hook", ["pre_gen_project.py", "post_gen_project.py"])
+def test_hook_uses_jinja_only_to_read_answers(hook: str) -> None:
+    text = (HOOKS / hook).read_text()
+    assert text.count("{{") == 1 and "{%" not in text and "{#" not in text
+    assert "json.loads(r'''{{ cookiecutter | tojson }}''')" in text
+
+
+@pytest.mark.parametrize("hook", ["pre_gen_project.py", "post_gen_project.py"])
+def test_rendered_hook_reads_nasty_answers_back_unchanged(
+    hook: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = {**GOOD, **NASTY, "smoke_test": "off"}
+    env = StrictEnvironment(context={"cookiecutter": answers})
+    rendered = env.from_string((HOOKS / hook).read_text()).render(cookiecutter=answers)
+    path = tmp_path / f"rendered_{hook}"
+    path.write_text(rendered)
+    module = load_module(path, f"rendered_{hook[:-3]}")
+    seen: list[dict] = []
+    if hook.startswith("pre"):
+        monkeypatch.setattr(module, "check_answers", lambda a: seen.append(a) or [])
+    else:
+        monkeypatch.setattr(module, "remove_excluded", lambda _, a: seen.append(a) or [])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SMOKE_TEST", raising=False)
+    assert module.main() == 0
+    assert seen == [answers]
+    assert not (tmp_path / "PWNED").exists()
+
+
+# --- post_gen_project: exclusions -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("license_", "kept"), [("none", False), ("MIT", True), ("Apache-2.0", True)]
+)
+def test_license_none_removes_license_file(tmp_path: Path, license_: str, kept: bool) -> None:
+    (tmp_path / "LICENSE").write_text("text")
+    removed = post.remove_excluded(tmp_path, {**GOOD, "license": license_})
+    assert (tmp_path / "LICENSE").exists() is kept
+    assert removed == ([] if kept else ["LICENSE"])
+
+
+def test_exclusion_rows_remove_folders_and_tolerate_missing_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "docs" / "api").mkdir(parents=True)
+    (tmp_path / "docs" / "api" / "index.md").write_text("x")
+    rows = [(lambda a: not a["docs"], ["docs", "mkdocs.yml"]), (lambda a: False, ["keep"])]
+    monkeypatch.setattr(post, "EXCLUSIONS", rows)
+    assert post.remove_excluded(tmp_path, {"docs": False}) == ["docs", "mkdocs.yml"]
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- post_gen_project: settings and environment overrides -------------------------------------
+
+
+def settings(**overrides: object) -> object:
+    """Settings as read_settings would build them for the given fields."""
+    fields = {"mode": "auto", "devices": (), "python": sys.executable, "timeout": 300.0}
+    return post.Settings(**{**fields, **overrides})
+
+
+def test_settings_default_to_the_answer() -> None:
+    assert post.read_settings({"smoke_test": "required"}, {}) == settings(mode="required")
+    assert post.read_settings({}, {}) == settings()
+
+
+def test_settings_environment_overrides() -> None:
+    environ = {
+        "SMOKE_TEST": "off",
+        "SMOKE_DEVICES": " CPU, cuda,,cpu ",
+        "SMOKE_PYTHON": "/opt/py/bin/python",  # not on this machine: kept as given
+        "SMOKE_TIMEOUT": "12.5",
+    }
+    assert post.read_settings({"smoke_test": "required"}, environ) == settings(
+        mode="off", devices=("cpu", "cuda"), python="/opt/py/bin/python", timeout=12.5
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SMOKE_TEST": "sometimes"}, "SMOKE_TEST='sometimes' is not one of auto, required, off"),
+        ({"SMOKE_DEVICES": "cpu,tpu"}, "SMOKE_DEVICES names unknown backend 'tpu'"),
+        ({"SMOKE_TIMEOUT": "soon"}, "SMOKE_TIMEOUT='soon' is not a number of seconds"),
+        ({"SMOKE_TIMEOUT": "0"}, "SMOKE_TIMEOUT='0' is not a number of seconds"),
+        ({"SMOKE_TIMEOUT": "nan"}, "SMOKE_TIMEOUT='nan' is not a number of seconds"),
+    ],
+)
+def test_bad_environment_overrides_are_refused(environ: dict, message: str) -> None:
+    with pytest.raises(post.SmokeError, match=message):
+        post.read_settings({"smoke_test": "auto"}, environ)
+
+
+# --- post_gen_project: device discovery -------------------------------------------------------
+
+
+def completed(stdout: str = "", stderr: str = "", code: int = 0) -> subprocess.CompletedProcess:
+    """A finished subprocess with the given output."""
+    return subprocess.CompletedProcess([], code, stdout, stderr)
+
+
+def fake_run(monkeypatch: pytest.MonkeyPatch, *results: object) -> list[dict]:
+    """Replace subprocess.run in the hook; return the list of calls it receives."""
+    calls: list[dict] = []
+    queue = list(results)
+
+    def run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+        calls.append({"command": command, **kwargs})
+        result = queue.pop(0)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    monkeypatch.setattr(post.subprocess, "run", run)
+    return calls
+
+
+def test_discovery_is_one_subprocess_and_reads_its_last_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    report = {"torch": "2.14.1", "devices": {"cpu": None, "cuda": "no device", "mps": "not built"}}
+    calls = fake_run(monkeypatch, completed("a warning\n" + json.dumps(report) + "\n"))
+    assert post.discover(settings(python="/venv/bin/python")) == ("2.14.1", report["devices"])
+    [call] = calls
+    assert call["command"][:2] == ["/venv/bin/python", "-c"]
+    assert call["env"]["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert call["stdin"] is subprocess.DEVNULL
+
+
+def test_discovery_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = json.dumps({"torch": None, "error": "ModuleNotFoundError: No module named 'torch'"})
+    fake_run(monkeypatch, completed(line))
+    assert post.discover(settings()) == (
+        None, {"torch": "ModuleNotFoundError: No module named 'torch'"}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        (completed("", "Segmentation fault", code=139), r"failed \(exit 139: Segmentation fault\)"),
+        (completed("not json"), "gave no readable report"),
+        (completed(""), "gave no readable report"),
+        (FileNotFoundError(2, "No such file or directory"), "cannot run the interpreter"),
+        (subprocess.TimeoutExpired("python", 5), "took over 300 s"),
+    ],
+    ids=["crash", "garbage", "silent", "no-interpreter", "timeout"],
+)
+def test_discovery_failures_are_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, result: object, message: str
+) -> None:
+    fake_run(monkeypatch, result)
+    with pytest.raises(post.SmokeError, match=message):
+        post.discover(settings())
+
+
+OOM = "MPS backend out of memory"
+FAKE_TORCH = """
+class _Flag:
+    def __init__(self, value):
+        self.value = value
+    def __call__(self):
+        return self.value
+
+class cuda:
+    is_available = _Flag({cuda_available})
+
+class backends:
+    class cuda:
+        is_built = _Flag({cuda_built})
+    class mps:
+        is_built = _Flag({mps_built})
+        is_available = _Flag({mps_available})
+
+__version__ = "0.0-fake"
+
+def ones(*size, device="cpu"):
+    if device == "mps" and {mps_fails}:
+        raise RuntimeError("MPS backend out of memory (MPS allocated: 0 B)\\nmore detail")
+    class T:
+        def __add__(self, other):
+            return self
+        def cpu(self):
+            return self
+    return T()
+"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "devices"),
+    [
+        (
+            {"cuda_available": True, "cuda_built": True, "mps_built": False},
+            {"cpu": None, "cuda": None, "mps": "not built"},
+        ),
+        (
+            {"cuda_available": False, "cuda_built": True, "mps_built": False},
+            {"cpu": None, "cuda": "no device", "mps": "not built"},
+        ),
+        (
+            {"cuda_available": False, "cuda_built": False, "mps_built": True},
+            {"cpu": None, "cuda": "not built", "mps": None},
+        ),
+        (
+            {"cuda_available": False, "cuda_built": False, "mps_built": True, "mps_available": 0},
+            {"cpu": None, "cuda": "not built", "mps": "no device"},
+        ),
+        (  # what GitHub's macOS runners do: MPS "available", then no memory to allocate
+            {"cuda_available": False, "cuda_built": False, "mps_built": True, "mps_fails": True},
+            {"cpu": None, "cuda": "not built", "mps": f"{OOM} (MPS allocated: 0 B)"},
+        ),
+    ],
+    ids=["cuda", "cuda-no-device", "mps", "mps-no-device", "mps-cannot-allocate"],
+)  # fmt: skip
+def test_discovery_script_against_a_fake_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: dict, devices: dict
+) -> None:
+    flags = {"mps_available": True, "mps_fails": False, **flags}
+    (tmp_path / "torch.py").write_text(FAKE_TORCH.format(**flags))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert post.discover(settings()) == ("0.0-fake", devices)
+
+
+def test_discovery_script_when_torch_import_breaks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "torch.py").write_text("raise OSError('libtorch_cpu.so: cannot open')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert post.discover(settings()) == (None, {"torch": "OSError: libtorch_cpu.so: cannot open"})
+
+
+# --- post_gen_project: one backend's smoke run ------------------------------------------------
+
+RESULT = {"device": "cpu", "steps": 2, "loss_first": 2.3061, "loss_last": 2.2712, "seconds": 4.1}
+
+
+def test_parse_result_reads_the_last_line() -> None:
+    assert post.parse_result(f"epoch 1\n{json.dumps(RESULT)}\n\n", "cpu") == RESULT
+    assert post.parse_result(json.dumps({**RESULT, "device": "cuda:0"}), "cuda")["steps"] == 2
+
+
+@pytest.mark.parametrize(
+    ("stdout", "message"),
+    [
+        ("", "not the smoke-test JSON result"),
+        (json.dumps(RESULT) + "\ndone", "not the smoke-test JSON result"),
+        (json.dumps({"device": "cpu"}), "not the smoke-test JSON result"),
+        (json.dumps({**RESULT, "loss_last": float("nan")}), "losses are not finite"),
+        (json.dumps({**RESULT, "loss_first": float("inf")}), "losses are not finite"),
+        (json.dumps({**RESULT, "device": "cuda:0"}), "ran on 'cuda:0' instead of 'cpu'"),
+    ],
+    ids=["empty", "not-last", "no-losses", "nan", "inf", "wrong-device"],
+)
+def test_parse_result_rejects(stdout: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        post.parse_result(stdout, "cpu")
+
+
+def test_run_backend_ok(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls = fake_run(monkeypatch, completed("step 1\n" + json.dumps(RESULT) + "\n"))
+    outcome = post.run_backend(tmp_path, "cpu", settings(python="/py", timeout=7.0))
+    assert outcome.status == "ok"
+    assert outcome.detail.startswith("loss 2.306 -> 2.271  ") and outcome.detail.endswith(" s")
+    [call] = calls
+    assert call["command"] == ["/py", "train.py", "--smoke-test", "--device", "cpu"]
+    assert call["cwd"] == tmp_path and call["timeout"] == 7.0
+    assert call["env"]["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+def test_run_backend_failure_keeps_the_last_lines(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stderr = "".join(f"line {i}\n" for i in range(40)) + "RuntimeError: boom\n"
+    fake_run(monkeypatch, completed("starting\n", stderr, code=1))
+    outcome = post.run_backend(tmp_path, "cpu", settings())
+    assert outcome.status == "FAILED" and outcome.detail.startswith("exit status 1 after ")
+    lines = outcome.tail.splitlines()
+    assert len(lines) == post.TAIL_LINES and lines[-1] == "RuntimeError: boom"
+
+
+def test_run_backend_timeout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # On POSIX, TimeoutExpired carries bytes even when text=True was asked for.
+    fake_run(monkeypatch, subprocess.TimeoutExpired("python", 5, output=b"epoch 1\n", stderr=None))
+    outcome = post.run_backend(tmp_path, "mps", settings(timeout=5.0))
+    assert (outcome.status, outcome.detail, outcome.tail) == (
+        "FAILED",
+        "timed out after 5 s",
+        "epoch 1",
+    )
+
+
+def test_run_backend_bad_result_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake_run(monkeypatch, completed(json.dumps({**RESULT, "loss_last": None})))
+    outcome = post.run_backend(tmp_path, "cpu", settings())
+    assert outcome.status == "FAILED" and "not the smoke-test JSON result" in outcome.detail
+
+
+# --- post_gen_project: report lines -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("outcome", "line"),
+    [
+        (("cpu", "ok", "loss 2.31 -> 2.27  4.1 s"), "cpu   ok           loss 2.31 -> 2.27  4.1 s"),
+        (("mps", "unavailable", "(not built)"), "mps   unavailable  (not built)"),
+        (("cuda", "FAILED", "exit status 1, 3 s"), "cuda  FAILED       exit status 1, 3 s"),
+    ],
+)  # fmt: skip
+def test_format_line_aligns_columns(outcome: tuple, line: str) -> None:
+    assert post.format_line(post.Outcome(*outcome)) == line
+
+
+# --- post_gen_project: the whole smoke step, backends faked -----------------------------------
+
+OK = post.Outcome("cpu", "ok", "loss 2.31 -> 2.27  4.1 s")
+ALL_DEVICES = {"cpu": None, "cuda": "no device", "mps": "not built"}
+
+
+def fake_backends(
+    monkeypatch: pytest.MonkeyPatch, discovered: tuple, outcomes: dict[str, object]
+) -> list[str]:
+    """Fake discovery and the per-backend runs; return the backends that were run."""
+    ran: list[str] = []
+    monkeypatch.setattr(post, "discover", lambda _: discovered)
+
+    def run_backend(_: Path, device: str, __: object) -> object:
+        ran.append(device)
+        return outcomes[device]
+
+    monkeypatch.setattr(post, "run_backend", run_backend)
+    return ran
+
+
+def test_smoke_runs_every_available_backend(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    outcomes = {"cpu": OK, "cuda": post.Outcome("cuda", "ok", "loss 2.31 -> 2.2  1.0 s")}
+    ran = fake_backends(monkeypatch, ("2.14", {**ALL_DEVICES, "cuda": None}), outcomes)
+    assert post.smoke(tmp_path, settings(python=sys.executable)) == 0
+    assert ran == ["cpu", "cuda"]
+    assert capsys.readouterr().out.splitlines() == [
+        f"Smoke test (python: {sys.executable})",
+        "cpu   ok           loss 2.31 -> 2.27  4.1 s",
+        "cuda  ok           loss 2.31 -> 2.2  1.0 s",
+        "mps   unavailable  (not built)",
+    ]
+
+
+def test_smoke_devices_restricts_the_backends(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    ran = fake_backends(monkeypatch, ("2.14", ALL_DEVICES), {"cpu": OK})
+    assert post.smoke(tmp_path, settings(devices=("cpu",))) == 0
+    assert ran == ["cpu"] and "cuda" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("mode", "code"), [("auto", 0), ("required", 1)])
+def test_requested_backend_that_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path,
+    mode: str, code: int,
+) -> None:  # fmt: skip
+    fake_backends(monkeypatch, ("2.14", ALL_DEVICES), {"cpu": OK})
+    assert post.smoke(tmp_path, settings(mode=mode, devices=("cpu", "cuda"))) == code
+    out = capsys.readouterr().out
+    status = "unavailable  (no device)" if mode == "auto" else "FAILED       asked for by SMOKE_"
+    assert f"cuda  {status}" in out
+
+
+@pytest.mark.parametrize("mode", ["auto", "required"])
+def test_failing_backend_fails_generation_with_its_output(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path, mode: str
+) -> None:
+    tail = "Traceback\nRuntimeError: boom"
+    failed = post.Outcome("cpu", "FAILED", "exit status 1 after 2.0 s", tail)
+    fake_backends(monkeypatch, ("2.14", ALL_DEVICES), {"cpu": failed})
+    assert post.smoke(tmp_path, settings(mode=mode)) == 1
+    captured = capsys.readouterr()
+    assert "cpu   FAILED       exit status 1 after 2.0 s\n" in captured.out
+    assert "    | RuntimeError: boom" in captured.out
+    assert captured.err == (
+        "ERROR: the smoke step failed on cpu; "
+        "rerun with --keep-project-on-failure to keep the project and debug it.\n"
+    )
+
+
+@pytest.mark.parametrize(("mode", "code"), [("auto", 0), ("required", 1)])
+def test_without_torch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path,
+    mode: str, code: int,
+) -> None:  # fmt: skip
+    project = tmp_path / "image-classifier"
+    ran = fake_backends(monkeypatch, (None, {"torch": "ModuleNotFoundError: no torch"}), {})
+    assert post.smoke(project, settings(mode=mode, python="/bare/python")) == code
+    captured = capsys.readouterr()
+    assert ran == []
+    hint = "cd image-classifier && pip install -e . && python train.py --smoke-test"
+    assert hint in (captured.out if mode == "auto" else captured.err)
+    assert "torch is not importable by /bare/python (ModuleNotFoundError: no torch)" in (
+        captured.out + captured.err
+    )
+
+
+# --- post_gen_project: nothing of the smoke run is left -----------------------------------------
+
+
+def test_clean_up_removes_whatever_the_smoke_run_added(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "model.py").write_text("x")
+    (tmp_path / "train.py").write_text("x")
+    (tmp_path / "pkg" / "__pycache__").mkdir()  # a cache that came with the template
+    before = post.snapshot(tmp_path)
+    for new in ["runs/exp/events", "checkpoints/last.pt", ".pytest_cache/v/x", "pkg/extra.txt",
+                "__pycache__/train.pyc", "pkg/__pycache__/model.pyc"]:  # fmt: skip
+        (tmp_path / new).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / new).write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "pkg")
+    post.clean_up(tmp_path, before)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "pkg", "pkg/model.py", "train.py"
+    ]  # fmt: skip
+
+
+def test_smoke_python_command_is_resolved_on_path() -> None:
+    python = Path(sys.executable).name
+    resolved = post.read_settings({}, {"SMOKE_PYTHON": python}).python
+    assert Path(resolved).is_absolute() and Path(resolved).name == python

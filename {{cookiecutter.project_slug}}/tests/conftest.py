@@ -1,0 +1,40 @@
+"""Shared fixtures: the two scripts loaded as modules, and one tiny training run reused by many tests."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# A run small enough for a CPU test: 96 synthetic images, 6 steps an epoch, a narrow model.
+TINY_RUN_FLAGS = [
+    "--dataset", "synthetic", "--synthetic-size", "96", "--batch-size", "16", "--width", "8",
+    "--num-workers", "0", "--device", "cpu", "--log-every", "2", "--warmup-steps", "2",
+]  # fmt: skip
+
+
+def load_script(name: str):
+    """Import train.py or test.py by path (test.py would clash with the stdlib's `test`)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", PROJECT_ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def train_script():
+    return load_script("train")
+
+
+@pytest.fixture(scope="session")
+def test_script():
+    return load_script("test")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, train_script):
+    """A finished two-epoch run; tests read its folder, checkpoints and events."""
+    out_dir = tmp_path_factory.mktemp("runs")
+    flags = [*TINY_RUN_FLAGS, "--epochs", "2", "--out-dir", str(out_dir), "--run-name", "tiny"]
+    return train_script.train(train_script.parse_args(flags))

@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }}.engine import checkpoint as ckpt
+from {{ cookiecutter.package_name }}.engine.checkpoint import (
+    TrainState,
+    load_checkpoint,
+    load_model_weights,
+    save_checkpoint,
+)
+from {{ cookiecutter.package_name }}.engine.errors import UserError
+from {{ cookiecutter.package_name }}.engine.optim import build_optimizer, build_scheduler
+from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
+
+
+def trained_parts(num_classes=3):
+    model = {{ cookiecutter.__model_class }}(num_classes=num_classes, width=4)
+    optimizer = build_optimizer(model, "adamw", 1e-2, 0.01)
+    scheduler = build_scheduler(optimizer, "cosine", 1, 10)
+    model(torch.randn(4, 3, 8, 8)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    return model, optimizer, scheduler
+
+
+def save(path, model, optimizer, scheduler, state=None):
+    save_checkpoint(path, model=model, model_config={"num_classes": model.num_classes, "width": 4},
+                    classes=["a", "b", "c"], optimizer=optimizer, scheduler=scheduler,
+                    state=state or TrainState(epoch=2, step_in_epoch=1, global_step=9,
+                                              best_metric=0.5),
+                    args={"lr": 0.01, "out_dir": "runs"})
+
+
+def test_round_trip_restores_model_optimizer_schedule_and_state(tmp_path):
+    model, optimizer, scheduler = trained_parts()
+    save(tmp_path / "last.pt", model, optimizer, scheduler)
+    loaded = load_checkpoint(tmp_path / "last.pt")
+    fresh, fresh_optimizer, fresh_scheduler = trained_parts()
+    load_model_weights(fresh, loaded, "last.pt")
+    fresh_optimizer.load_state_dict(loaded["optimizer"])
+    fresh_scheduler.load_state_dict(loaded["scheduler"])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, fresh.state_dict()[key]), key
+    exp_avg = optimizer.state_dict()["state"][0]["exp_avg"]
+    assert torch.equal(fresh_optimizer.state_dict()["state"][0]["exp_avg"], exp_avg)
+    assert fresh_scheduler.last_epoch == scheduler.last_epoch
+    assert TrainState(**loaded["state"]) == TrainState(2, 1, 9, 0.5)
+    assert loaded["args"]["lr"] == 0.01 and loaded["classes"] == ["a", "b", "c"]
+
+
+def test_checkpoint_keys_have_no_wrapper_prefixes(tmp_path):
+    model, optimizer, scheduler = trained_parts()
+    save(tmp_path / "last.pt", torch.compile(model), optimizer, scheduler)
+    keys = load_checkpoint(tmp_path / "last.pt")["model"].keys()
+    assert not any(key.startswith(("module.", "_orig_mod.")) for key in keys)
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    model, optimizer, scheduler = trained_parts()
+    path = tmp_path / "last.pt"
+    save(path, model, optimizer, scheduler)
+    before = path.read_bytes()
+
+    def crash_midway(payload, file):
+        file.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        save(path, model, optimizer, scheduler)
+    assert path.read_bytes() == before
+    assert load_checkpoint(path)["state"]["global_step"] == 9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary left
+
+
+def test_bad_files_are_refused_with_a_sentence(tmp_path):
+    model, optimizer, scheduler = trained_parts()
+    save(tmp_path / "good.pt", model, optimizer, scheduler)
+    (tmp_path / "garbage.pt").write_bytes(b"this is not a checkpoint")
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:2000])
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    cases = {
+        "missing.pt": "does not exist",
+        "garbage.pt": "not a readable checkpoint",
+        "truncated.pt": "not a readable checkpoint",
+        "foreign.pt": "not a checkpoint of this project",
+    }
+    for name, message in cases.items():
+        with pytest.raises(UserError, match=message):
+            load_checkpoint(tmp_path / name)
+
+
+def test_newer_format_and_other_model_are_refused(tmp_path):
+    model, optimizer, scheduler = trained_parts()
+    save(tmp_path / "last.pt", model, optimizer, scheduler)
+    payload = torch.load(tmp_path / "last.pt", weights_only=True)
+    payload["format_version"] = ckpt.FORMAT_VERSION + 1
+    torch.save(payload, tmp_path / "newer.pt")
+    with pytest.raises(UserError, match="newer"):
+        load_checkpoint(tmp_path / "newer.pt")
+    other, _, _ = trained_parts(num_classes=5)
+    with pytest.raises(UserError, match="another model or number of classes"):
+        load_model_weights(other, load_checkpoint(tmp_path / "last.pt"), "last.pt")

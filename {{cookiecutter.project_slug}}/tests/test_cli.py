@@ -1,0 +1,64 @@
+"""What a user sees on the command line: one sentence and exit code 2 for each bad input."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from .conftest import PROJECT_ROOT
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--batch-size", "0"], "argument --batch-size: 0 is out of range"),
+        (["--accum-steps", "0"], "argument --accum-steps: 0 is out of range"),
+        (["--lr", "-1"], "argument --lr: -1 is out of range"),
+        (["--epochs", "two"], "argument --epochs: 'two' is not a number"),
+        (["--dataset", "imagenet"], "argument --dataset: invalid choice"),
+    ],
+)
+def test_impossible_flags_exit_2_with_the_reason(train_script, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        train_script.parse_args(flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_missing_data_folder_is_one_line_not_a_traceback(tmp_path):
+    result = run_script("train.py", "--dataset", "folder", "--data-dir", str(tmp_path / "nope"),
+                        "--out-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"train.py: error: --data-dir {tmp_path / 'nope'} does not exist; point it at a folder "
+        "with train/ and val/ subfolders of class folders"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_bad_checkpoint_is_one_line_not_a_traceback(tmp_path):
+    bad = tmp_path / "last.pt"
+    bad.write_text("not a checkpoint")
+    result = run_script("test.py", "--checkpoint", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"test.py: error: {bad} is not a readable checkpoint")
+    assert bad.read_text() == "not a checkpoint"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_it_says_so(train_script):
+    with pytest.raises(train_script.UserError, match="--device cuda was asked for"):
+        train_script.select_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_smoke_test_on_cuda(train_script, capsys):
+    assert train_script.main(["--smoke-test", "--device", "cuda"]) == 0
+    assert '"device": "cuda"' in capsys.readouterr().out

@@ -1,0 +1,132 @@
+import json
+import math
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.tensorboard import SummaryWriter
+
+from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
+from {{ cookiecutter.package_name }}.engine.optim import build_optimizer, build_scheduler
+from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
+
+from .conftest import TINY_RUN_FLAGS
+
+
+def scalar_steps(run_dir, tag) -> list[int]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
+def test_run_folder_holds_args_summary_checkpoints_and_events(tiny_run):
+    run_dir = tiny_run.run_dir
+    args = json.loads((run_dir / "args.json").read_text())
+    assert args["batch_size"] == 16 and args["epochs"] == 2 and args["virtual_batch"] == 16
+    assert (run_dir / "args.txt").read_text().startswith("Namespace(")
+    assert "Total params" in (run_dir / "model_summary.txt").read_text()
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+
+
+def test_scalars_are_logged_at_every_log_step_and_only_then(tiny_run):
+    # 96 samples / batch 16 = 6 steps an epoch, 2 epochs, --log-every 2.
+    expected = [2, 4, 6, 8, 10, 12]
+    for tag in ("train/loss", "train/lr", "perf/data_ms", "perf/compute_ms",
+                "perf/compute_efficiency", "perf/samples_per_s"):
+        assert scalar_steps(tiny_run.run_dir, tag) == expected, tag
+    assert scalar_steps(tiny_run.run_dir, "val/accuracy") == [6, 12]
+    assert len(tiny_run.losses) == len(expected)
+
+
+def test_overfitting_one_small_batch_drives_the_loss_down(train_script, tmp_path):
+    flags = [*TINY_RUN_FLAGS, "--synthetic-size", "16", "--batch-size", "16", "--epochs", "40",
+             "--log-every", "1", "--label-smoothing", "0", "--lr", "0.01",
+             "--out-dir", str(tmp_path)]  # fmt: skip
+    losses = train_script.train(train_script.parse_args(flags)).losses
+    assert len(losses) == 40
+    assert losses[-1] < 0.25 * losses[0], losses
+
+
+def make_group_norm_model():
+    # GroupNorm: no batch statistics, so micro-batches and one big batch are comparable.
+    torch.manual_seed(0)
+    return {{ cookiecutter.__model_class }}(num_classes=3, width=4, norm_layer=lambda c: nn.GroupNorm(1, c))
+
+
+def test_accumulation_equals_one_big_batch_including_a_short_last_group(train_script, tmp_path):
+    images, targets = torch.randn(24, 3, 8, 8), torch.randint(0, 3, (24,))
+    criterion = nn.CrossEntropyLoss()
+    # Reference: a batch of 16 (micro-batches 1+2) then the short last group of 8 (micro-batch 3).
+    reference = make_group_norm_model()
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
+    for start, stop in ((0, 16), (16, 24)):
+        optimizer.zero_grad()
+        criterion(reference(images[start:stop]), targets[start:stop]).backward()
+        optimizer.step()
+
+    model = make_group_norm_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = build_scheduler(optimizer, "constant", 0, 10)
+    args = train_script.parse_args(["--accum-steps", "2", "--log-every", "1", "--epochs", "1"])
+    loader = DataLoader(TensorDataset(images, targets), batch_size=8)
+    state = TrainState()
+    with SummaryWriter(tmp_path) as writer:
+        train_script.train_one_epoch(model, loader, criterion, optimizer, scheduler,
+                                     torch.device("cpu"), writer, state, args)
+    assert state.global_step == 2
+    for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_test_script_reports_accuracy_and_loss_as_json(tiny_run, test_script, capsys):
+    checkpoint = tiny_run.run_dir / "checkpoints" / "best.pt"
+    assert test_script.main(["--checkpoint", str(checkpoint), "--num-workers", "0",
+                             "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= result["accuracy"] <= 1.0 and math.isfinite(result["loss"])
+    assert result["accuracy"] == pytest.approx(tiny_run.best_accuracy)
+    assert result["samples"] == 19  # the val split: a fifth of --synthetic-size 96
+
+
+def test_resume_continues_the_run_without_repeating_steps(tiny_run, train_script, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run.run_dir, run_dir)
+    before = (run_dir / "args.json").read_text()
+    flags = [*TINY_RUN_FLAGS, "--epochs", "3", "--resume", str(run_dir / "checkpoints" / "last.pt")]
+    result = train_script.train(train_script.parse_args(flags))
+    assert result.run_dir == run_dir.resolve()
+    assert (run_dir / "args.json").read_text() == before
+    assert (run_dir / "args-resume-step12.json").is_file()
+    steps = scalar_steps(run_dir, "train/loss")
+    assert steps == sorted(set(steps)) and steps[-1] == 18
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["state"]["epoch"] == 3
+
+
+def test_an_existing_run_folder_is_never_overwritten(tiny_run, train_script):
+    flags = [*TINY_RUN_FLAGS, "--out-dir", str(tiny_run.run_dir.parent), "--run-name", "tiny"]
+    before = {path: path.stat().st_mtime_ns for path in tiny_run.run_dir.rglob("*")}
+    with pytest.raises(train_script.UserError, match="already exists"):
+        train_script.train(train_script.parse_args(flags))
+    assert {path: path.stat().st_mtime_ns for path in tiny_run.run_dir.rglob("*")} == before
+
+
+def test_smoke_test_trains_two_steps_and_leaves_nothing(train_script, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert train_script.main(["--smoke-test", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["device"] == "cpu" and result["steps"] == 2
+    assert math.isfinite(result["loss_first"]) and math.isfinite(result["loss_last"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_build_optimizer_skips_weight_decay_on_biases_and_norms():
+    model = {{ cookiecutter.__model_class }}(width=4)
+    decay, no_decay = build_optimizer(model, "adamw", 1e-3, 0.1).param_groups
+    assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+    assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0

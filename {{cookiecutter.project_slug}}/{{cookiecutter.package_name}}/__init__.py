@@ -1,0 +1,3 @@
+"""{{ cookiecutter.project_slug }}: model, losses, layers, ops, data and training helpers."""
+
+__version__ = "{{ cookiecutter.version }}"

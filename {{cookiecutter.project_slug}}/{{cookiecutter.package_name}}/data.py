@@ -1,0 +1,248 @@
+"""Data: transforms and data sets, chosen by name (`--dataset`).
+
+- synthetic: procedural shapes made on the fly; no files, no download (the default)
+- folder: your images in ImageFolder layout, DIR/train/<class>/* and DIR/val/<class>/*
+- cifar10, mnist, fashion_mnist: torchvision's sets, downloaded only when asked to
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torchvision import datasets
+from torchvision.transforms import v2
+from torchvision.utils import make_grid
+
+from .engine.errors import UserError
+from .ops import denormalize
+
+DATASETS = ("synthetic", "folder", "cifar10", "mnist", "fashion_mnist")
+SPLITS = ("train", "val")
+SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SYNTHETIC_TRAIN_SIZE, SYNTHETIC_VAL_SIZE = 8_000, 1_600
+
+# name -> (torchvision class, channels, native size, mean, std)
+TORCHVISION_SETS = {
+    "cifar10": (datasets.CIFAR10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "mnist": (datasets.MNIST, 1, 28, (0.1307,), (0.3081,)),
+    "fashion_mnist": (datasets.FashionMNIST, 1, 28, (0.2860,), (0.3530,)),
+}
+
+
+@dataclass
+class DataBundle:
+    """The train and val splits and what the model and the logs need to know about them."""
+
+    train: Dataset
+    val: Dataset
+    classes: list[str]
+    in_channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+class SyntheticShapes(Dataset):
+    """Coloured shapes on a coloured background with noise; the class is the shape.
+
+    Position, size, colours and noise level vary per sample. Sample `index` of a split is a
+    pure function of (seed, split, index), so the set is deterministic without storing a
+    file, and train and val draw from disjoint random streams, so they never share an image.
+    """
+
+    def __init__(self, size: int, image_size: int = 32, split: str = "train", seed: int = 0):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.size, self.image_size, self.split, self.seed = size, image_size, split, seed
+        self.classes = list(SHAPES)
+        coords = torch.linspace(-1.0, 1.0, image_size)
+        self._ys, self._xs = torch.meshgrid(coords, coords, indexing="ij")
+        self._normalize = v2.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        # numpy's SeedSequence hashes the whole (seed, split, index) key, so no two samples
+        # share a stream (torch.Generator would keep only 32 bits of a combined seed).
+        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), index])
+        label = index % len(SHAPES)
+        mask = self._shape_mask(label, *rng.uniform(-0.4, 0.4, size=2), rng.uniform(0.35, 0.6))
+        # A light shape on a dark ground, each of a random colour: the contrast keeps every
+        # shape visible while colour alone says nothing about the class.
+        foreground = torch.from_numpy(rng.uniform(0.55, 1.0, size=(3, 1, 1)).astype(np.float32))
+        background = torch.from_numpy(rng.uniform(0.0, 0.4, size=(3, 1, 1)).astype(np.float32))
+        noise_shape = (3, self.image_size, self.image_size)
+        noise = rng.uniform(0.0, 0.1) * rng.standard_normal(noise_shape, dtype=np.float32)
+        image = torch.where(mask, foreground, background) + torch.from_numpy(noise)
+        return self._normalize(image.clamp(0.0, 1.0)), label
+
+    def _shape_mask(self, label: int, center_x: float, center_y: float, radius: float):
+        """A boolean (H, W) mask of shape `label` centred at (center_x, center_y), in [-1, 1]."""
+        u, v = self._xs - center_x, self._ys - center_y  # v grows downwards, as in images
+        distance = torch.sqrt(u**2 + v**2)
+        shape = SHAPES[label]
+        if shape == "circle":
+            return distance < radius
+        if shape == "square":
+            return torch.maximum(u.abs(), v.abs()) < radius * 0.8
+        if shape == "triangle":  # apex up
+            return (v > -radius) & (v < radius * 0.7) & (u.abs() < (v + radius) * 0.6)
+        if shape == "cross":
+            arm, width = radius, radius * 0.3
+            return ((u.abs() < width) & (v.abs() < arm)) | ((v.abs() < width) & (u.abs() < arm))
+        if shape == "ring":
+            return (distance < radius) & (distance > radius * 0.55)
+        return u.abs() + v.abs() < radius  # diamond
+
+
+def build_datasets(
+    name: str,
+    data_dir: str | Path = "data",
+    image_size: int = 32,
+    download: bool = False,
+    seed: int = 0,
+    synthetic_sizes: tuple[int, int] = (SYNTHETIC_TRAIN_SIZE, SYNTHETIC_VAL_SIZE),
+) -> DataBundle:
+    """Build the train and val splits of data set `name` with their transforms."""
+    if name == "synthetic":
+        train_size, val_size = synthetic_sizes
+        train = SyntheticShapes(train_size, image_size, "train", seed)
+        val = SyntheticShapes(val_size, image_size, "val", seed)
+        return DataBundle(train, val, train.classes, 3, (0.5,) * 3, (0.5,) * 3)
+    if name == "folder":
+        return _image_folder(Path(data_dir), image_size)
+    if name in TORCHVISION_SETS:
+        return _torchvision_set(name, Path(data_dir), image_size, download)
+    raise UserError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def image_transforms(
+    image_size: int, mean: tuple[float, ...], std: tuple[float, ...], train: bool
+) -> v2.Compose:
+    """Resize (random crop + flip for training, centre crop for eval), to tensor, normalise."""
+    if train:
+        geometry = [
+            v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+        ]
+    else:
+        resize_to = math.ceil(image_size / 0.875)  # the usual 87.5% centre crop
+        geometry = [v2.Resize(resize_to, antialias=True), v2.CenterCrop(image_size)]
+    return v2.Compose(
+        [v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    )
+
+
+def _image_folder(data_dir: Path, image_size: int) -> DataBundle:
+    """DIR/train/<class>/* and DIR/val/<class>/*, any size, grayscale or RGB (loaded as RGB)."""
+    if not data_dir.is_dir():
+        raise UserError(
+            f"--data-dir {data_dir} does not exist; point it at a folder with train/ and val/ "
+            "subfolders of class folders"
+        )
+    for split in ("train", "val"):
+        if not (data_dir / split).is_dir():
+            raise UserError(
+                f"--data-dir {data_dir} has no '{split}' folder; --dataset folder expects "
+                f"{data_dir}/train/<class>/*.jpg and {data_dir}/val/<class>/*.jpg"
+            )
+    splits = {}
+    for split in ("train", "val"):
+        transform = image_transforms(image_size, IMAGENET_MEAN, IMAGENET_STD, split == "train")
+        try:
+            splits[split] = datasets.ImageFolder(str(data_dir / split), transform=transform)
+        except FileNotFoundError as error:
+            raise UserError(
+                f"{data_dir / split} holds no images in class folders ({error}); "
+                f"put them under {data_dir / split}/<class>/"
+            ) from None
+    if splits["train"].classes != splits["val"].classes:
+        raise UserError(
+            f"the class folders of {data_dir}/train ({', '.join(splits['train'].classes)}) and "
+            f"{data_dir}/val ({', '.join(splits['val'].classes)}) differ; give both the same set"
+        )
+    return DataBundle(
+        splits["train"], splits["val"], splits["train"].classes, 3, IMAGENET_MEAN, IMAGENET_STD
+    )
+
+
+def _torchvision_set(name: str, data_dir: Path, image_size: int, download: bool) -> DataBundle:
+    """One of torchvision's sets, resized to image_size when that differs from its own size."""
+    dataset_class, channels, native_size, mean, std = TORCHVISION_SETS[name]
+    resize = [] if image_size == native_size else [v2.Resize(image_size, antialias=True)]
+    augment = [v2.RandomCrop(image_size, padding=image_size // 8)]
+    if name == "cifar10":
+        augment.append(v2.RandomHorizontalFlip())  # digits must not be mirrored; photos may
+    to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    train_transform = v2.Compose([*to_tensor, *resize, *augment, v2.Normalize(mean, std)])
+    val_transform = v2.Compose([*to_tensor, *resize, v2.Normalize(mean, std)])
+    try:
+        train = dataset_class(str(data_dir), train=True, download=download, transform=train_transform)
+        val = dataset_class(str(data_dir), train=False, download=download, transform=val_transform)
+    except RuntimeError as error:
+        if "download=True" not in str(error):
+            raise
+        raise UserError(
+            f"{name} is not in {data_dir}; add --download to fetch it there "
+            f"(or point --data-dir at a folder that has it)"
+        ) from None
+    return DataBundle(train, val, list(train.classes), channels, mean, std)
+
+
+class ResumableSampler(DistributedSampler):
+    """A seeded shuffle per epoch (a function of seed and epoch) that can start part-way.
+
+    With one replica it is a plain sampler; under torchrun each rank gets its own shard.
+    `set_epoch(epoch, skip=n)` drops the first n samples of that epoch's order, which is how a
+    run resumed in the middle of an epoch avoids training twice on the batches it already saw.
+    """
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        return iter(indices[getattr(self, "skip", 0) :])
+
+    def __len__(self) -> int:
+        return self.num_samples - getattr(self, "skip", 0)
+
+
+def build_loader(
+    dataset: Dataset,
+    batch_size: int,
+    train: bool,
+    num_workers: int,
+    seed: int,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader whose order is a pure function of (seed, epoch): call sampler.set_epoch()."""
+    sampler = ResumableSampler(dataset, num_replicas=1, rank=0, shuffle=train, seed=seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=train,  # equal micro-batches keep gradient accumulation exact
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def preview_grid(dataset: Dataset, mean: tuple[float, ...], std: tuple[float, ...], count: int = 32):
+    """The first `count` samples as one image grid, for a look at what the model is fed."""
+    images = torch.stack([dataset[index][0] for index in range(min(count, len(dataset)))])
+    return make_grid(denormalize(images, mean, std), nrow=8)

@@ -1,0 +1,1 @@
+"""Training helpers: seeding, devices, run folders, checkpoints, timing, optimisation."""

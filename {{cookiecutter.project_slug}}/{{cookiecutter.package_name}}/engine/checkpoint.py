@@ -1,0 +1,149 @@
+"""Checkpoints: plain state dicts written atomically, read back with weights_only=True.
+
+A checkpoint holds only tensors and plain Python types (no pickled classes), so loading it
+never runs code from the file.
+"""
+
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import UserError
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model", "model_config", "classes", "state", "args")
+
+
+@dataclass
+class TrainState:
+    """Where training stands; enough, with the RNG states, to continue exactly."""
+
+    epoch: int = 0  # the epoch in progress (the next one to run at an epoch boundary)
+    step_in_epoch: int = 0  # optimizer steps already done within `epoch`
+    global_step: int = 0  # optimizer steps since the start of the run
+    best_metric: float | None = None  # best validation accuracy so far
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP and torch.compile wrappers, so saved keys have no prefixes."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
+
+
+def capture_rng_state() -> dict:
+    """The python, numpy and torch (CPU and every CUDA device) random states as plain types."""
+    _, numpy_key, numpy_pos, numpy_has_gauss, numpy_gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [numpy_key.tolist(), numpy_pos, numpy_has_gauss, numpy_gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    """Put back what capture_rng_state() saved (CUDA only when the device count matches)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state(("MT19937", np.array(key, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    model: nn.Module,
+    model_config: dict,
+    classes: list[str],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: TrainState,
+    args: dict,
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
+    """Write everything needed to evaluate the model or to continue training, atomically."""
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model": unwrap_model(model).state_dict(),
+        "model_config": model_config,  # the model's constructor arguments
+        "classes": classes,  # class index -> name
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "state": asdict(state),
+        "args": args,
+        "rng": capture_rng_state(),
+    }
+    atomic_save(payload, path)
+
+
+def atomic_save(payload: dict, path: Path) -> None:
+    """torch.save to a temporary file beside `path`, fsync it, then rename it over `path`.
+
+    A crash at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint onto the CPU with weights_only=True; a bad file is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"checkpoint {path} does not exist; give the path of a .pt file in a run's "
+            "checkpoints/ folder"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # garbage bytes can fail inside torch.load in many ways
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise UserError(
+            f"{path} is not a readable checkpoint (truncated, or not written by torch.save: "
+            f"{reason}); use another checkpoint, e.g. the run's checkpoints/best.pt"
+        ) from None
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
+        raise UserError(
+            f"{path} is a torch file but not a checkpoint of this project (it lacks "
+            f"{', '.join(REQUIRED_KEYS)}); use a .pt file that train.py wrote"
+        )
+    if checkpoint["format_version"] > FORMAT_VERSION:
+        raise UserError(
+            f"{path} has checkpoint format {checkpoint['format_version']}, newer than the "
+            f"{FORMAT_VERSION} this code reads; update the project's code to load it"
+        )
+    return checkpoint
+
+
+def load_model_weights(model: nn.Module, checkpoint: dict, path: str | Path) -> None:
+    """Load the checkpoint's weights into `model`; a different architecture is a UserError."""
+    try:
+        unwrap_model(model).load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        detail = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+        raise UserError(
+            f"{path} holds weights of another model or number of classes "
+            f"({checkpoint['model_config']}; {detail[:160]}); resume with matching flags "
+            "or start a new run"
+        ) from None

@@ -1,0 +1,38 @@
+"""argparse types that reject impossible numbers with a message naming the allowed range."""
+
+import argparse
+
+
+def _number(cast, text: str, accept, expected: str):
+    try:
+        value = cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected {expected}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"{text} is out of range; expected {expected}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a batch size, a number of epochs)."""
+    return _number(int, text, lambda value: value >= 1, "an integer of 1 or more")
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (0 often meaning 'none' or 'no limit')."""
+    return _number(int, text, lambda value: value >= 0, "an integer of 0 or more")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a learning rate)."""
+    return _number(float, text, lambda value: 0 < value < float("inf"), "a number above 0")
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (a weight decay)."""
+    return _number(float, text, lambda value: 0 <= value < float("inf"), "a number of 0 or more")
+
+
+def probability(text: str) -> float:
+    """A number in [0, 1) (label smoothing, dropout)."""
+    return _number(float, text, lambda value: 0 <= value < 1, "a number in [0, 1)")

@@ -1,0 +1,22 @@
+"""Errors a user can cause, reported as one sentence instead of a traceback."""
+
+import sys
+from collections.abc import Callable, Sequence
+
+
+class UserError(Exception):
+    """A problem with the user's input (flag, data, checkpoint): the message says what and how to fix it."""
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str) -> int:
+    """Run `main`, turning a UserError into `prog: error: <message>` and exit code 2 (as argparse).
+
+    With --debug on the command line the full traceback is shown instead.
+    """
+    try:
+        return main(None) or 0
+    except UserError as error:
+        if "--debug" in sys.argv[1:]:
+            raise
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,29 @@
+"""Evaluation on a held-out split, shared by train.py (every epoch) and test.py."""
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..ops import topk_correct
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device
+) -> dict[str, float]:
+    """Mean loss, top-1 and top-5 accuracy over `loader`; one host sync, at the end."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros(2, device=device, dtype=torch.int64)
+    count = 0
+    for images, targets in loader:
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        logits = model(images)
+        loss_sum += criterion(logits, targets).double() * targets.size(0)
+        correct += topk_correct(logits, targets, ks=(1, 5))
+        count += targets.size(0)
+    if count == 0:
+        raise ValueError("the evaluation split is empty")
+    top1, top5 = (correct.double() / count).tolist()
+    return {"loss": loss_sum.item() / count, "accuracy": top1, "top5_accuracy": top5, "samples": count}
