@@ -1,0 +1,171 @@
+"""Acceptance: a baked project learns real scanned digits from an ImageFolder tree.
+
+    python benchmarks/real_folder_accuracy.py [--project PATH] [--epochs 15] [--min-accuracy 0.95]
+
+1. bakes the template (`smoke_test=off`) into a temporary folder, unless --project is given;
+2. writes scikit-learn's `load_digits` (1,797 real 8x8 scans, bundled, no download) as
+   grayscale PNGs in DIR/{train,val}/<digit>/NNNN.png, a seeded stratified split;
+3. runs the project's `train.py --dataset folder`, then `test.py` on checkpoints/best.pt;
+4. prints two JSON lines (data set facts, then the result) and exits 1 when the accuracy
+   is below --min-accuracy. train.py's own output goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def emit(record: dict[str, object]) -> None:
+    """Print one JSON line to stdout."""
+    print(json.dumps(record), flush=True)
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str], **kwargs: object) -> str:
+    """Run a command that must succeed; return its stdout (empty when not captured)."""
+    proc = subprocess.run(command, cwd=cwd, env=env, text=True, **kwargs)
+    if proc.returncode != 0:
+        sys.exit(
+            f"failed (exit {proc.returncode}): {' '.join(command)}\n"
+            f"{proc.stdout or ''}{proc.stderr or ''}"
+        )
+    return proc.stdout or ""
+
+
+def bake(out: Path, python: str, env: dict[str, str]) -> Path:
+    """Generate the default project into the new folder `out`; return the project's folder."""
+    out.mkdir()
+    command = [python, "-m", "cookiecutter", str(REPO), "--no-input", "-o", str(out)]
+    run([*command, "smoke_test=off"], cwd=out, env=env, capture_output=True)
+    (project,) = out.iterdir()
+    return project
+
+
+def write_digits(root: Path, size: int, val_fraction: float, seed: int) -> dict[str, object]:
+    """Write the digits as `size` x `size` grayscale PNGs in ImageFolder layout; return facts."""
+    digits = load_digits()
+    pixels = (digits.images * (255 / 16)).round().astype(np.uint8)  # 0..16 -> 0..255
+    train, val = train_test_split(
+        np.arange(len(pixels)), test_size=val_fraction, stratify=digits.target, random_state=seed
+    )
+    splits = {"train": train, "val": val}
+    for split, indices in splits.items():
+        for index in indices:
+            folder = root / split / str(digits.target[index])
+            folder.mkdir(parents=True, exist_ok=True)
+            image = Image.fromarray(pixels[index], mode="L")
+            image.resize((size, size), Image.Resampling.NEAREST).save(folder / f"{index:04d}.png")
+    return {
+        "data": "sklearn load_digits",
+        "dir": str(root),
+        "png_size": size,
+        "n_train": len(splits["train"]),
+        "n_val": len(splits["val"]),
+        "classes": sorted({str(label) for label in digits.target}, key=int),
+    }
+
+
+def torch_version(python: str, env: dict[str, str]) -> str:
+    """The torch version installed for `python`, read without importing torch."""
+    code = "import importlib.metadata as m; print(m.version('torch'))"
+    return run([python, "-c", code], cwd=REPO, env=env, capture_output=True).strip()
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--project", type=Path, help="a baked project (default: bake one)")
+    parser.add_argument("--python", default=sys.executable, help="interpreter with torch")
+    parser.add_argument("--epochs", type=int, default=15, help="train.py --epochs")
+    parser.add_argument("--image-size", type=int, default=32, help="train.py --image-size")
+    parser.add_argument(
+        "--png-size",
+        type=int,
+        default=32,
+        help="side of the written PNGs (8: the scans as they are)",
+    )
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out share")
+    parser.add_argument("--seed", type=int, default=0, help="split seed and train.py --seed")
+    parser.add_argument("--min-accuracy", type=float, default=0.95, help="pass mark")
+    parser.add_argument(
+        "--train-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="anything after it goes to train.py as is",
+    )
+    return parser.parse_args()
+
+
+def main() -> int:
+    """Bake, write the data, train, test, report."""
+    args = parse_args()
+    with tempfile.TemporaryDirectory(prefix="real-folder-") as tmp:
+        root = Path(tmp)
+        config = root / "cookiecutter.yaml"  # keep cookiecutter's replay files out of $HOME
+        config.write_text(f"cookiecutters_dir: {root}\nreplay_dir: {root}\n")
+        env = {**os.environ, "COOKIECUTTER_CONFIG": str(config), "PYTHONDONTWRITEBYTECODE": "1"}
+        project = args.project.resolve() if args.project else bake(root / "bake", args.python, env)
+        data_dir, runs = root / "digits", root / "runs"
+        emit(write_digits(data_dir, args.png_size, args.val_fraction, args.seed))
+
+        train = [
+            args.python,
+            "train.py",
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(data_dir),
+            "--image-size",
+            str(args.image_size),
+            "--epochs",
+            str(args.epochs),
+            "--seed",
+            str(args.seed),
+            "--out-dir",
+            str(runs),
+            "--run-name",
+            "digits",
+            *args.train_args,
+        ]
+        start = time.perf_counter()
+        run(train, cwd=project, env=env, stdout=sys.stderr)
+        train_seconds = time.perf_counter() - start
+        checkpoint = runs / "digits" / "checkpoints" / "best.pt"
+        output = run(
+            [args.python, "test.py", "--checkpoint", str(checkpoint)],
+            cwd=project,
+            env=env,
+            capture_output=True,
+        )
+        metrics = json.loads(output.strip().splitlines()[-1])
+
+    passed = metrics["accuracy"] >= args.min_accuracy
+    emit({
+        "accuracy": metrics["accuracy"], "loss": round(metrics["loss"], 4),
+        "samples": metrics["samples"], "min_accuracy": args.min_accuracy, "ok": passed,
+        "train_seconds": round(train_seconds, 1), "epochs": args.epochs,
+        "image_size": args.image_size, "train_args": args.train_args,
+        "device": metrics.get("device"), "cpu_count": os.cpu_count(),
+        "machine": platform.machine(), "torch": torch_version(args.python, env),
+    })  # fmt: skip
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
