@@ -85,6 +85,7 @@ def yes_no(answer: str) -> Rule:
 
 
 PACKAGE, MODEL = "image_classifier", "small_resnet"  # examples shown in refusals
+MIN_COOKIECUTTER = (2, 7)
 TEXT = "must be one line of printable text"
 FOLDER = "is not a folder name of lowercase letters, digits, - and _ that starts with a letter"
 
@@ -127,11 +128,24 @@ def check_answers(answers: dict[str, Any], rules: Sequence[Rule] = RULES) -> lis
     return errors
 
 
+def cookiecutter_version_error(version: str) -> list[str]:
+    """One sentence if the running cookiecutter is older than 2.7 (its CLI booleans were broken)."""
+    major, minor = (int(part) for part in re.findall(r"\d+", version)[:2])
+    if (major, minor) >= MIN_COOKIECUTTER:
+        return []
+    return [
+        f"ERROR: cookiecutter {version} is too old for this template; "
+        f"upgrade it, e.g. pip install 'cookiecutter>=2.7'."
+    ]
+
+
 def main() -> int:
     """Validate the rendered answers; print every refusal and exit 1 if there is one."""
+    import cookiecutter  # hooks run in the interpreter that runs cookiecutter
+
     # tojson writes ' < > & as \u escapes, so no answer can close this '''-quoted raw literal.
     answers = json.loads(r'''{{ cookiecutter | tojson }}''')  # fmt: skip
-    errors = check_answers(answers)
+    errors = cookiecutter_version_error(cookiecutter.__version__) + check_answers(answers)
     for error in errors:
         print(error, file=sys.stderr)
     return 1 if errors else 0

@@ -22,7 +22,11 @@ MATRIX = {
         "license": "BSD-3-Clause",
         "python_requires": "3.12",
     },
-    "short-model-no-license": {"project_name": "Leaf Disease", "model_name": "net", "license": "none"},
+    "short-model-no-license": {
+        "project_name": "Leaf Disease",
+        "model_name": "net",
+        "license": "none",
+    },
 }
 
 
@@ -51,14 +55,16 @@ def expected_files(package: str, model: str, license_file: bool) -> set[str]:
 def baked(request, tmp_path_factory) -> tuple[Path, dict]:
     answers = {**MATRIX[request.param], "smoke_test": "off"}
     out_dir = tmp_path_factory.mktemp(f"bake-{request.param}")
-    project = Path(cookiecutter(str(REPO), no_input=True, extra_context=answers,
-                                output_dir=str(out_dir)))
+    project = Path(
+        cookiecutter(str(REPO), no_input=True, extra_context=answers, output_dir=str(out_dir))
+    )
     return project, answers
 
 
 def project_files(project: Path) -> set[str]:
     return {
-        str(path.relative_to(project)) for path in project.rglob("*")
+        str(path.relative_to(project))
+        for path in project.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and ".pytest_cache" not in path.parts
     }
 
@@ -67,7 +73,9 @@ def test_file_set_is_exact(baked):
     project, answers = baked
     package = answers.get("package_name", project.name.replace("-", "_"))
     model = answers.get("model_name", "small_resnet")
-    assert project_files(project) == expected_files(package, model, answers.get("license") != "none")
+    assert project_files(project) == expected_files(
+        package, model, answers.get("license") != "none"
+    )
 
 
 def test_no_template_syntax_is_left(baked):

@@ -596,3 +596,13 @@ def test_smoke_python_command_is_resolved_on_path() -> None:
     python = Path(sys.executable).name
     resolved = post.read_settings({}, {"SMOKE_PYTHON": python}).python
     assert Path(resolved).is_absolute() and Path(resolved).name == python
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"), [("2.6.0", True), ("1.7.3", True), ("2.7.1", False), ("3.0.0", False)]
+)
+def test_cookiecutter_older_than_2_7_is_refused(version: str, refused: bool) -> None:
+    errors = pre.cookiecutter_version_error(version)
+    assert bool(errors) is refused
+    if refused:
+        assert "cookiecutter>=2.7" in errors[0]
