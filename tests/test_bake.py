@@ -41,7 +41,7 @@ def expected_files(package: str, model: str, license_file: bool) -> set[str]:
         f"{package}/ops/__init__.py", f"{package}/ops/metrics.py", f"{package}/ops/image.py",
         *(f"{package}/engine/{name}.py" for name in (
             "__init__", "checkpoint", "cli", "device", "errors", "evaluation", "optim",
-            "prefetch", "resume", "run_dir", "timing",
+            "prefetch", "reporting", "resume", "run_dir", "timing",
         )),
         *(f"tests/{name}.py" for name in (
             "__init__", "conftest", "test_checkpoint", "test_cli", "test_data", "test_layers",

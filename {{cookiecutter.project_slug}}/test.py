@@ -3,7 +3,8 @@
     python test.py --checkpoint runs/<run>/checkpoints/best.pt
 
 The data settings (data set, folder, image size) are the checkpoint's own unless a flag
-overrides them. The last line printed is JSON, for scripts: accuracy, top-5, loss, samples.
+overrides them. The last line printed is JSON, for scripts: accuracy, top-5, loss (plain
+cross-entropy, without the label smoothing of training), samples.
 """
 
 import argparse
@@ -14,7 +15,7 @@ from pathlib import Path
 from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }}
 from {{ cookiecutter.package_name }}.data import DATASETS, build_datasets, build_loader
 from {{ cookiecutter.package_name }}.engine.checkpoint import load_checkpoint, load_model_weights
-from {{ cookiecutter.package_name }}.engine.cli import non_negative_int, positive_int
+from {{ cookiecutter.package_name }}.engine.cli import image_size, non_negative_int, positive_int
 from {{ cookiecutter.package_name }}.engine.device import DEVICE_CHOICES, select_device
 from {{ cookiecutter.package_name }}.engine.errors import UserError, run_cli
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
@@ -32,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", type=Path, required=True, help="a .pt file train.py wrote")
     parser.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's")
     parser.add_argument("--data-dir", type=Path, help="default: the checkpoint's")
-    parser.add_argument("--image-size", type=positive_int, help="default: the checkpoint's")
+    parser.add_argument("--image-size", type=image_size, help="default: the checkpoint's")
     parser.add_argument("--synthetic-size", type=positive_int, help="default: the checkpoint's")
     parser.add_argument("--seed", type=non_negative_int, help="default: the checkpoint's")
     parser.add_argument("--download", action="store_true", help="download a torchvision set")
@@ -52,23 +53,19 @@ def main(argv: list[str] | None = None) -> int:
         name: getattr(args, name) if getattr(args, name) is not None else train_args[name]
         for name in DATA_SETTINGS
     }
-    val_size = max(settings["synthetic_size"] // 5, 1)
     data = build_datasets(settings["dataset"], settings["data_dir"], settings["image_size"],
-                          args.download, settings["seed"],
-                          synthetic_sizes=(settings["synthetic_size"], val_size))
+                          args.download, settings["seed"], settings["synthetic_size"])
     if data.classes != checkpoint["classes"]:
         raise UserError(f"the checkpoint was trained on the classes {checkpoint['classes']}, "
                         f"but this data has {data.classes}; evaluate it on matching data")
 
     model = {{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
     load_model_weights(model, checkpoint, args.checkpoint)
-    criterion = {{ cookiecutter.model_name }}.ClassificationLoss(train_args["label_smoothing"])
     device = select_device(args.device)
     model.to(device)
-    criterion.to(device)
     loader = build_loader(data.val, args.batch_size, False, args.num_workers, settings["seed"],
                           pin_memory=device.type == "cuda")
-    metrics = evaluate(model, loader, criterion, device)
+    metrics = evaluate(model, loader, device)
 
     print(f"checkpoint  {args.checkpoint} (epoch {checkpoint['state']['epoch']}, "
           f"step {checkpoint['state']['global_step']})")

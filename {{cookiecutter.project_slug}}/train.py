@@ -22,30 +22,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from torchinfo import summary
 from tqdm import tqdm
 
 from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }}
-from {{ cookiecutter.package_name }}.data import DATASETS, build_datasets, build_loader, preview_grid
-from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState, save_checkpoint
-from {{ cookiecutter.package_name }}.engine.cli import (
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    probability,
-)
+from {{ cookiecutter.package_name }}.data import DATASETS, DataBundle, build_datasets, build_loader, preview_grid
+from {{ cookiecutter.package_name }}.engine import cli
+from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState, save_epoch_checkpoints
 from {{ cookiecutter.package_name }}.engine.device import DEVICE_CHOICES, select_device
 from {{ cookiecutter.package_name }}.engine.errors import UserError, run_cli
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
 from {{ cookiecutter.package_name }}.engine.prefetch import BackgroundLoader
-from {{ cookiecutter.package_name }}.engine.resume import resume_or_start
+from {{ cookiecutter.package_name }}.engine.reporting import log_training, log_validation
+from {{ cookiecutter.package_name }}.engine.resume import parse_resumed_args, resume_or_start
 from {{ cookiecutter.package_name }}.engine.run_dir import args_to_dict
 from {{ cookiecutter.package_name }}.engine.timing import StepTimer
 
-# Two workers keep a GPU fed on small images; more than 8 rarely helps and costs memory.
+# One core feeds the loop itself; the others can decode and augment. More than 8 workers
+# rarely helps and each costs memory.
 DEFAULT_NUM_WORKERS = min(8, max(0, (os.cpu_count() or 1) - 1))
 
 
@@ -63,53 +61,56 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 # ------------------------------------------------------------------------- Argparse
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags; every default shows in --help and is saved with the run."""
+def build_parser() -> argparse.ArgumentParser:
+    """Every flag, grouped; the defaults show in --help and are saved with each run."""
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset", choices=DATASETS, default="synthetic", help="data set to train on")
-    data.add_argument("--data-dir", type=Path, default=Path("data"),
-                      help="folder with train/ and val/ (--dataset folder), or of torchvision's files")
-    data.add_argument("--download", action="store_true", help="download a torchvision set if missing")
-    data.add_argument("--image-size", type=positive_int, default=32, help="side of the square input")
-    data.add_argument("--synthetic-size", type=positive_int, default=8_000,
-                      help="training samples of --dataset synthetic (validation gets a fifth)")
-    data.add_argument("--num-workers", type=non_negative_int, default=DEFAULT_NUM_WORKERS,
-                      help="DataLoader worker processes (0: load in a background thread)")
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=positive_int, default=5, help="passes over the training set")
-    optim.add_argument("--max-steps", type=non_negative_int, default=0,
-                       help="stop after this many optimizer steps in all (0: no limit)")
-    optim.add_argument("--batch-size", type=positive_int, default=128, help="samples per micro-batch")
-    optim.add_argument("--accum-steps", type=positive_int, default=1,
-                       help="micro-batches per optimizer step: a virtual batch of batch-size x this")
-    optim.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate")
-    optim.add_argument("--weight-decay", type=non_negative_float, default=0.05,
-                       help="decoupled weight decay (not applied to biases and norm scales)")
-    optim.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw", help="optimizer")
-    optim.add_argument("--scheduler", choices=SCHEDULERS, default="cosine",
-                       help="learning-rate schedule after the warm-up")
-    optim.add_argument("--warmup-steps", type=non_negative_int, default=50,
-                       help="optimizer steps of linear learning-rate warm-up")
-    optim.add_argument("--label-smoothing", type=probability, default=0.1, help="label smoothing")
-    optim.add_argument("--width", type=positive_int, default=16, help="channels of the first stage")
-    run = parser.add_argument_group("run")
-    run.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
-                     help="auto: cuda, then mps, then cpu")
-    run.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
-    run.add_argument("--deterministic", action="store_true",
-                     help="deterministic kernels: reproducible bit for bit, somewhat slower")
-    run.add_argument("--log-every", type=positive_int, default=20,
-                     help="optimizer steps between logs (each log reads values back from the device)")
-    run.add_argument("--out-dir", type=Path, default=Path("runs"), help="where run folders go")
-    run.add_argument("--run-name", help="name of the run folder (default: a timestamp)")
-    run.add_argument("--resume", type=Path, help="continue from this checkpoint (a last.pt)")
-    run.add_argument("--smoke-test", action="store_true",
-                     help="two optimizer steps on tiny synthetic data in a temporary folder")
-    run.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
-    return parser.parse_args(argv)
+    add = parser.add_argument_group("data").add_argument
+    add("--dataset", choices=DATASETS, default="synthetic", help="data set to train on")
+    add("--data-dir", type=Path, default=Path("data"), help="folder with train/ and val/ "
+        "(--dataset folder), or where torchvision's files are")
+    add("--download", action="store_true", help="download a torchvision data set if missing")
+    add("--image-size", type=cli.image_size, default=32, help="side of the square input")
+    add("--synthetic-size", type=cli.positive_int, default=8_000,
+        help="training images of --dataset synthetic (validation gets a fifth)")
+    add("--num-workers", type=cli.non_negative_int, default=DEFAULT_NUM_WORKERS,
+        help="DataLoader worker processes (0: load in a background thread)")
+    add = parser.add_argument_group("optimisation").add_argument
+    add("--epochs", type=cli.positive_int, default=5, help="passes over the training data")
+    add("--max-steps", type=cli.non_negative_int, default=0,
+        help="stop after this many optimizer steps in all (0: no limit)")
+    add("--batch-size", type=cli.positive_int, default=128, help="samples per micro-batch")
+    add("--accum-steps", type=cli.positive_int, default=1,
+        help="micro-batches per optimizer step: a virtual batch of batch-size x accum-steps")
+    add("--lr", type=cli.positive_float, default=3e-3, help="peak learning rate")
+    add("--weight-decay", type=cli.non_negative_float, default=0.05,
+        help="decoupled weight decay (not on biases and norm scales)")
+    add("--optimizer", choices=OPTIMIZERS, default="adamw", help="optimizer")
+    add("--scheduler", choices=SCHEDULERS, default="cosine", help="schedule after the warm-up")
+    add("--warmup-steps", type=cli.non_negative_int, default=50,
+        help="optimizer steps of linear warm-up (at most a quarter of the run)")
+    add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
+    add("--width", type=cli.positive_int, default=16, help="channels of the first stage")
+    add = parser.add_argument_group("run").add_argument
+    add("--device", choices=DEVICE_CHOICES, default="auto", help="auto: cuda, then mps, then cpu")
+    add("--seed", type=cli.non_negative_int, default=0, help="random seed")
+    add("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    add("--log-every", type=cli.positive_int, default=20,
+        help="optimizer steps between logs; each log reads values back from the device")
+    add("--out-dir", type=Path, default=Path("runs"), help="where run folders go")
+    add("--run-name", type=cli.folder_name, help="name of the run folder (default: a timestamp)")
+    add("--resume", type=Path, help="continue a run from its checkpoint (its flags are reused)")
+    add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
+    add("--debug", action="store_true", help="show tracebacks of input errors")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags; with --resume, the ones not given again come from the checkpoint."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return parse_resumed_args(parser, argv, args.resume) if args.resume else args
 
 
 @dataclass
@@ -124,8 +125,9 @@ class TrainResult:
 
 # ------------------------------------------------------------------------------ Main
 def main(argv: list[str] | None = None) -> int:
-    """Parse the flags, then train (or run the smoke test)."""
+    """Parse the flags, seed, then train (or run the smoke test)."""
     args = parse_args(argv)
+    seed_everything(args.seed, args.deterministic)
     if args.smoke_test:
         return smoke_test(args)
     train(args)
@@ -134,18 +136,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace) -> TrainResult:
     """The whole recipe, stage by stage."""
-    seed_everything(args.seed, args.deterministic)
-
-    # Dataset transform + dataset / dataloader
-    data = build_datasets(args.dataset, args.data_dir, args.image_size, args.download, args.seed,
-                          synthetic_sizes=(args.synthetic_size, max(args.synthetic_size // 5, 1)))
+    # Dataset transform + dataset / dataloader (the device is picked first: only CUDA
+    # wants pinned memory)
+    data = build_datasets(args.dataset, args.data_dir, args.image_size, args.download,
+                          args.seed, args.synthetic_size)
     device = select_device(args.device)
     pin = device.type == "cuda"  # page-locked memory makes host-to-GPU copies asynchronous
     train_loader = build_loader(data.train, args.batch_size, True, args.num_workers, args.seed, pin)
     val_loader = build_loader(data.val, args.batch_size, False, args.num_workers, args.seed, pin)
-    if len(train_loader) == 0:
-        raise UserError(f"--batch-size {args.batch_size} exceeds the {len(data.train)} training "
-                        "samples; lower it")
+    batches_per_epoch = len(data.train) // args.batch_size  # the loader drops a partial batch
+    if batches_per_epoch == 0:
+        raise UserError(f"--batch-size {args.batch_size} exceeds the {len(data.train)} "
+                        "training samples; lower it")
 
     # Instantiate network
     model_config = {"in_channels": data.in_channels, "num_classes": data.num_classes,
@@ -158,53 +160,61 @@ def train(args: argparse.Namespace) -> TrainResult:
     # Device setting
     model.to(device)
     criterion.to(device)
-    with torch.random.fork_rng(devices=[]):  # the summary's dummy input must not shift the RNG
-        model_summary = str(summary(model, input_size=(1, data.in_channels, args.image_size,
-                                                       args.image_size), device=device, verbose=0,
-                                    mode="eval", depth=4))
 
-    # Create optimizer (and its learning-rate schedule, stepped once per optimizer step)
+    # Create optimizer, and its schedule (stepped once per optimizer step). The schedule spans
+    # --epochs; --max-steps only stops the run, so a stopped run resumes on the same curve.
     optimizer = build_optimizer(model, args.optimizer, args.lr, args.weight_decay)
-    steps_per_epoch = math.ceil(len(train_loader) / args.accum_steps)
+    steps_per_epoch = math.ceil(batches_per_epoch / args.accum_steps)
     total_steps = steps_per_epoch * args.epochs
-    if args.max_steps:
-        total_steps = min(total_steps, args.max_steps)
-    scheduler = build_scheduler(optimizer, args.scheduler, args.warmup_steps, total_steps)
+    warmup_steps = min(args.warmup_steps, total_steps // 4)
+    scheduler = build_scheduler(optimizer, args.scheduler, warmup_steps, total_steps)
 
     # Load checkpoint if needed (or start a new run folder)
     state, run_dir, is_new_run = resume_or_start(args, model, optimizer, scheduler,
                                                  virtual_batch=args.batch_size * args.accum_steps)
 
-    # Create TensorBoard writer (a resumed run drops events logged after its checkpoint)
-    writer = SummaryWriter(run_dir, purge_step=None if is_new_run else state.global_step + 1)
-    if is_new_run:
-        (run_dir / "model_summary.txt").write_text(model_summary + "\n")
-        writer.add_text("model/summary", f"```\n{model_summary}\n```")
-        with torch.random.fork_rng(devices=[]):
-            writer.add_image("data/train_samples", preview_grid(data.train, data.mean, data.std))
-    tqdm.write(model_summary)
-    tqdm.write(f"run folder: {run_dir}  device: {device}  virtual batch: "
-               f"{args.batch_size} x {args.accum_steps} = {args.batch_size * args.accum_steps}")
+    # Create TensorBoard writer
+    writer = create_writer(run_dir, is_new_run, state, model, data, args, device)
 
     # Main loop
     losses: list[float] = []
     with writer:
         while state.epoch < args.epochs and not reached_max_steps(state, args):
-            epoch_start = time.perf_counter()
-            train_loader.sampler.set_epoch(state.epoch, skip=state.step_in_epoch
-                                           * args.accum_steps * args.batch_size)
+            started, epoch_label = time.perf_counter(), f"epoch {state.epoch + 1}/{args.epochs}"
+            # A resumed epoch skips the samples it trained on before the stop (0 otherwise).
+            done = state.step_in_epoch * args.accum_steps * args.batch_size
+            train_loader.sampler.set_epoch(state.epoch, skip=done)
             losses += train_one_epoch(model, train_loader, criterion, optimizer, scheduler,
                                       device, writer, state, args)
-            metrics = evaluate(model, val_loader, criterion, device)
-            if not reached_max_steps(state, args) or state.step_in_epoch == steps_per_epoch:
+            metrics = evaluate(model, val_loader, device)
+            if state.step_in_epoch == steps_per_epoch:  # else --max-steps stopped it mid-way
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
             is_best = state.best_metric is None or metrics["accuracy"] > state.best_metric
-            if is_best:
-                state.best_metric = metrics["accuracy"]
-            save_run_checkpoints(run_dir, is_best, model, model_config, data.classes, optimizer,
-                                 scheduler, state, args)
-            log_validation(writer, metrics, state, time.perf_counter() - epoch_start, args)
+            state.best_metric = max(metrics["accuracy"], state.best_metric or 0.0)
+            save_epoch_checkpoints(run_dir / "checkpoints", is_best, model=model,
+                                   model_config=model_config, classes=data.classes,
+                                   optimizer=optimizer, scheduler=scheduler, state=state,
+                                   args=args_to_dict(args))
+            log_validation(writer, metrics, state.global_step, epoch_label,
+                           time.perf_counter() - started)
     return TrainResult(run_dir, device, losses, state.best_metric)
+
+
+def create_writer(run_dir: Path, is_new_run: bool, state: TrainState, model: nn.Module,
+                  data: DataBundle, args: argparse.Namespace, device: torch.device) -> SummaryWriter:
+    """A TensorBoard writer; a new run also gets the model summary and a look at its data."""
+    # A resumed run drops the events logged after its checkpoint: no step appears twice.
+    writer = SummaryWriter(run_dir, purge_step=None if is_new_run else state.global_step + 1)
+    with torch.random.fork_rng(devices=[]):  # the dummy input and samples draw random numbers
+        input_size = (1, data.in_channels, args.image_size, args.image_size)
+        model_summary = str(summary(model, input_size, device=device, verbose=0, mode="eval"))
+        if is_new_run:
+            (run_dir / "model_summary.txt").write_text(model_summary + "\n")
+            writer.add_text("model/summary", f"```\n{model_summary}\n```")
+            writer.add_image("data/train_samples", preview_grid(data.train, data.mean, data.std))
+    tqdm.write(f"{model_summary}\nrun folder: {run_dir}  device: {device}  virtual batch: "
+               f"{args.batch_size} x {args.accum_steps} = {args.batch_size * args.accum_steps}")
+    return writer
 
 
 def reached_max_steps(state: TrainState, args: argparse.Namespace) -> bool:
@@ -213,7 +223,17 @@ def reached_max_steps(state: TrainState, args: argparse.Namespace) -> bool:
 
 
 # ------------------------------------------------------------------------- Main loop
-def train_one_epoch(model, loader, criterion, optimizer, scheduler, device, writer, state, args):
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+    writer: SummaryWriter,
+    state: TrainState,
+    args: argparse.Namespace,
+) -> list[float]:
     """One pass over the training data (or what is left of it); returns the losses it logged."""
     model.train()
     timer = StepTimer(device)
@@ -221,10 +241,11 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, device, writ
     loss_sum = torch.zeros((), device=device)  # summed on the device: no sync until a log step
     batches_since_log, logged = 0, []
     optimizer.zero_grad(set_to_none=True)
-    # tqdm shows the postfix set at each log step; mininterval keeps its own cost negligible.
-    with BackgroundLoader(loader) as batches, tqdm(batches, total=num_batches, mininterval=0.5,
-                                                   desc=f"epoch {state.epoch + 1}/{args.epochs}",
-                                                   dynamic_ncols=True) as progress:
+    # Use prefetch_generator and tqdm to iterate through data.
+    with BackgroundLoader(loader) as batches, tqdm(
+        batches, total=num_batches, desc=f"epoch {state.epoch + 1}/{args.epochs}",
+        mininterval=0.5, dynamic_ncols=True,
+    ) as progress:
         for index, (images, targets) in enumerate(progress):
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
@@ -238,56 +259,24 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, device, writ
             batches_since_log += 1
             is_update = (index + 1) % accum == 0 or index + 1 == num_batches
             if is_update:
+                lr = scheduler.get_last_lr()[0]  # the rate this step uses (a float: no sync)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.global_step += 1
                 state.step_in_epoch += 1
             timer.step_done(targets.size(0))
-            # Update writer, every --log-every optimizer steps only.
-            if is_update and state.global_step % args.log_every == 0:
-                logged.append(log_training(writer, progress, timer, loss_sum / batches_since_log,
-                                           optimizer, state.global_step))
+            # Update writer: every --log-every optimizer steps, and at the end of the epoch.
+            stopping = is_update and (index + 1 == num_batches or reached_max_steps(state, args))
+            if is_update and (state.global_step % args.log_every == 0 or stopping):
+                mean_loss = loss_sum / batches_since_log
+                logged.append(log_training(writer, progress, timer, mean_loss, lr,
+                                           state.global_step))
                 loss_sum.zero_()
                 batches_since_log = 0
-            if is_update and reached_max_steps(state, args):
+            if stopping:
                 break
     return logged
-
-
-def log_training(writer, progress, timer, mean_loss, optimizer, step: int) -> float:
-    """Read the loss back from the device (this loop's one sync point) and log it with timings."""
-    loss = mean_loss.item()
-    lr = optimizer.param_groups[0]["lr"]
-    perf = timer.report()
-    writer.add_scalar("train/loss", loss, step)
-    writer.add_scalar("train/lr", lr, step)
-    for name, value in perf.items():
-        writer.add_scalar(f"perf/{name}", value, step)
-    progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", data_ms=f"{perf['data_ms']:.1f}",
-                         compute_ms=f"{perf['compute_ms']:.1f}",
-                         efficiency=f"{perf['compute_efficiency']:.0%}",
-                         samples_s=f"{perf['samples_per_s']:.0f}", refresh=False)
-    return loss
-
-
-def log_validation(writer, metrics: dict, state: TrainState, seconds: float, args) -> None:
-    """Write the validation metrics to TensorBoard and one line to the terminal."""
-    for name in ("loss", "accuracy", "top5_accuracy"):
-        writer.add_scalar(f"val/{name}", metrics[name], state.global_step)
-    tqdm.write(f"epoch {state.epoch}/{args.epochs}  step {state.global_step}  "
-               f"val loss {metrics['loss']:.4f}  val accuracy {metrics['accuracy']:.2%}  "
-               f"best {state.best_metric:.2%}  ({seconds:.1f} s)")
-
-
-def save_run_checkpoints(run_dir, is_best, model, model_config, classes, optimizer, scheduler,
-                         state, args) -> None:
-    """Save checkpoints/last.pt, and checkpoints/best.pt when validation accuracy improved."""
-    names = ["last.pt", "best.pt"] if is_best else ["last.pt"]
-    for name in names:
-        save_checkpoint(run_dir / "checkpoints" / name, model=model, model_config=model_config,
-                        classes=classes, optimizer=optimizer, scheduler=scheduler, state=state,
-                        args=args_to_dict(args))
 
 
 # ------------------------------------------------------------------------ Smoke test
@@ -295,13 +284,10 @@ def smoke_test(args: argparse.Namespace) -> int:
     """Two optimizer steps on tiny synthetic data in a temporary folder; ends with a JSON line."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="smoke-test-") as scratch:
-        smoke_args = argparse.Namespace(**{
-            **vars(args), "dataset": "synthetic", "synthetic_size": 16, "image_size": 16,
-            "width": 8, "batch_size": 8, "accum_steps": 1, "epochs": 1, "max_steps": 2,
-            "log_every": 1, "num_workers": 0,
-            "out_dir": Path(scratch), "run_name": "smoke", "resume": None,
-        })
-        result = train(smoke_args)
+        tiny = {"dataset": "synthetic", "synthetic_size": 16, "image_size": 16, "width": 8,
+                "batch_size": 8, "accum_steps": 1, "epochs": 1, "max_steps": 2, "log_every": 1,
+                "num_workers": 0, "out_dir": Path(scratch), "run_name": "smoke", "resume": None}
+        result = train(argparse.Namespace(**{**vars(args), **tiny}))
     losses = result.losses
     passed = len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
     print(json.dumps({"device": result.device.type, "steps": len(losses),

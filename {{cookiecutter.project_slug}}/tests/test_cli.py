@@ -6,6 +6,8 @@ import sys
 import pytest
 import torch
 
+from {{ cookiecutter.package_name }}.engine.errors import UserError, user_message
+
 from .conftest import PROJECT_ROOT
 
 
@@ -17,6 +19,8 @@ from .conftest import PROJECT_ROOT
         (["--lr", "-1"], "argument --lr: -1 is out of range"),
         (["--epochs", "two"], "argument --epochs: 'two' is not a number"),
         (["--dataset", "imagenet"], "argument --dataset: invalid choice"),
+        (["--image-size", "4"], "argument --image-size: 4 is out of range"),
+        (["--run-name", "../escape"], "argument --run-name: '../escape' is a path"),
     ],
 )
 def test_impossible_flags_exit_2_with_the_reason(train_script, capsys, flags, message):
@@ -62,3 +66,19 @@ def test_asking_for_cuda_without_it_says_so(train_script):
 def test_smoke_test_on_cuda(train_script, capsys):
     assert train_script.main(["--smoke-test", "--device", "cuda"]) == 0
     assert '"device": "cuda"' in capsys.readouterr().out
+
+
+def test_an_out_dir_that_is_a_file_is_refused(train_script, tmp_path):
+    (tmp_path / "runs").write_text("a file")
+    flags = ["--out-dir", str(tmp_path / "runs"), "--synthetic-size", "32", "--batch-size", "8"]
+    with pytest.raises(train_script.UserError, match="cannot create the run folder"):
+        train_script.train(train_script.parse_args(flags))
+    assert (tmp_path / "runs").read_text() == "a file"
+
+
+def test_a_worker_error_is_reported_as_its_sentence():
+    wrapped = UserError(
+        "Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+        "last):\n  File ...\npkg.engine.errors.UserError: cannot read the image x.png (bad)"
+    )
+    assert user_message(wrapped) == "cannot read the image x.png (bad)"

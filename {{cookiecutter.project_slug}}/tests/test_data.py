@@ -21,8 +21,8 @@ def test_synthetic_samples_are_a_function_of_seed_split_and_index():
 
 
 def test_synthetic_train_and_val_splits_share_no_image():
-    bundle = build_datasets("synthetic", synthetic_sizes=(300, 120))
-    assert len(bundle.train) == 300 and len(bundle.val) == 120
+    bundle = build_datasets("synthetic", synthetic_size=300)
+    assert len(bundle.train) == 300 and len(bundle.val) == 60
     assert image_hashes(bundle.train).isdisjoint(image_hashes(bundle.val))
 
 
@@ -95,3 +95,18 @@ def test_shuffle_order_is_a_function_of_seed_and_epoch_and_can_skip():
     assert orders[0] == orders[1] != orders[2]
     loader.sampler.set_epoch(0, skip=8)
     assert list(loader.sampler) == orders[0][8:] and len(loader) == 8
+
+
+def test_an_unreadable_image_is_named(tmp_path):
+    write_image_folder(tmp_path, {"train": ["cat"], "val": ["cat"]})
+    broken = tmp_path / "train" / "cat" / "broken.png"
+    broken.write_bytes(b"not an image")
+    bundle = build_datasets("folder", tmp_path, image_size=16)
+    index = bundle.train.samples.index((str(broken), 0))
+    with pytest.raises(UserError, match=f"cannot read the image {broken}"):
+        bundle.train[index]
+
+
+def test_hidden_folders_are_not_classes(tmp_path):
+    write_image_folder(tmp_path, {"train": ["cat", ".ipynb_checkpoints"], "val": ["cat"]})
+    assert build_datasets("folder", tmp_path).classes == ["cat"]

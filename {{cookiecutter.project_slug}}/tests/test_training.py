@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -92,20 +93,49 @@ def test_test_script_reports_accuracy_and_loss_as_json(tiny_run, test_script, ca
     assert result["samples"] == 19  # the val split: a fifth of --synthetic-size 96
 
 
-def test_resume_continues_the_run_without_repeating_steps(tiny_run, train_script, tmp_path):
-    import shutil
-
+def copy_of_tiny_run(tiny_run, tmp_path):
     run_dir = tmp_path / "tiny"
     shutil.copytree(tiny_run.run_dir, run_dir)
+    return run_dir
+
+
+def snapshot(folder) -> dict:
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_resume_continues_the_run_with_its_own_flags(tiny_run, train_script, tmp_path):
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
     before = (run_dir / "args.json").read_text()
-    flags = [*TINY_RUN_FLAGS, "--epochs", "3", "--resume", str(run_dir / "checkpoints" / "last.pt")]
-    result = train_script.train(train_script.parse_args(flags))
+    last = run_dir / "checkpoints" / "last.pt"
+    args = train_script.parse_args(["--resume", str(last), "--epochs", "3"])
+    assert (args.width, args.batch_size, args.synthetic_size) == (8, 16, 96)  # the run's flags
+    result = train_script.train(args)
     assert result.run_dir == run_dir.resolve()
     assert (run_dir / "args.json").read_text() == before
-    assert (run_dir / "args-resume-step12.json").is_file()
+    assert json.loads((run_dir / "args-resume-step12.json").read_text())["epochs"] == 3
     steps = scalar_steps(run_dir, "train/loss")
-    assert steps == sorted(set(steps)) and steps[-1] == 18
-    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["state"]["epoch"] == 3
+    assert steps == [2, 4, 6, 8, 10, 12, 14, 16, 18]
+    assert torch.load(last, weights_only=True)["state"]["epoch"] == 3
+
+
+def test_resume_refuses_a_changed_batch_size_and_touches_nothing(tiny_run, train_script, tmp_path):
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    before = snapshot(run_dir)
+    last = str(run_dir / "checkpoints" / "last.pt")
+    with pytest.raises(train_script.UserError, match="--batch-size 32 differs from the 16"):
+        train_script.parse_args(["--resume", last, "--batch-size", "32", "--epochs", "3"])
+    with pytest.raises(train_script.UserError, match="nothing left to train; raise --epochs"):
+        train_script.train(train_script.parse_args(["--resume", last]))
+    assert snapshot(run_dir) == before
+
+
+def test_logged_learning_rate_is_the_one_the_step_used(tiny_run, train_script):
+    # 12 steps in all, warm-up 2: step 2 (the first logged) ran at 2/3 of the peak rate.
+    events = EventAccumulator(str(tiny_run.run_dir))
+    events.Reload()
+    first = events.Scalars("train/lr")[0]
+    assert first.step == 2
+    assert first.value == pytest.approx(3e-3 * 2 / 3, rel=1e-6)
 
 
 def test_an_existing_run_folder_is_never_overwritten(tiny_run, train_script):

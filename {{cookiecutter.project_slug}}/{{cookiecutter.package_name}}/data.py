@@ -6,11 +6,13 @@
 """
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision import datasets
 from torchvision.transforms import v2
@@ -23,7 +25,6 @@ DATASETS = ("synthetic", "folder", "cifar10", "mnist", "fashion_mnist")
 SPLITS = ("train", "val")
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-SYNTHETIC_TRAIN_SIZE, SYNTHETIC_VAL_SIZE = 8_000, 1_600
 
 # name -> (torchvision class, channels, native size, mean, std)
 TORCHVISION_SETS = {
@@ -111,13 +112,15 @@ def build_datasets(
     image_size: int = 32,
     download: bool = False,
     seed: int = 0,
-    synthetic_sizes: tuple[int, int] = (SYNTHETIC_TRAIN_SIZE, SYNTHETIC_VAL_SIZE),
+    synthetic_size: int = 8_000,
 ) -> DataBundle:
-    """Build the train and val splits of data set `name` with their transforms."""
+    """Build the train and val splits of data set `name` with their transforms.
+
+    The synthetic set has `synthetic_size` training images and a fifth as many for validation.
+    """
     if name == "synthetic":
-        train_size, val_size = synthetic_sizes
-        train = SyntheticShapes(train_size, image_size, "train", seed)
-        val = SyntheticShapes(val_size, image_size, "val", seed)
+        train = SyntheticShapes(synthetic_size, image_size, "train", seed)
+        val = SyntheticShapes(max(synthetic_size // 5, 1), image_size, "val", seed)
         return DataBundle(train, val, train.classes, 3, (0.5,) * 3, (0.5,) * 3)
     if name == "folder":
         return _image_folder(Path(data_dir), image_size)
@@ -143,6 +146,32 @@ def image_transforms(
     )
 
 
+class ImageFolderDataset(datasets.ImageFolder):
+    """ImageFolder that ignores hidden folders (.ipynb_checkpoints) and names unreadable files."""
+
+    def __init__(self, root: str, transform=None) -> None:
+        super().__init__(root, transform=transform, loader=load_rgb_image)
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes = sorted(
+            entry.name
+            for entry in os.scandir(directory)
+            if entry.is_dir() and not entry.name.startswith(".")
+        )
+        if not classes:
+            raise FileNotFoundError(f"no class folder in {directory}")
+        return classes, {name: index for index, name in enumerate(classes)}
+
+
+def load_rgb_image(path: str) -> Image.Image:
+    """Open an image file as RGB (grayscale scans too); a damaged file is a UserError naming it."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as error:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+        raise UserError(f"cannot read the image {path} ({error}); remove or replace it") from None
+
+
 def _image_folder(data_dir: Path, image_size: int) -> DataBundle:
     """DIR/train/<class>/* and DIR/val/<class>/*, any size, grayscale or RGB (loaded as RGB)."""
     if not data_dir.is_dir():
@@ -160,7 +189,7 @@ def _image_folder(data_dir: Path, image_size: int) -> DataBundle:
     for split in ("train", "val"):
         transform = image_transforms(image_size, IMAGENET_MEAN, IMAGENET_STD, split == "train")
         try:
-            splits[split] = datasets.ImageFolder(str(data_dir / split), transform=transform)
+            splits[split] = ImageFolderDataset(str(data_dir / split), transform=transform)
         except FileNotFoundError as error:
             raise UserError(
                 f"{data_dir / split} holds no images in class folders ({error}); "
@@ -189,7 +218,12 @@ def _torchvision_set(name: str, data_dir: Path, image_size: int, download: bool)
     try:
         train = dataset_class(str(data_dir), train=True, download=download, transform=train_transform)
         val = dataset_class(str(data_dir), train=False, download=download, transform=val_transform)
-    except RuntimeError as error:
+    except (RuntimeError, OSError) as error:
+        if download:  # offline, a proxy, a full disk: all end here
+            raise UserError(
+                f"could not download {name} into {data_dir} ({error}); check the network, "
+                f"or put the files there yourself"
+            ) from None
         if "download=True" not in str(error):
             raise
         raise UserError(
@@ -202,9 +236,10 @@ def _torchvision_set(name: str, data_dir: Path, image_size: int, download: bool)
 class ResumableSampler(DistributedSampler):
     """A seeded shuffle per epoch (a function of seed and epoch) that can start part-way.
 
-    With one replica it is a plain sampler; under torchrun each rank gets its own shard.
-    `set_epoch(epoch, skip=n)` drops the first n samples of that epoch's order, which is how a
-    run resumed in the middle of an epoch avoids training twice on the batches it already saw.
+    DistributedSampler already makes the order a function of (seed, epoch); used here with one
+    replica, it is a plain sampler. `set_epoch(epoch, skip=n)` drops the first n samples of
+    that epoch's order, which is how a run resumed in the middle of an epoch avoids training
+    twice on the batches it already saw.
     """
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:

@@ -6,6 +6,9 @@ never runs code from the file.
 
 import os
 import random
+import re
+import shutil
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,7 +19,8 @@ from torch import nn
 from .errors import UserError
 
 FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "model", "model_config", "classes", "state", "args")
+REQUIRED_KEYS = ("format_version", "model", "model_config", "classes", "optimizer", "scheduler",
+                 "state", "args", "rng")
 
 
 @dataclass
@@ -90,16 +94,32 @@ def save_checkpoint(
     atomic_save(payload, path)
 
 
+def save_epoch_checkpoints(checkpoint_dir: Path, is_best: bool, **parts) -> None:
+    """Save last.pt (parts as for save_checkpoint) and, when validation improved, best.pt."""
+    save_checkpoint(checkpoint_dir / "last.pt", **parts)
+    if is_best:  # the same bytes: copy rather than serialise twice
+        atomic_copy(checkpoint_dir / "last.pt", checkpoint_dir / "best.pt")
+
+
 def atomic_save(payload: dict, path: Path) -> None:
     """torch.save to a temporary file beside `path`, fsync it, then rename it over `path`.
 
     A crash at any moment leaves either the old file or the new one, never half of one.
     """
-    path = Path(path)
+    _atomic_write(Path(path), lambda file: torch.save(payload, file))
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """Copy a finished checkpoint (e.g. last.pt to best.pt) with the same guarantee."""
+    with open(source, "rb") as original:
+        _atomic_write(Path(target), lambda file: shutil.copyfileobj(original, file))
+
+
+def _atomic_write(path: Path, write) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as file:
-            torch.save(payload, file)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -110,18 +130,24 @@ def atomic_save(payload: dict, path: Path) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint onto the CPU with weights_only=True; a bad file is a UserError."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(
             f"checkpoint {path} does not exist; give the path of a .pt file in a run's "
             "checkpoints/ folder"
         )
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give the checkpoint file in it, e.g. {path}/last.pt")
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
+        raise UserError(
+            f"{path} is not a readable checkpoint (truncated, or not written by torch.save); "
+            "use another checkpoint, e.g. the run's checkpoints/best.pt"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # garbage bytes can fail inside torch.load in many ways
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+    except Exception as error:  # a damaged archive or pickled objects can fail in many ways
         raise UserError(
-            f"{path} is not a readable checkpoint (truncated, or not written by torch.save: "
-            f"{reason}); use another checkpoint, e.g. the run's checkpoints/best.pt"
+            f"{path} is not a readable checkpoint ({first_line(error)}); "
+            "use a checkpoint that train.py wrote, e.g. the run's checkpoints/best.pt"
         ) from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise UserError(
@@ -134,6 +160,12 @@ def load_checkpoint(path: str | Path) -> dict:
             f"{FORMAT_VERSION} this code reads; update the project's code to load it"
         )
     return checkpoint
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an error message without terminal colour codes, at most 120 characters."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    return (text.splitlines() or [type(error).__name__])[0][:120]
 
 
 def load_model_weights(model: nn.Module, checkpoint: dict, path: str | Path) -> None:

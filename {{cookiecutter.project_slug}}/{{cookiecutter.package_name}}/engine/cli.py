@@ -1,6 +1,7 @@
 """argparse types that reject impossible numbers with a message naming the allowed range."""
 
 import argparse
+from pathlib import Path
 
 
 def _number(cast, text: str, accept, expected: str):
@@ -36,3 +37,15 @@ def non_negative_float(text: str) -> float:
 def probability(text: str) -> float:
     """A number in [0, 1) (label smoothing, dropout)."""
     return _number(float, text, lambda value: 0 <= value < 1, "a number in [0, 1)")
+
+
+def image_size(text: str) -> int:
+    """An image side of at least 8 px (the model halves it twice and normalises what is left)."""
+    return _number(int, text, lambda value: value >= 8, "an integer of 8 or more")
+
+
+def folder_name(text: str) -> str:
+    """A plain folder name (a run name): no path separators, not '.' or '..'."""
+    if Path(text).name != text or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"{text!r} is a path; give a plain folder name")
+    return text

@@ -18,5 +18,17 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str) -> in
     except UserError as error:
         if "--debug" in sys.argv[1:]:
             raise
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {user_message(error)}", file=sys.stderr)
         return 2
+
+
+def user_message(error: UserError) -> str:
+    """The sentence of a UserError, also when a DataLoader worker raised it.
+
+    A worker's exception reaches the main process re-raised with the worker's traceback as its
+    message; the sentence is the last line, after the exception's class name.
+    """
+    text = str(error).strip()
+    if "Traceback" not in text:
+        return text
+    return text.splitlines()[-1].split("UserError: ", 1)[-1]

@@ -1,13 +1,59 @@
 """Start a new run folder, or continue a run from its checkpoint."""
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .checkpoint import TrainState, load_checkpoint, load_model_weights, restore_rng_state
+from .errors import UserError
 from .run_dir import create_run_dir, save_args
+
+# Flags a resumed run may change; every other flag is the checkpoint's own.
+CHANGEABLE_ON_RESUME = frozenset(
+    {"epochs", "max_steps", "num_workers", "device", "log_every", "download", "data_dir",
+     "out_dir", "resume", "debug", "smoke_test"}
+)  # fmt: skip
+_UNSET = object()
+
+
+def parse_resumed_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, path: Path):
+    """Parse argv with the checkpoint's args as defaults, so a resume needs only --resume.
+
+    A flag given again with another value is refused unless it is one a run can change
+    mid-way (CHANGEABLE_ON_RESUME): a new batch size or optimizer would silently break the
+    state being resumed.
+    """
+    saved = load_checkpoint(path)["args"]
+    given = vars(parser.parse_args(argv, namespace=_namespace_of_unset(parser)))
+    for name, value in given.items():
+        if value is _UNSET or name in CHANGEABLE_ON_RESUME or name not in saved:
+            continue
+        if _plain(value) != saved[name]:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(
+                f"{flag} {value} differs from the {saved[name]} of the run being resumed; "
+                f"drop {flag} to keep the run's value, or start a new run without --resume"
+            )
+    defaults = vars(parser.parse_args([]))
+    restored = {
+        name: Path(value) if isinstance(defaults.get(name), Path) and value is not None else value
+        for name, value in saved.items()
+        if name in defaults
+    }
+    return parser.parse_args(argv, namespace=argparse.Namespace(**restored))
+
+
+def _namespace_of_unset(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    # argparse fills in a default only where the namespace lacks the attribute, so every
+    # attribute still _UNSET after parsing is a flag the user did not give.
+    return argparse.Namespace(**dict.fromkeys(vars(parser.parse_args([])), _UNSET))
+
+
+def _plain(value: object) -> object:
+    return str(value) if isinstance(value, Path) else value
 
 
 def resume_or_start(
@@ -28,15 +74,23 @@ def resume_or_start(
         save_args(run_dir, args, **resolved)
         return TrainState(), run_dir, True
     checkpoint = load_checkpoint(args.resume)
+    state = TrainState(**checkpoint["state"])
+    if state.epoch >= args.epochs or (args.max_steps and state.global_step >= args.max_steps):
+        raise UserError(
+            f"{args.resume} is already at epoch {state.epoch}, step {state.global_step}: "
+            "nothing left to train; raise --epochs (or --max-steps) to train further"
+        )
     load_model_weights(model, checkpoint, args.resume)
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     restore_rng_state(checkpoint["rng"])
-    state = TrainState(**checkpoint["state"])
     run_dir = Path(args.resume).resolve().parent.parent  # <run>/checkpoints/last.pt
     if not (run_dir / "args.json").is_file():  # a checkpoint moved out of its run folder
         run_dir = create_run_dir(args.out_dir, args.run_name)
         save_args(run_dir, args, **resolved)
         return state, run_dir, True
-    save_args(run_dir, args, stem=f"args-resume-step{state.global_step}", **resolved)
+    stem, suffix = f"args-resume-step{state.global_step}", 1
+    while (run_dir / f"{stem}.json").exists():  # resumed from the same step before
+        stem, suffix = f"args-resume-step{state.global_step}-{suffix}", suffix + 1
+    save_args(run_dir, args, stem=stem, **resolved)
     return state, run_dir, False

@@ -14,16 +14,21 @@ def create_run_dir(out_dir: str | Path, run_name: str | None) -> Path:
     if run_name:
         run_dir = out_dir / run_name
         if run_dir.exists():
-            raise UserError(
-                f"run folder {run_dir} already exists; pick another --run-name, or continue it "
-                f"with --resume {run_dir / 'checkpoints' / 'last.pt'}"
-            )
+            last = run_dir / "checkpoints" / "last.pt"
+            hint = f"continue it with --resume {last}" if last.is_file() else "delete it"
+            raise UserError(f"run folder {run_dir} already exists; pick another --run-name, or {hint}")
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir, suffix = out_dir / stamp, 1
         while run_dir.exists():  # two runs started within the same second
             run_dir, suffix = out_dir / f"{stamp}-{suffix}", suffix + 1
-    (run_dir / "checkpoints").mkdir(parents=True)
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create the run folder {run_dir} ({error.strerror}); "
+            "point --out-dir at a writable folder"
+        ) from None
     return run_dir
 
 

@@ -1,10 +1,11 @@
 """Where the time goes: waiting for data vs computing, and the compute efficiency.
 
-Compute efficiency = compute time / (data time + compute time), over the steps since the
-last report. On the CPU the host clock measures compute directly. On CUDA the host only
-queues kernels, so host timers would measure launches: there each step's compute is timed
-with a pair of CUDA events, and the events are read only at reporting time (one sync per
-report, none per step).
+Data time is the host's wait for the next batch (the loader's cost that the step did not
+hide). Compute time is the rest of the wall time. Compute efficiency = compute / (data +
+compute). CUDA and MPS run asynchronously, so per-step host timers would only see kernel
+launches; instead the device is synchronised once per report (a log step, which reads the
+loss anyway), so the wall time of the window includes all the queued work and nothing is
+synchronised on the steps in between.
 """
 
 import time
@@ -15,53 +16,38 @@ from .device import synchronize
 
 
 class StepTimer:
-    """Call data_ready() when a batch is on hand, step_done() after its update, report() to read."""
+    """Call data_ready() when a batch is on hand, step_done() after its step, report() to read."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.use_events = device.type == "cuda"
         self.reset()
 
     def reset(self) -> None:
         """Start a new measuring window now."""
         self._window_start = self._step_end = time.perf_counter()
-        self._data_s = self._host_compute_s = 0.0
-        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
-        self._steps = self._samples = 0
+        self._data_s = 0.0
+        self._batches = self._samples = 0
 
     def data_ready(self) -> None:
-        """The batch has arrived: the time since the last step was spent waiting for data."""
-        now = time.perf_counter()
-        self._data_s += now - self._step_end
-        self._compute_start = now
-        if self.use_events:
-            start = torch.cuda.Event(enable_timing=True)
-            start.record()
-            self._events.append((start, torch.cuda.Event(enable_timing=True)))
+        """The batch has arrived: the time since the previous step ended was spent waiting."""
+        self._data_s += time.perf_counter() - self._step_end
 
     def step_done(self, batch_size: int) -> None:
         """The batch's forward/backward (and update, if any) has been queued or done."""
-        if self.use_events:
-            self._events[-1][1].record()
         self._step_end = time.perf_counter()
-        self._host_compute_s += self._step_end - self._compute_start
-        self._steps += 1
+        self._batches += 1
         self._samples += batch_size
 
     def report(self) -> dict[str, float]:
-        """Per-step data and compute ms, compute efficiency and samples/s; starts a new window."""
-        synchronize(self.device)  # the wall clock must include the queued work
+        """Per-batch data and compute ms, compute efficiency and samples/s; starts a new window."""
+        synchronize(self.device)  # the window's wall time must include the queued device work
         wall_s = max(time.perf_counter() - self._window_start, 1e-9)
-        if self.use_events:
-            compute_s = sum(start.elapsed_time(end) for start, end in self._events) / 1000
-            data_s = max(wall_s - compute_s, 0.0)  # the device sat idle, waiting for input
-        else:
-            compute_s, data_s = self._host_compute_s, self._data_s
-        steps = max(self._steps, 1)
+        data_s = min(self._data_s, wall_s)
+        batches = max(self._batches, 1)
         result = {
-            "data_ms": 1000 * data_s / steps,
-            "compute_ms": 1000 * compute_s / steps,
-            "compute_efficiency": compute_s / max(compute_s + data_s, 1e-9),
+            "data_ms": 1000 * data_s / batches,
+            "compute_ms": 1000 * (wall_s - data_s) / batches,
+            "compute_efficiency": (wall_s - data_s) / wall_s,
             "samples_per_s": self._samples / wall_s,
         }
         self.reset()

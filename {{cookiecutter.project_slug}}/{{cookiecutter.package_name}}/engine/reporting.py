@@ -1,0 +1,46 @@
+"""What the loop reports: TensorBoard scalars, the tqdm postfix and one line per epoch."""
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from .timing import StepTimer
+
+
+def log_training(
+    writer: SummaryWriter,
+    progress: tqdm,
+    timer: StepTimer,
+    mean_loss: torch.Tensor,
+    lr: float,
+    step: int,
+) -> float:
+    """Read the loss back from the device (the loop's one sync point) and log it with timings."""
+    loss = mean_loss.item()
+    perf = timer.report()
+    writer.add_scalar("train/loss", loss, step)
+    writer.add_scalar("train/lr", lr, step)
+    for name, value in perf.items():
+        writer.add_scalar(f"perf/{name}", value, step)
+    progress.set_postfix(
+        loss=f"{loss:.4f}",
+        lr=f"{lr:.2e}",
+        data_ms=f"{perf['data_ms']:.1f}",
+        compute_ms=f"{perf['compute_ms']:.1f}",
+        efficiency=f"{perf['compute_efficiency']:.0%}",
+        samples_s=f"{perf['samples_per_s']:.0f}",
+        refresh=False,
+    )
+    return loss
+
+
+def log_validation(
+    writer: SummaryWriter, metrics: dict[str, float], step: int, epoch_label: str, seconds: float
+) -> None:
+    """Write the validation metrics to TensorBoard and one line to the terminal."""
+    for name in ("loss", "accuracy", "top5_accuracy"):
+        writer.add_scalar(f"val/{name}", metrics[name], step)
+    tqdm.write(
+        f"{epoch_label}  step {step}  val loss {metrics['loss']:.4f}  "
+        f"val accuracy {metrics['accuracy']:.2%}  ({seconds:.1f} s)"
+    )
