@@ -53,28 +53,56 @@ def main(argv: list[str] | None = None) -> int:
         name: getattr(args, name) if getattr(args, name) is not None else train_args[name]
         for name in DATA_SETTINGS
     }
-    data = build_datasets(settings["dataset"], settings["data_dir"], settings["image_size"],
-                          args.download, settings["seed"], settings["synthetic_size"])
+    data = build_datasets(
+        settings["dataset"],
+        settings["data_dir"],
+        settings["image_size"],
+        args.download,
+        settings["seed"],
+        settings["synthetic_size"],
+    )
     if data.classes != checkpoint["classes"]:
-        raise UserError(f"the checkpoint was trained on the classes {checkpoint['classes']}, "
-                        f"but this data has {data.classes}; evaluate it on matching data")
+        raise UserError(
+            f"the checkpoint was trained on the classes {checkpoint['classes']}, "
+            f"but this data has {data.classes}; evaluate it on matching data"
+        )
 
     model = {{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
     load_model_weights(model, checkpoint, args.checkpoint)
     device = select_device(args.device)
     model.to(device)
-    loader = build_loader(data.val, args.batch_size, False, args.num_workers, settings["seed"],
-                          pin_memory=device.type == "cuda")
+    loader = build_loader(
+        data.val,
+        args.batch_size,
+        False,
+        args.num_workers,
+        settings["seed"],
+        pin_memory=device.type == "cuda",
+    )
     metrics = evaluate(model, loader, device)
 
-    print(f"checkpoint  {args.checkpoint} (epoch {checkpoint['state']['epoch']}, "
-          f"step {checkpoint['state']['global_step']})")
-    print(f"data        {settings['dataset']} val split, {metrics['samples']} samples, "
-          f"{len(data.classes)} classes")
-    print(f"accuracy    {metrics['accuracy']:.2%}   top-5 {metrics['top5_accuracy']:.2%}   "
-          f"loss {metrics['loss']:.4f}")
-    print(json.dumps({**metrics, "dataset": settings["dataset"], "device": device.type,
-                      "checkpoint": str(args.checkpoint)}))
+    print(
+        f"checkpoint  {args.checkpoint} (epoch {checkpoint['state']['epoch']}, "
+        f"step {checkpoint['state']['global_step']})"
+    )
+    print(
+        f"data        {settings['dataset']} val split, {metrics['samples']} samples, "
+        f"{len(data.classes)} classes"
+    )
+    print(
+        f"accuracy    {metrics['accuracy']:.2%}   top-5 {metrics['top5_accuracy']:.2%}   "
+        f"loss {metrics['loss']:.4f}"
+    )
+    print(
+        json.dumps(
+            {
+                **metrics,
+                "dataset": settings["dataset"],
+                "device": device.type,
+                "checkpoint": str(args.checkpoint),
+            }
+        )
+    )
     return 0
 
 

@@ -68,36 +68,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument_group("data").add_argument
     add("--dataset", choices=DATASETS, default="synthetic", help="data set to train on")
-    add("--data-dir", type=Path, default=Path("data"), help="folder with train/ and val/ "
-        "(--dataset folder), or where torchvision's files are")
+    add(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="folder with train/ and val/ (--dataset folder), or where torchvision's files are",
+    )
     add("--download", action="store_true", help="download a torchvision data set if missing")
     add("--image-size", type=cli.image_size, default=32, help="side of the square input")
-    add("--synthetic-size", type=cli.positive_int, default=8_000,
-        help="training images of --dataset synthetic (validation gets a fifth)")
-    add("--num-workers", type=cli.non_negative_int, default=DEFAULT_NUM_WORKERS,
-        help="DataLoader worker processes (0: load in a background thread)")
+    add(
+        "--synthetic-size",
+        type=cli.positive_int,
+        default=8_000,
+        help="training images of --dataset synthetic (validation gets a fifth)",
+    )
+    add(
+        "--num-workers",
+        type=cli.non_negative_int,
+        default=DEFAULT_NUM_WORKERS,
+        help="DataLoader worker processes (0: load in a background thread)",
+    )
     add = parser.add_argument_group("optimisation").add_argument
     add("--epochs", type=cli.positive_int, default=5, help="passes over the training data")
-    add("--max-steps", type=cli.non_negative_int, default=0,
-        help="stop after this many optimizer steps in all (0: no limit)")
+    add(
+        "--max-steps",
+        type=cli.non_negative_int,
+        default=0,
+        help="stop after this many optimizer steps in all (0: no limit)",
+    )
     add("--batch-size", type=cli.positive_int, default=128, help="samples per micro-batch")
-    add("--accum-steps", type=cli.positive_int, default=1,
-        help="micro-batches per optimizer step: a virtual batch of batch-size x accum-steps")
+    add(
+        "--accum-steps",
+        type=cli.positive_int,
+        default=1,
+        help="micro-batches per optimizer step: a virtual batch of batch-size x accum-steps",
+    )
     add("--lr", type=cli.positive_float, default=3e-3, help="peak learning rate")
-    add("--weight-decay", type=cli.non_negative_float, default=0.05,
-        help="decoupled weight decay (not on biases and norm scales)")
+    add(
+        "--weight-decay",
+        type=cli.non_negative_float,
+        default=0.05,
+        help="decoupled weight decay (not on biases and norm scales)",
+    )
     add("--optimizer", choices=OPTIMIZERS, default="adamw", help="optimizer")
     add("--scheduler", choices=SCHEDULERS, default="cosine", help="schedule after the warm-up")
-    add("--warmup-steps", type=cli.non_negative_int, default=50,
-        help="optimizer steps of linear warm-up (at most a quarter of the run)")
+    add(
+        "--warmup-steps",
+        type=cli.non_negative_int,
+        default=50,
+        help="optimizer steps of linear warm-up (at most a quarter of the run)",
+    )
     add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
     add("--width", type=cli.positive_int, default=16, help="channels of the first stage")
     add = parser.add_argument_group("run").add_argument
     add("--device", choices=DEVICE_CHOICES, default="auto", help="auto: cuda, then mps, then cpu")
     add("--seed", type=cli.non_negative_int, default=0, help="random seed")
     add("--deterministic", action="store_true", help="deterministic kernels (slower)")
-    add("--log-every", type=cli.positive_int, default=20,
-        help="optimizer steps between logs; each log reads values back from the device")
+    add(
+        "--log-every",
+        type=cli.positive_int,
+        default=20,
+        help="optimizer steps between logs; each log reads values back from the device",
+    )
     add("--out-dir", type=Path, default=Path("runs"), help="where run folders go")
     add("--run-name", type=cli.folder_name, help="name of the run folder (default: a timestamp)")
     add("--resume", type=Path, help="continue a run from its checkpoint (its flags are reused)")
@@ -138,20 +170,26 @@ def train(args: argparse.Namespace) -> TrainResult:
     """The whole recipe, stage by stage."""
     # Dataset transform + dataset / dataloader (the device is picked first: only CUDA
     # wants pinned memory)
-    data = build_datasets(args.dataset, args.data_dir, args.image_size, args.download,
-                          args.seed, args.synthetic_size)
+    data = build_datasets(
+        args.dataset, args.data_dir, args.image_size, args.download, args.seed, args.synthetic_size
+    )
     device = select_device(args.device)
     pin = device.type == "cuda"  # page-locked memory makes host-to-GPU copies asynchronous
     train_loader = build_loader(data.train, args.batch_size, True, args.num_workers, args.seed, pin)
     val_loader = build_loader(data.val, args.batch_size, False, args.num_workers, args.seed, pin)
     batches_per_epoch = len(data.train) // args.batch_size  # the loader drops a partial batch
     if batches_per_epoch == 0:
-        raise UserError(f"--batch-size {args.batch_size} exceeds the {len(data.train)} "
-                        "training samples; lower it")
+        raise UserError(
+            f"--batch-size {args.batch_size} exceeds the {len(data.train)} "
+            "training samples; lower it"
+        )
 
     # Instantiate network
-    model_config = {"in_channels": data.in_channels, "num_classes": data.num_classes,
-                    "width": args.width}
+    model_config = {
+        "in_channels": data.in_channels,
+        "num_classes": data.num_classes,
+        "width": args.width,
+    }
     model = {{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(**model_config)
 
     # Create loss
@@ -170,8 +208,9 @@ def train(args: argparse.Namespace) -> TrainResult:
     scheduler = build_scheduler(optimizer, args.scheduler, warmup_steps, total_steps)
 
     # Load checkpoint if needed (or start a new run folder)
-    state, run_dir, is_new_run = resume_or_start(args, model, optimizer, scheduler,
-                                                 virtual_batch=args.batch_size * args.accum_steps)
+    state, run_dir, is_new_run = resume_or_start(
+        args, model, optimizer, scheduler, virtual_batch=args.batch_size * args.accum_steps
+    )
 
     # Create TensorBoard writer
     writer = create_writer(run_dir, is_new_run, state, model, data, args, device)
@@ -184,24 +223,40 @@ def train(args: argparse.Namespace) -> TrainResult:
             # A resumed epoch skips the samples it trained on before the stop (0 otherwise).
             done = state.step_in_epoch * args.accum_steps * args.batch_size
             train_loader.sampler.set_epoch(state.epoch, skip=done)
-            losses += train_one_epoch(model, train_loader, criterion, optimizer, scheduler,
-                                      device, writer, state, args)
+            losses += train_one_epoch(
+                model, train_loader, criterion, optimizer, scheduler, device, writer, state, args
+            )
             metrics = evaluate(model, val_loader, device)
             if state.step_in_epoch == steps_per_epoch:  # else --max-steps stopped it mid-way
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
             is_best = state.best_metric is None or metrics["accuracy"] > state.best_metric
             state.best_metric = max(metrics["accuracy"], state.best_metric or 0.0)
-            save_epoch_checkpoints(run_dir / "checkpoints", is_best, model=model,
-                                   model_config=model_config, classes=data.classes,
-                                   optimizer=optimizer, scheduler=scheduler, state=state,
-                                   args=args_to_dict(args))
-            log_validation(writer, metrics, state.global_step, epoch_label,
-                           time.perf_counter() - started)
+            save_epoch_checkpoints(
+                run_dir / "checkpoints",
+                is_best,
+                model=model,
+                model_config=model_config,
+                classes=data.classes,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                state=state,
+                args=args_to_dict(args),
+            )
+            log_validation(
+                writer, metrics, state.global_step, epoch_label, time.perf_counter() - started
+            )
     return TrainResult(run_dir, device, losses, state.best_metric)
 
 
-def create_writer(run_dir: Path, is_new_run: bool, state: TrainState, model: nn.Module,
-                  data: DataBundle, args: argparse.Namespace, device: torch.device) -> SummaryWriter:
+def create_writer(
+    run_dir: Path,
+    is_new_run: bool,
+    state: TrainState,
+    model: nn.Module,
+    data: DataBundle,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> SummaryWriter:
     """A TensorBoard writer; a new run also gets the model summary and a look at its data."""
     # A resumed run drops the events logged after its checkpoint: no step appears twice.
     writer = SummaryWriter(run_dir, purge_step=None if is_new_run else state.global_step + 1)
@@ -212,8 +267,10 @@ def create_writer(run_dir: Path, is_new_run: bool, state: TrainState, model: nn.
             (run_dir / "model_summary.txt").write_text(model_summary + "\n")
             writer.add_text("model/summary", f"```\n{model_summary}\n```")
             writer.add_image("data/train_samples", preview_grid(data.train, data.mean, data.std))
-    tqdm.write(f"{model_summary}\nrun folder: {run_dir}  device: {device}  virtual batch: "
-               f"{args.batch_size} x {args.accum_steps} = {args.batch_size * args.accum_steps}")
+    tqdm.write(
+        f"{model_summary}\nrun folder: {run_dir}  device: {device}  virtual batch: "
+        f"{args.batch_size} x {args.accum_steps} = {args.batch_size * args.accum_steps}"
+    )
     return writer
 
 
@@ -242,10 +299,16 @@ def train_one_epoch(
     batches_since_log, logged = 0, []
     optimizer.zero_grad(set_to_none=True)
     # Use prefetch_generator and tqdm to iterate through data.
-    with BackgroundLoader(loader) as batches, tqdm(
-        batches, total=num_batches, desc=f"epoch {state.epoch + 1}/{args.epochs}",
-        mininterval=0.5, dynamic_ncols=True,
-    ) as progress:
+    with (
+        BackgroundLoader(loader) as batches,
+        tqdm(
+            batches,
+            total=num_batches,
+            desc=f"epoch {state.epoch + 1}/{args.epochs}",
+            mininterval=0.5,
+            dynamic_ncols=True,
+        ) as progress,
+    ):
         for index, (images, targets) in enumerate(progress):
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
@@ -270,8 +333,9 @@ def train_one_epoch(
             stopping = is_update and (index + 1 == num_batches or reached_max_steps(state, args))
             if is_update and (state.global_step % args.log_every == 0 or stopping):
                 mean_loss = loss_sum / batches_since_log
-                logged.append(log_training(writer, progress, timer, mean_loss, lr,
-                                           state.global_step))
+                logged.append(
+                    log_training(writer, progress, timer, mean_loss, lr, state.global_step)
+                )
                 loss_sum.zero_()
                 batches_since_log = 0
             if stopping:
@@ -284,16 +348,36 @@ def smoke_test(args: argparse.Namespace) -> int:
     """Two optimizer steps on tiny synthetic data in a temporary folder; ends with a JSON line."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="smoke-test-") as scratch:
-        tiny = {"dataset": "synthetic", "synthetic_size": 16, "image_size": 16, "width": 8,
-                "batch_size": 8, "accum_steps": 1, "epochs": 1, "max_steps": 2, "log_every": 1,
-                "num_workers": 0, "out_dir": Path(scratch), "run_name": "smoke", "resume": None}
+        tiny = {
+            "dataset": "synthetic",
+            "synthetic_size": 16,
+            "image_size": 16,
+            "width": 8,
+            "batch_size": 8,
+            "accum_steps": 1,
+            "epochs": 1,
+            "max_steps": 2,
+            "log_every": 1,
+            "num_workers": 0,
+            "out_dir": Path(scratch),
+            "run_name": "smoke",
+            "resume": None,
+        }
         result = train(argparse.Namespace(**{**vars(args), **tiny}))
     losses = result.losses
     passed = len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
-    print(json.dumps({"device": result.device.type, "steps": len(losses),
-                      "loss_first": losses[0] if losses else None,
-                      "loss_last": losses[-1] if losses else None,
-                      "seconds": round(time.perf_counter() - started, 2), "ok": passed}))
+    print(
+        json.dumps(
+            {
+                "device": result.device.type,
+                "steps": len(losses),
+                "loss_first": losses[0] if losses else None,
+                "loss_last": losses[-1] if losses else None,
+                "seconds": round(time.perf_counter() - started, 2),
+                "ok": passed,
+            }
+        )
+    )
     return 0 if passed else 1
 
 

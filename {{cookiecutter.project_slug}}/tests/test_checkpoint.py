@@ -24,11 +24,16 @@ def trained_parts(num_classes=3):
 
 
 def save(path, model, optimizer, scheduler, state=None):
-    save_checkpoint(path, model=model, model_config={"num_classes": model.num_classes, "width": 4},
-                    classes=["a", "b", "c"], optimizer=optimizer, scheduler=scheduler,
-                    state=state or TrainState(epoch=2, step_in_epoch=1, global_step=9,
-                                              best_metric=0.5),
-                    args={"lr": 0.01, "out_dir": "runs"})
+    save_checkpoint(
+        path,
+        model=model,
+        model_config={"num_classes": model.num_classes, "width": 4},
+        classes=["a", "b", "c"],
+        optimizer=optimizer,
+        scheduler=scheduler,
+        state=state or TrainState(epoch=2, step_in_epoch=1, global_step=9, best_metric=0.5),
+        args={"lr": 0.01, "out_dir": "runs"},
+    )
 
 
 def test_round_trip_restores_model_optimizer_schedule_and_state(tmp_path):

@@ -31,13 +31,21 @@ def test_impossible_flags_exit_2_with_the_reason(train_script, capsys, flags, me
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_missing_data_folder_is_one_line_not_a_traceback(tmp_path):
-    result = run_script("train.py", "--dataset", "folder", "--data-dir", str(tmp_path / "nope"),
-                        "--out-dir", str(tmp_path / "runs"))
+    result = run_script(
+        "train.py",
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(tmp_path / "nope"),
+        "--out-dir",
+        str(tmp_path / "runs"),
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"train.py: error: --data-dir {tmp_path / 'nope'} does not exist; point it at a folder "

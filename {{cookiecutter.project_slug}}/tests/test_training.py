@@ -36,8 +36,14 @@ def test_run_folder_holds_args_summary_checkpoints_and_events(tiny_run):
 def test_scalars_are_logged_at_every_log_step_and_only_then(tiny_run):
     # 96 samples / batch 16 = 6 steps an epoch, 2 epochs, --log-every 2.
     expected = [2, 4, 6, 8, 10, 12]
-    for tag in ("train/loss", "train/lr", "perf/data_ms", "perf/compute_ms",
-                "perf/compute_efficiency", "perf/samples_per_s"):
+    for tag in (
+        "train/loss",
+        "train/lr",
+        "perf/data_ms",
+        "perf/compute_ms",
+        "perf/compute_efficiency",
+        "perf/samples_per_s",
+    ):
         assert scalar_steps(tiny_run.run_dir, tag) == expected, tag
     assert scalar_steps(tiny_run.run_dir, "val/accuracy") == [6, 12]
     assert len(tiny_run.losses) == len(expected)
@@ -76,8 +82,9 @@ def test_accumulation_equals_one_big_batch_including_a_short_last_group(train_sc
     loader = DataLoader(TensorDataset(images, targets), batch_size=8)
     state = TrainState()
     with SummaryWriter(tmp_path) as writer:
-        train_script.train_one_epoch(model, loader, criterion, optimizer, scheduler,
-                                     torch.device("cpu"), writer, state, args)
+        train_script.train_one_epoch(
+            model, loader, criterion, optimizer, scheduler, torch.device("cpu"), writer, state, args
+        )
     assert state.global_step == 2
     for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
@@ -85,8 +92,10 @@ def test_accumulation_equals_one_big_batch_including_a_short_last_group(train_sc
 
 def test_test_script_reports_accuracy_and_loss_as_json(tiny_run, test_script, capsys):
     checkpoint = tiny_run.run_dir / "checkpoints" / "best.pt"
-    assert test_script.main(["--checkpoint", str(checkpoint), "--num-workers", "0",
-                             "--device", "cpu"]) == 0
+    assert (
+        test_script.main(["--checkpoint", str(checkpoint), "--num-workers", "0", "--device", "cpu"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 <= result["accuracy"] <= 1.0 and math.isfinite(result["loss"])
     assert result["accuracy"] == pytest.approx(tiny_run.best_accuracy)
@@ -146,7 +155,9 @@ def test_an_existing_run_folder_is_never_overwritten(tiny_run, train_script):
     assert {path: path.stat().st_mtime_ns for path in tiny_run.run_dir.rglob("*")} == before
 
 
-def test_smoke_test_trains_two_steps_and_leaves_nothing(train_script, tmp_path, monkeypatch, capsys):
+def test_smoke_test_trains_two_steps_and_leaves_nothing(
+    train_script, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     assert train_script.main(["--smoke-test", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

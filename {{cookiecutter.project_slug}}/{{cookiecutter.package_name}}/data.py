@@ -216,7 +216,9 @@ def _torchvision_set(name: str, data_dir: Path, image_size: int, download: bool)
     train_transform = v2.Compose([*to_tensor, *resize, *augment, v2.Normalize(mean, std)])
     val_transform = v2.Compose([*to_tensor, *resize, v2.Normalize(mean, std)])
     try:
-        train = dataset_class(str(data_dir), train=True, download=download, transform=train_transform)
+        train = dataset_class(
+            str(data_dir), train=True, download=download, transform=train_transform
+        )
         val = dataset_class(str(data_dir), train=False, download=download, transform=val_transform)
     except (RuntimeError, OSError) as error:
         if download:  # offline, a proxy, a full disk: all end here
@@ -277,7 +279,9 @@ def build_loader(
     )
 
 
-def preview_grid(dataset: Dataset, mean: tuple[float, ...], std: tuple[float, ...], count: int = 32):
+def preview_grid(
+    dataset: Dataset, mean: tuple[float, ...], std: tuple[float, ...], count: int = 32
+):
     """The first `count` samples as one image grid, for a look at what the model is fed."""
     images = torch.stack([dataset[index][0] for index in range(min(count, len(dataset)))])
     return make_grid(denormalize(images, mean, std), nrow=8)

@@ -19,8 +19,17 @@ from torch import nn
 from .errors import UserError
 
 FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "model", "model_config", "classes", "optimizer", "scheduler",
-                 "state", "args", "rng")
+REQUIRED_KEYS = (
+    "format_version",
+    "model",
+    "model_config",
+    "classes",
+    "optimizer",
+    "scheduler",
+    "state",
+    "args",
+    "rng",
+)
 
 
 @dataclass

@@ -16,7 +16,9 @@ def create_run_dir(out_dir: str | Path, run_name: str | None) -> Path:
         if run_dir.exists():
             last = run_dir / "checkpoints" / "last.pt"
             hint = f"continue it with --resume {last}" if last.is_file() else "delete it"
-            raise UserError(f"run folder {run_dir} already exists; pick another --run-name, or {hint}")
+            raise UserError(
+                f"run folder {run_dir} already exists; pick another --run-name, or {hint}"
+            )
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir, suffix = out_dir / stamp, 1
@@ -34,7 +36,9 @@ def create_run_dir(out_dir: str | Path, run_name: str | None) -> Path:
 
 def args_to_dict(args: argparse.Namespace) -> dict:
     """The parsed arguments as plain JSON types (paths become strings)."""
-    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    return {
+        key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()
+    }
 
 
 def save_args(

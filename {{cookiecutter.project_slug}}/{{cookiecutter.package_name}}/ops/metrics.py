@@ -3,7 +3,9 @@
 import torch
 
 
-def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...] = (1,)) -> torch.Tensor:
+def topk_correct(
+    logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...] = (1,)
+) -> torch.Tensor:
     """Number of samples whose target is among the top-k logits, for each k (a device tensor).
 
     A k larger than the number of classes counts every sample as correct, as it must.
