@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }}
-from {{ cookiecutter.package_name }}.data import DATASETS, build_datasets, build_loader
+from {{ cookiecutter.package_name }}.data import DATASETS, DEFAULT_NUM_WORKERS, build_datasets, build_loader
 from {{ cookiecutter.package_name }}.engine.checkpoint import load_checkpoint, load_model_weights
 from {{ cookiecutter.package_name }}.engine.cli import image_size, non_negative_int, positive_int
 from {{ cookiecutter.package_name }}.engine.device import DEVICE_CHOICES, select_device
@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=non_negative_int, help="default: the checkpoint's")
     parser.add_argument("--download", action="store_true", help="download a torchvision set")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="evaluation batch")
-    parser.add_argument("--num-workers", type=non_negative_int, default=2, help="loader workers")
+    parser.add_argument(
+        "--num-workers", type=non_negative_int, default=DEFAULT_NUM_WORKERS, help="loader workers"
+    )
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="device")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
     return parser.parse_args(argv)

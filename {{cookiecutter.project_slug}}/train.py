@@ -29,7 +29,14 @@ from torchinfo import summary
 from tqdm import tqdm
 
 from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }}
-from {{ cookiecutter.package_name }}.data import DATASETS, DataBundle, build_datasets, build_loader, preview_grid
+from {{ cookiecutter.package_name }}.data import (
+    DATASETS,
+    DEFAULT_NUM_WORKERS,
+    DataBundle,
+    build_datasets,
+    build_loader,
+    preview_grid,
+)
 from {{ cookiecutter.package_name }}.engine import cli
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState, save_epoch_checkpoints
 from {{ cookiecutter.package_name }}.engine.device import DEVICE_CHOICES, select_device
@@ -42,9 +49,8 @@ from {{ cookiecutter.package_name }}.engine.resume import parse_resumed_args, re
 from {{ cookiecutter.package_name }}.engine.run_dir import args_to_dict
 from {{ cookiecutter.package_name }}.engine.timing import StepTimer
 
-# One core feeds the loop itself; the others can decode and augment. More than 8 workers
-# rarely helps and each costs memory.
-DEFAULT_NUM_WORKERS = min(8, max(0, (os.cpu_count() or 1) - 1))
+# Below this many optimizer steps in all, a run rarely gets far: say so at the start.
+FEW_STEPS = 200
 
 
 # ------------------------------------------------------------------------------ Seed
@@ -81,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=cli.positive_int,
         default=8_000,
         help="training images of --dataset synthetic (validation gets a fifth)",
+    )
+    add(
+        "--hflip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mirror training images at random (folder, cifar10); --no-hflip for text, digits",
     )
     add(
         "--num-workers",
@@ -171,7 +183,13 @@ def train(args: argparse.Namespace) -> TrainResult:
     # Dataset transform + dataset / dataloader (the device is picked first: only CUDA
     # wants pinned memory)
     data = build_datasets(
-        args.dataset, args.data_dir, args.image_size, args.download, args.seed, args.synthetic_size
+        args.dataset,
+        args.data_dir,
+        args.image_size,
+        args.download,
+        args.seed,
+        args.synthetic_size,
+        args.hflip,
     )
     device = select_device(args.device)
     pin = device.type == "cuda"  # page-locked memory makes host-to-GPU copies asynchronous
@@ -205,6 +223,11 @@ def train(args: argparse.Namespace) -> TrainResult:
     steps_per_epoch = math.ceil(batches_per_epoch / args.accum_steps)
     total_steps = steps_per_epoch * args.epochs
     warmup_steps = min(args.warmup_steps, total_steps // 4)
+    if total_steps < FEW_STEPS:
+        tqdm.write(
+            f"note: this run makes only {total_steps} optimizer steps; a small data set "
+            "usually needs more --epochs or a smaller --batch-size"
+        )
     scheduler = build_scheduler(optimizer, args.scheduler, warmup_steps, total_steps)
 
     # Load checkpoint if needed (or start a new run folder)

@@ -3,6 +3,7 @@ import hashlib
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 from {{ cookiecutter.package_name }}.data import SHAPES, SyntheticShapes, build_datasets, build_loader
 from {{ cookiecutter.package_name }}.engine.errors import UserError
@@ -110,3 +111,15 @@ def test_an_unreadable_image_is_named(tmp_path):
 def test_hidden_folders_are_not_classes(tmp_path):
     write_image_folder(tmp_path, {"train": ["cat", ".ipynb_checkpoints"], "val": ["cat"]})
     assert build_datasets("folder", tmp_path).classes == ["cat"]
+
+
+def test_hflip_can_be_turned_off_for_data_a_mirror_changes(tmp_path):
+    write_image_folder(tmp_path, {"train": ["cat"], "val": ["cat"]})
+
+    def flips(bundle) -> bool:
+        return any(
+            isinstance(step, v2.RandomHorizontalFlip) for step in bundle.train.transform.transforms
+        )
+
+    assert flips(build_datasets("folder", tmp_path))
+    assert not flips(build_datasets("folder", tmp_path, hflip=False))

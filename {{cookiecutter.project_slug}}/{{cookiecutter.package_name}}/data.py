@@ -5,7 +5,6 @@
 - cifar10, mnist, fashion_mnist: torchvision's sets, downloaded only when asked to
 """
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,10 @@ SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # name -> (torchvision class, channels, native size, mean, std)
+# One core feeds the training loop; the others decode and augment. More than 8 workers rarely
+# helps and each costs memory.
+DEFAULT_NUM_WORKERS = min(8, max(0, (os.cpu_count() or 1) - 1))
+
 TORCHVISION_SETS = {
     "cifar10": (datasets.CIFAR10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "mnist": (datasets.MNIST, 1, 28, (0.1307,), (0.3081,)),
@@ -113,34 +116,36 @@ def build_datasets(
     download: bool = False,
     seed: int = 0,
     synthetic_size: int = 8_000,
+    hflip: bool = True,
 ) -> DataBundle:
     """Build the train and val splits of data set `name` with their transforms.
 
     The synthetic set has `synthetic_size` training images and a fifth as many for validation.
+    `hflip` mirrors training images at random (folder, cifar10); turn it off for text, digits
+    and anything else whose meaning changes in a mirror.
     """
     if name == "synthetic":
         train = SyntheticShapes(synthetic_size, image_size, "train", seed)
         val = SyntheticShapes(max(synthetic_size // 5, 1), image_size, "val", seed)
         return DataBundle(train, val, train.classes, 3, (0.5,) * 3, (0.5,) * 3)
     if name == "folder":
-        return _image_folder(Path(data_dir), image_size)
+        return _image_folder(Path(data_dir), image_size, hflip)
     if name in TORCHVISION_SETS:
-        return _torchvision_set(name, Path(data_dir), image_size, download)
+        return _torchvision_set(name, Path(data_dir), image_size, download, hflip)
     raise UserError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
 
 
 def image_transforms(
-    image_size: int, mean: tuple[float, ...], std: tuple[float, ...], train: bool
+    image_size: int, mean: tuple[float, ...], std: tuple[float, ...], train: bool, hflip: bool
 ) -> v2.Compose:
-    """Resize (random crop + flip for training, centre crop for eval), to tensor, normalise."""
+    """Resize (random crop, optional flip for training; centre crop for eval), normalise."""
     if train:
-        geometry = [
-            v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
-            v2.RandomHorizontalFlip(),
-        ]
+        geometry = [v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True)]
+        geometry += [v2.RandomHorizontalFlip()] if hflip else []
     else:
-        resize_to = math.ceil(image_size / 0.875)  # the usual 87.5% centre crop
-        geometry = [v2.Resize(resize_to, antialias=True), v2.CenterCrop(image_size)]
+        # The short side to image_size, then the centre square: a square image stays whole
+        # (no margin is cut away, so tightly cropped scans keep their edges).
+        geometry = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
     return v2.Compose(
         [v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     )
@@ -172,7 +177,7 @@ def load_rgb_image(path: str) -> Image.Image:
         raise UserError(f"cannot read the image {path} ({error}); remove or replace it") from None
 
 
-def _image_folder(data_dir: Path, image_size: int) -> DataBundle:
+def _image_folder(data_dir: Path, image_size: int, hflip: bool) -> DataBundle:
     """DIR/train/<class>/* and DIR/val/<class>/*, any size, grayscale or RGB (loaded as RGB)."""
     if not data_dir.is_dir():
         raise UserError(
@@ -187,7 +192,8 @@ def _image_folder(data_dir: Path, image_size: int) -> DataBundle:
             )
     splits = {}
     for split in ("train", "val"):
-        transform = image_transforms(image_size, IMAGENET_MEAN, IMAGENET_STD, split == "train")
+        train = split == "train"
+        transform = image_transforms(image_size, IMAGENET_MEAN, IMAGENET_STD, train, hflip)
         try:
             splits[split] = ImageFolderDataset(str(data_dir / split), transform=transform)
         except FileNotFoundError as error:
@@ -205,13 +211,15 @@ def _image_folder(data_dir: Path, image_size: int) -> DataBundle:
     )
 
 
-def _torchvision_set(name: str, data_dir: Path, image_size: int, download: bool) -> DataBundle:
+def _torchvision_set(
+    name: str, data_dir: Path, image_size: int, download: bool, hflip: bool
+) -> DataBundle:
     """One of torchvision's sets, resized to image_size when that differs from its own size."""
     dataset_class, channels, native_size, mean, std = TORCHVISION_SETS[name]
     resize = [] if image_size == native_size else [v2.Resize(image_size, antialias=True)]
     augment = [v2.RandomCrop(image_size, padding=image_size // 8)]
-    if name == "cifar10":
-        augment.append(v2.RandomHorizontalFlip())  # digits must not be mirrored; photos may
+    if hflip and name == "cifar10":  # digits must not be mirrored; photos may
+        augment.append(v2.RandomHorizontalFlip())
     to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     train_transform = v2.Compose([*to_tensor, *resize, *augment, v2.Normalize(mean, std)])
     val_transform = v2.Compose([*to_tensor, *resize, v2.Normalize(mean, std)])
