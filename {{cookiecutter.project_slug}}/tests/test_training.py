@@ -171,3 +171,19 @@ def test_build_optimizer_skips_weight_decay_on_biases_and_norms():
     decay, no_decay = build_optimizer(model, "adamw", 1e-3, 0.1).param_groups
     assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
     assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+
+
+def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(train_script, tmp_path):
+    # 6 steps an epoch; one run stops after 4 (mid-epoch) and is resumed to the end.
+    flags = [*TINY_RUN_FLAGS, "--epochs", "2", "--out-dir", str(tmp_path)]
+    train_script.main([*flags, "--run-name", "straight"])
+    train_script.main([*flags, "--run-name", "stopped", "--max-steps", "4"])
+    last = tmp_path / "stopped" / "checkpoints" / "last.pt"
+    assert torch.load(last, weights_only=True)["state"]["step_in_epoch"] == 4
+    train_script.main(["--resume", str(last), "--max-steps", "0"])
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["state"] == straight["state"]
+    for name, tensor in straight["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
+    assert scalar_steps(tmp_path / "stopped", "train/loss") == [2, 4, 6, 8, 10, 12]
