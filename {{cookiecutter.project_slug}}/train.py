@@ -17,6 +17,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,14 +39,19 @@ from {{ cookiecutter.package_name }}.data import (
     preview_grid,
 )
 from {{ cookiecutter.package_name }}.engine import cli
-from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState, save_epoch_checkpoints
+from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState, save_checkpoint, save_epoch_checkpoints
 from {{ cookiecutter.package_name }}.engine.device import DEVICE_CHOICES, select_device
 from {{ cookiecutter.package_name }}.engine.errors import UserError, run_cli
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
+from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
 from {{ cookiecutter.package_name }}.engine.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
 from {{ cookiecutter.package_name }}.engine.prefetch import BackgroundLoader
 from {{ cookiecutter.package_name }}.engine.reporting import log_training, log_validation
-from {{ cookiecutter.package_name }}.engine.resume import parse_resumed_args, resume_or_start
+from {{ cookiecutter.package_name }}.engine.resume import (
+    find_latest_checkpoint,
+    parse_resumed_args,
+    resume_or_start,
+)
 from {{ cookiecutter.package_name }}.engine.run_dir import args_to_dict
 from {{ cookiecutter.package_name }}.engine.timing import StepTimer
 
@@ -142,9 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=20,
         help="optimizer steps between logs; each log reads values back from the device",
     )
+    add(
+        "--ckpt-every-steps",
+        type=cli.non_negative_int,
+        default=0,
+        help="also save last.pt every this many optimizer steps within an epoch (0: only at its end)",
+    )
     add("--out-dir", type=Path, default=Path("runs"), help="where run folders go")
     add("--run-name", type=cli.folder_name, help="name of the run folder (default: a timestamp)")
-    add("--resume", type=Path, help="continue a run from its checkpoint (its flags are reused)")
+    add(
+        "--resume",
+        type=Path,
+        help="continue a run from its checkpoint, reusing its flags; auto: the newest last.pt "
+        "under --out-dir (of --run-name, if given)",
+    )
     add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
     add("--debug", action="store_true", help="show tracebacks of input errors")
     return parser
@@ -154,7 +171,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags; with --resume, the ones not given again come from the checkpoint."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return parse_resumed_args(parser, argv, args.resume) if args.resume else args
+    if args.resume is None:
+        return args
+    if str(args.resume) == "auto":
+        args.resume = find_latest_checkpoint(args.out_dir, args.run_name)
+    resumed = parse_resumed_args(parser, argv, args.resume)
+    resumed.resume = args.resume
+    return resumed
 
 
 @dataclass
@@ -165,6 +188,7 @@ class TrainResult:
     device: torch.device
     losses: list[float]
     best_accuracy: float | None
+    stopped_by: StopRequest | None = None  # set when a signal ended the run early
 
 
 # ------------------------------------------------------------------------------ Main
@@ -174,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     seed_everything(args.seed, args.deterministic)
     if args.smoke_test:
         return smoke_test(args)
-    train(args)
-    return 0
+    result = train(args)
+    return result.stopped_by.exit_code if result.stopped_by else 0
 
 
 def train(args: argparse.Namespace) -> TrainResult:
@@ -238,33 +262,54 @@ def train(args: argparse.Namespace) -> TrainResult:
     # Create TensorBoard writer
     writer = create_writer(run_dir, is_new_run, state, model, data, args, device)
 
+    # Everything a checkpoint holds besides the state, which the loop keeps changing.
+    parts = {
+        "model": model,
+        "model_config": model_config,
+        "classes": data.classes,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "args": args_to_dict(args),
+    }
+    last_checkpoint = run_dir / "checkpoints" / "last.pt"
+
+    def save_last() -> None:
+        save_checkpoint(last_checkpoint, state=state, **parts)
+
     # Main loop
     losses: list[float] = []
-    with writer:
+    with writer, StopRequest() as stop:
         while state.epoch < args.epochs and not reached_max_steps(state, args):
             started, epoch_label = time.perf_counter(), f"epoch {state.epoch + 1}/{args.epochs}"
             # A resumed epoch skips the samples it trained on before the stop (0 otherwise).
             done = state.step_in_epoch * args.accum_steps * args.batch_size
             train_loader.sampler.set_epoch(state.epoch, skip=done)
             losses += train_one_epoch(
-                model, train_loader, criterion, optimizer, scheduler, device, writer, state, args
+                model,
+                train_loader,
+                criterion,
+                optimizer,
+                scheduler,
+                device,
+                writer,
+                state,
+                args,
+                save_last,
+                stop,
             )
-            metrics = evaluate(model, val_loader, device)
-            if state.step_in_epoch == steps_per_epoch:  # else --max-steps stopped it mid-way
+            if state.step_in_epoch == steps_per_epoch:  # else a stop came mid-way
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
+            if stop.requested:  # a signal: save where we are and go, without evaluating
+                save_last()
+                tqdm.write(
+                    f"stopped at step {state.global_step}; continue with: "
+                    f"python train.py --resume {last_checkpoint}"
+                )
+                return TrainResult(run_dir, device, losses, state.best_metric, stop)
+            metrics = evaluate(model, val_loader, device)
             is_best = state.best_metric is None or metrics["accuracy"] > state.best_metric
             state.best_metric = max(metrics["accuracy"], state.best_metric or 0.0)
-            save_epoch_checkpoints(
-                run_dir / "checkpoints",
-                is_best,
-                model=model,
-                model_config=model_config,
-                classes=data.classes,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                state=state,
-                args=args_to_dict(args),
-            )
+            save_epoch_checkpoints(run_dir / "checkpoints", is_best, state=state, **parts)
             log_validation(
                 writer, metrics, state.global_step, epoch_label, time.perf_counter() - started
             )
@@ -313,8 +358,13 @@ def train_one_epoch(
     writer: SummaryWriter,
     state: TrainState,
     args: argparse.Namespace,
+    save_last: Callable[[], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> list[float]:
-    """One pass over the training data (or what is left of it); returns the losses it logged."""
+    """One pass over the training data (or what is left of it); returns the losses it logged.
+
+    It ends early at --max-steps or when `stop` is requested, always after an optimizer step.
+    """
     model.train()
     timer = StepTimer(device)
     accum, num_batches = args.accum_steps, len(loader)
@@ -352,15 +402,30 @@ def train_one_epoch(
                 state.global_step += 1
                 state.step_in_epoch += 1
             timer.step_done(targets.size(0))
-            # Update writer: every --log-every optimizer steps, and at the end of the epoch.
-            stopping = is_update and (index + 1 == num_batches or reached_max_steps(state, args))
-            if is_update and (state.global_step % args.log_every == 0 or stopping):
+            # Update writer: every --log-every optimizer steps, at the end of the epoch and
+            # before a checkpoint (a log step checks that the loss is still finite).
+            stopping = is_update and (
+                index + 1 == num_batches
+                or reached_max_steps(state, args)
+                or (stop is not None and stop.requested)
+            )
+            checkpoint_due = (
+                is_update
+                and save_last is not None
+                and args.ckpt_every_steps > 0
+                and state.global_step % args.ckpt_every_steps == 0
+            )
+            if is_update and (
+                state.global_step % args.log_every == 0 or stopping or checkpoint_due
+            ):
                 mean_loss = loss_sum / batches_since_log
                 logged.append(
                     log_training(writer, progress, timer, mean_loss, lr, state.global_step)
                 )
                 loss_sum.zero_()
                 batches_since_log = 0
+            if checkpoint_due:
+                save_last()
             if stopping:
                 break
     return logged

@@ -8,6 +8,10 @@ class UserError(Exception):
     """A problem with the user's input (flag, data, checkpoint): the message says what and how to fix it."""
 
 
+class DivergedError(UserError):
+    """The loss stopped being a finite number; the last good checkpoint is left as it was."""
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str) -> int:
     """Run `main`, turning a UserError into `prog: error: <message>` and exit code 2 (as argparse).
 

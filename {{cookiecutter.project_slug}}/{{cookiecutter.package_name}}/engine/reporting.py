@@ -1,9 +1,12 @@
 """What the loop reports: TensorBoard scalars, the tqdm postfix and one line per epoch."""
 
+import math
+
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from .errors import DivergedError
 from .timing import StepTimer
 
 
@@ -15,8 +18,17 @@ def log_training(
     lr: float,
     step: int,
 ) -> float:
-    """Read the loss back from the device (the loop's one sync point) and log it with timings."""
+    """Read the loss back from the device (the loop's one sync point) and log it with timings.
+
+    A non-finite loss stops the run here, before any checkpoint could save broken weights:
+    checking only at log steps costs no extra sync on the steps in between.
+    """
     loss = mean_loss.item()
+    if not math.isfinite(loss):
+        raise DivergedError(
+            f"the training loss became {loss} by step {step}, so the run stopped and kept its "
+            "last good checkpoint; lower --lr (or lengthen --warmup-steps) and start again"
+        )
     perf = timer.report()
     writer.add_scalar("train/loss", loss, step)
     writer.add_scalar("train/lr", lr, step)

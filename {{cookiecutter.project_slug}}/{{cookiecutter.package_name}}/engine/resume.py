@@ -13,10 +13,23 @@ from .run_dir import create_run_dir, save_args
 
 # Flags a resumed run may change; every other flag is the checkpoint's own.
 CHANGEABLE_ON_RESUME = frozenset(
-    {"epochs", "max_steps", "num_workers", "device", "log_every", "download", "data_dir",
-     "out_dir", "resume", "debug", "smoke_test"}
+    {"epochs", "max_steps", "num_workers", "device", "log_every", "ckpt_every_steps",
+     "download", "data_dir", "out_dir", "run_name", "resume", "debug", "smoke_test"}
 )  # fmt: skip
 _UNSET = object()
+
+
+def find_latest_checkpoint(out_dir: Path, run_name: str | None) -> Path:
+    """`--resume auto`: the newest <out_dir>/<run>/checkpoints/last.pt (of --run-name if given)."""
+    pattern = f"{run_name}/checkpoints/last.pt" if run_name else "*/checkpoints/last.pt"
+    found = sorted(Path(out_dir).glob(pattern), key=lambda path: path.stat().st_mtime)
+    if not found:
+        where = Path(out_dir) / run_name if run_name else Path(out_dir)
+        raise UserError(
+            f"--resume auto found no checkpoints/last.pt under {where}; "
+            "start a run first, or give the checkpoint's path"
+        )
+    return found[-1]
 
 
 def parse_resumed_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, path: Path):
