@@ -92,10 +92,24 @@ def test_shuffle_order_is_a_function_of_seed_and_epoch_and_can_skip():
     orders = []
     for epoch in (0, 0, 1):
         loader.sampler.set_epoch(epoch)
-        orders.append(list(loader.sampler))
+        orders.append([index for _, index in loader.sampler])
     assert orders[0] == orders[1] != orders[2]
     loader.sampler.set_epoch(0, skip=8)
-    assert list(loader.sampler) == orders[0][8:] and len(loader) == 8
+    assert [index for _, index in loader.sampler] == orders[0][8:] and len(loader) == 8
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_index(tmp_path):
+    write_image_folder(tmp_path, {"train": ["cat"], "val": ["cat"]})
+    Image.linear_gradient("L").save(tmp_path / "train" / "cat" / "gradient.png")  # crops differ
+    train = build_datasets("folder", tmp_path, image_size=16).train
+    gradient = train.samples.index((str(tmp_path / "train" / "cat" / "gradient.png"), 0))
+    loader = build_loader(train, batch_size=4, train=True, num_workers=0, seed=5)
+    seeded = loader.dataset
+    torch.manual_seed(123)  # the global RNG does not matter
+    first = seeded[(2, gradient)][0]
+    torch.manual_seed(456)
+    assert torch.equal(seeded[(2, gradient)][0], first)
+    assert not torch.equal(seeded[(3, gradient)][0], first)  # another epoch, another crop
 
 
 def test_an_unreadable_image_is_named(tmp_path):

@@ -187,3 +187,32 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(train_script, tmp_p
     for name, tensor in straight["model"].items():
         assert torch.equal(resumed["model"][name], tensor), name
     assert scalar_steps(tmp_path / "stopped", "train/loss") == [2, 4, 6, 8, 10, 12]
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_augmented_folder_run_resumes_mid_epoch_to_the_same_weights(
+    train_script, tmp_path, workers
+):
+    from PIL import Image
+
+    # Gradients at many angles: every crop and flip changes the pixels the model sees.
+    for split in ("train", "val"):
+        for label, name in enumerate(("a", "b")):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            for number in range(24):
+                image = Image.linear_gradient("L").rotate(15 * number + 90 * label).resize((40, 30))
+                image.save(tmp_path / "data" / split / name / f"{number}.png")
+    flags = [*TINY_RUN_FLAGS, "--dataset", "folder", "--data-dir", str(tmp_path / "data"),
+             "--batch-size", "8", "--epochs", "2", "--num-workers", workers,
+             "--out-dir", str(tmp_path / "runs")]  # fmt: skip
+    train_script.main([*flags, "--run-name", "straight"])
+    train_script.main([*flags, "--run-name", "stopped", "--max-steps", "4"])  # 6 steps an epoch
+    last = tmp_path / "runs" / "stopped" / "checkpoints" / "last.pt"
+    train_script.main(["--resume", str(last), "--max-steps", "0"])
+    straight = torch.load(
+        tmp_path / "runs" / "straight" / "checkpoints" / "last.pt", weights_only=True
+    )
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["state"] == straight["state"]
+    for name, tensor in straight["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name

@@ -244,12 +244,13 @@ def _torchvision_set(
 
 
 class ResumableSampler(DistributedSampler):
-    """A seeded shuffle per epoch (a function of seed and epoch) that can start part-way.
+    """A seeded shuffle per epoch that can start part-way; it yields (epoch, index) pairs.
 
     DistributedSampler already makes the order a function of (seed, epoch); used here with one
     replica, it is a plain sampler. `set_epoch(epoch, skip=n)` drops the first n samples of
     that epoch's order, which is how a run resumed in the middle of an epoch avoids training
-    twice on the batches it already saw.
+    twice on the batches it already saw. The epoch travels with each index so that the
+    workers, which hold their own copy of the data set, know it (see EpochSeeded).
     """
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -257,11 +258,35 @@ class ResumableSampler(DistributedSampler):
         self.skip = skip
 
     def __iter__(self):
-        indices = list(super().__iter__())
-        return iter(indices[getattr(self, "skip", 0) :])
+        indices = list(super().__iter__())[getattr(self, "skip", 0) :]
+        return iter([(self.epoch, index) for index in indices])
 
     def __len__(self) -> int:
         return self.num_samples - getattr(self, "skip", 0)
+
+
+class EpochSeeded(Dataset):
+    """Draws each sample's random augmentation from its own seed: a function of (seed, epoch,
+    index). Which worker loads a sample, and whether the run was stopped and resumed in
+    between, then changes nothing: resumed runs see the same crops and flips.
+
+    With --num-workers 0 samples load in a background thread of the main process; the
+    global RNG is restored after each sample, but a model that draws random numbers itself
+    (dropout) races with that thread, so exact resumes there need worker processes.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        sample_seed = np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(sample_seed))
+            return self.dataset[index]
 
 
 def build_loader(
@@ -272,10 +297,13 @@ def build_loader(
     seed: int,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """A DataLoader whose order is a pure function of (seed, epoch): call sampler.set_epoch()."""
+    """A DataLoader whose order and augmentation are functions of (seed, epoch).
+
+    Call `loader.sampler.set_epoch(epoch)` before each epoch.
+    """
     sampler = ResumableSampler(dataset, num_replicas=1, rank=0, shuffle=train, seed=seed)
     return DataLoader(
-        dataset,
+        EpochSeeded(dataset, seed),
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
@@ -283,7 +311,6 @@ def build_loader(
         drop_last=train,  # equal micro-batches keep gradient accumulation exact
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed),
     )
 
 
