@@ -44,8 +44,9 @@ def expected_files(package: str, model: str, license_file: bool) -> set[str]:
             "prefetch", "reporting", "resume", "run_dir", "timing",
         )),
         *(f"tests/{name}.py" for name in (
-            "__init__", "conftest", "test_checkpoint", "test_cli", "test_data", "test_interrupt",
-            "test_layers", "test_losses", "test_model", "test_ops", "test_training",
+            "__init__", "conftest", "test_bad_inputs", "test_checkpoint", "test_cli", "test_data",
+            "test_interrupt", "test_layers", "test_losses", "test_model", "test_ops",
+            "test_training",
         )),
     }  # fmt: skip
     return files | {"LICENSE"} if license_file else files

@@ -13,8 +13,8 @@ from {{ cookiecutter.package_name }}.engine.errors import DivergedError
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
 from .test_training import scalar_steps
 
-# 30 steps an epoch, 8 epochs: long enough to be stopped part-way, short enough for a test.
-SIGNAL_RUN_FLAGS = [*TINY_RUN_FLAGS, "--synthetic-size", "480", "--epochs", "8"]
+# 15 steps an epoch, 8 epochs: long enough to be stopped part-way, short enough for a test.
+SIGNAL_RUN_FLAGS = [*TINY_RUN_FLAGS, "--synthetic-size", "240", "--epochs", "8"]
 
 
 def test_sigterm_saves_last_pt_and_the_resumed_run_matches_a_straight_one(train_script, tmp_path):
@@ -32,7 +32,7 @@ def test_sigterm_saves_last_pt_and_the_resumed_run_matches_a_straight_one(train_
     assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert "SIGTERM received" in stderr and f"--resume {last}" in stdout
     stopped_at = torch.load(last, weights_only=True)["state"]["global_step"]
-    assert 30 <= stopped_at < 240
+    assert 15 <= stopped_at < 120
 
     assert train_script.main(["--resume", str(last)]) == 0
     train_script.main([*flags, "--run-name", "straight"])
@@ -42,7 +42,7 @@ def test_sigterm_saves_last_pt_and_the_resumed_run_matches_a_straight_one(train_
     for name, tensor in straight["model"].items():
         assert torch.equal(resumed["model"][name], tensor), name
     steps = scalar_steps(tmp_path / "stopped", "train/loss")
-    assert steps == sorted(set(steps)) and steps[-1] == 240
+    assert steps == sorted(set(steps)) and steps[-1] == 120
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(

@@ -1,0 +1,96 @@
+"""Every bad input a user can give: one sentence on stderr, exit code 2, nothing on disk changed."""
+
+import os
+import shutil
+import signal
+import sys
+
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }}.engine.checkpoint import FORMAT_VERSION
+from {{ cookiecutter.package_name }}.engine.errors import run_cli
+from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
+
+from .test_data import write_image_folder
+
+CLASSES = {"train": ["cat", "dog"], "val": ["cat", "dog"]}
+
+
+def missing_data_dir(tmp_path, run):
+    return ["--dataset", "folder", "--data-dir", str(tmp_path / "nope")], "does not exist"
+
+
+def val_classes_differ(tmp_path, run):
+    write_image_folder(tmp_path / "data", {"train": ["cat", "dog"], "val": ["cat", "cow"]})
+    return ["--dataset", "folder", "--data-dir", str(tmp_path / "data")], "differ"
+
+
+def unreadable_image(tmp_path, run):
+    write_image_folder(tmp_path / "data", CLASSES)
+    (tmp_path / "data" / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    flags = ["--dataset", "folder", "--data-dir", str(tmp_path / "data"), "--batch-size", "2"]
+    return flags, "cannot read the image " + str(tmp_path / "data" / "train" / "cat" / "broken.jpg")
+
+
+def truncated_checkpoint(tmp_path, run):
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes((run / "checkpoints" / "last.pt").read_bytes()[:5000])
+    return ["--resume", str(bad)], "is not a readable checkpoint"
+
+
+def not_a_checkpoint(tmp_path, run):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    return ["--resume", str(tmp_path / "foreign.pt")], "not a checkpoint of this project"
+
+
+def newer_format(tmp_path, run):
+    payload = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    payload["format_version"] = FORMAT_VERSION + 1
+    torch.save(payload, tmp_path / "newer.pt")
+    return ["--resume", str(tmp_path / "newer.pt")], "newer than the"
+
+
+def other_number_of_classes(tmp_path, run):
+    write_image_folder(tmp_path / "data", {"train": ["a", "b", "c"], "val": ["a", "b", "c"]})
+    last = run / "checkpoints" / "last.pt"
+    flags = ["--resume", str(last), "--epochs", "3", "--dataset", "folder"]
+    return [*flags, "--data-dir", str(tmp_path / "data")], "--dataset folder differs"
+
+
+def cuda_without_a_gpu(tmp_path, run):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    return ["--device", "cuda"], "--device cuda was asked for"
+
+
+CASES = [missing_data_dir, val_classes_differ, unreadable_image, truncated_checkpoint,
+         not_a_checkpoint, newer_format, other_number_of_classes, cuda_without_a_gpu]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])
+def test_bad_input_is_one_sentence_exit_2_and_changes_nothing(
+    case, tiny_run, train_script, tmp_path, monkeypatch, capsys
+):
+    from .conftest import TINY_RUN_FLAGS
+
+    run = tmp_path / "runs" / "tiny"
+    shutil.copytree(tiny_run.run_dir, run)
+    flags, message = case(tmp_path, run)
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    argv = flags if "--resume" in flags else [*TINY_RUN_FLAGS, *flags]
+    monkeypatch.setattr(sys, "argv", ["train.py", *argv, "--out-dir", str(tmp_path / "runs")])
+    assert run_cli(train_script.main, prog="train.py") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("train.py: error: ") and "\n" not in error
+    assert message in error
+    # What was there is unchanged (an error found while training, like a broken image, may
+    # leave the new run's own folder beside it, never touch another).
+    assert {path: path.read_bytes() for path in before} == before
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    with StopRequest() as stop, pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and stop.exit_code == 130
+        os.kill(os.getpid(), signal.SIGINT)
