@@ -1,5 +1,6 @@
 """A run survives: signals stop it cleanly, a diverged loss keeps the last good checkpoint."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,16 @@ from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
 from .test_training import scalar_steps
 
 # 15 steps an epoch, 8 epochs: long enough to be stopped part-way, short enough for a test.
-SIGNAL_RUN_FLAGS = [*TINY_RUN_FLAGS, "--synthetic-size", "240", "--epochs", "8"]
+# One worker process: the signal goes to the whole process group, as a scheduler's does.
+SIGNAL_RUN_FLAGS = [
+    *TINY_RUN_FLAGS,
+    "--synthetic-size",
+    "240",
+    "--epochs",
+    "8",
+    "--num-workers",
+    "1",
+]
 
 
 def test_sigterm_saves_last_pt_and_the_resumed_run_matches_a_straight_one(train_script, tmp_path):
@@ -23,11 +33,12 @@ def test_sigterm_saves_last_pt_and_the_resumed_run_matches_a_straight_one(train_
     process = subprocess.Popen(
         [sys.executable, "train.py", *flags, "--run-name", "stopped"],
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 240
     while not last.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # the first epoch's checkpoint says training is under way
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)  # the main process and its DataLoader worker
     stdout, stderr = process.communicate(timeout=240)
     assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert "SIGTERM received" in stderr and f"--resume {last}" in stdout

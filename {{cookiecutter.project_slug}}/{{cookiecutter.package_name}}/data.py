@@ -6,6 +6,7 @@
 """
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -311,7 +312,19 @@ def build_loader(
         drop_last=train,  # equal micro-batches keep gradient accumulation exact
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
+        worker_init_fn=ignore_stop_signals,
     )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In a DataLoader worker: leave Ctrl-C and SIGTERM to the main process.
+
+    A terminal's Ctrl-C and a scheduler's SIGTERM reach the whole process group. A worker
+    killed by one would crash the main process ("DataLoader worker is killed by signal")
+    before it could finish its step and save; the main process stops the workers itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def preview_grid(
