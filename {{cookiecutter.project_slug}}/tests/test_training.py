@@ -173,13 +173,16 @@ def test_build_optimizer_skips_weight_decay_on_biases_and_norms():
     assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
 
 
-def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(train_script, tmp_path):
-    # 6 steps an epoch; one run stops after 4 (mid-epoch) and is resumed to the end.
+@pytest.mark.parametrize(
+    ("stop_at", "step_in_epoch"), [(4, 4), (6, 0)], ids=["mid-epoch", "epoch-end"]
+)
+def test_a_stopped_run_resumes_to_the_same_weights(train_script, tmp_path, stop_at, step_in_epoch):
+    # 6 steps an epoch; one run stops after `stop_at` steps and is resumed to the end.
     flags = [*TINY_RUN_FLAGS, "--epochs", "2", "--out-dir", str(tmp_path)]
     train_script.main([*flags, "--run-name", "straight"])
-    train_script.main([*flags, "--run-name", "stopped", "--max-steps", "4"])
+    train_script.main([*flags, "--run-name", "stopped", "--max-steps", str(stop_at)])
     last = tmp_path / "stopped" / "checkpoints" / "last.pt"
-    assert torch.load(last, weights_only=True)["state"]["step_in_epoch"] == 4
+    assert torch.load(last, weights_only=True)["state"]["step_in_epoch"] == step_in_epoch
     train_script.main(["--resume", str(last), "--max-steps", "0"])
     straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
     resumed = torch.load(last, weights_only=True)
