@@ -40,13 +40,13 @@ def expected_files(package: str, model: str, license_file: bool) -> set[str]:
         f"{package}/losses/__init__.py", f"{package}/losses/classification.py",
         f"{package}/ops/__init__.py", f"{package}/ops/metrics.py", f"{package}/ops/image.py",
         *(f"{package}/engine/{name}.py" for name in (
-            "__init__", "checkpoint", "cli", "device", "errors", "evaluation", "interrupt", "optim",
-            "prefetch", "reporting", "resume", "run_dir", "timing",
+            "__init__", "checkpoint", "cli", "device", "errors", "evaluation", "interrupt",
+            "optim", "precision", "prefetch", "reporting", "resume", "run_dir", "timing",
         )),
         *(f"tests/{name}.py" for name in (
             "__init__", "conftest", "test_bad_inputs", "test_checkpoint", "test_cli", "test_data",
             "test_interrupt", "test_layers", "test_losses", "test_model", "test_ops",
-            "test_training",
+            "test_precision", "test_training",
         )),
     }  # fmt: skip
     return files | {"LICENSE"} if license_file else files

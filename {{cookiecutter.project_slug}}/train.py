@@ -45,6 +45,7 @@ from {{ cookiecutter.package_name }}.engine.errors import UserError, run_cli
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
 from {{ cookiecutter.package_name }}.engine.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from {{ cookiecutter.package_name }}.engine.precision import AMP_CHOICES, MixedPrecision
 from {{ cookiecutter.package_name }}.engine.prefetch import BackgroundLoader
 from {{ cookiecutter.package_name }}.engine.reporting import log_training, log_validation
 from {{ cookiecutter.package_name }}.engine.resume import (
@@ -138,6 +139,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
     add("--width", type=cli.positive_int, default=16, help="channels of the first stage")
+    add(
+        "--grad-clip",
+        type=cli.non_negative_float,
+        default=0.0,
+        help="clip the gradient norm to this (0: no clipping)",
+    )
+    add = parser.add_argument_group("speed").add_argument
+    add(
+        "--amp",
+        choices=AMP_CHOICES,
+        default="auto",
+        help="mixed precision; auto: bf16 on a CUDA GPU that has it, else off",
+    )
+    add(
+        "--channels-last",
+        action="store_true",
+        help="NHWC memory layout (faster convolutions on tensor-core GPUs)",
+    )
+    add(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (slower start, faster steps; checkpoints stay plain)",
+    )
     add = parser.add_argument_group("run").add_argument
     add("--device", choices=DEVICE_CHOICES, default="auto", help="auto: cuda, then mps, then cpu")
     add("--seed", type=cli.non_negative_int, default=0, help="random seed")
@@ -237,9 +261,15 @@ def train(args: argparse.Namespace) -> TrainResult:
     # Create loss
     criterion = {{ cookiecutter.model_name }}.ClassificationLoss(args.label_smoothing)
 
-    # Device setting
+    # Device setting (and the speed settings that come with it)
     model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
     criterion.to(device)
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls where the GPU has them
+    precision = MixedPrecision(args.amp, device)
+    # Checkpoints and the summary use `model`; the loop runs the compiled one, if asked.
+    step_model = torch.compile(model) if args.compile else model
 
     # Create optimizer, and its schedule (stepped once per optimizer step). The schedule spans
     # --epochs; --max-steps only stops the run, so a stopped run resumes on the same curve.
@@ -256,7 +286,12 @@ def train(args: argparse.Namespace) -> TrainResult:
 
     # Load checkpoint if needed (or start a new run folder)
     state, run_dir, is_new_run = resume_or_start(
-        args, model, optimizer, scheduler, virtual_batch=args.batch_size * args.accum_steps
+        args,
+        model,
+        optimizer,
+        scheduler,
+        precision,
+        virtual_batch=args.batch_size * args.accum_steps,
     )
 
     # Create TensorBoard writer
@@ -274,7 +309,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     last_checkpoint = run_dir / "checkpoints" / "last.pt"
 
     def save_last() -> None:
-        save_checkpoint(last_checkpoint, state=state, **parts)
+        save_checkpoint(last_checkpoint, state=state, scaler=precision.state_dict(), **parts)
 
     # Main loop
     losses: list[float] = []
@@ -285,7 +320,7 @@ def train(args: argparse.Namespace) -> TrainResult:
             done = state.step_in_epoch * args.accum_steps * args.batch_size
             train_loader.sampler.set_epoch(state.epoch, skip=done)
             losses += train_one_epoch(
-                model,
+                step_model,
                 train_loader,
                 criterion,
                 optimizer,
@@ -296,6 +331,7 @@ def train(args: argparse.Namespace) -> TrainResult:
                 args,
                 save_last,
                 stop,
+                precision,
             )
             if state.step_in_epoch == steps_per_epoch:  # else a stop came mid-way
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
@@ -306,10 +342,16 @@ def train(args: argparse.Namespace) -> TrainResult:
                     f"python train.py --resume {last_checkpoint}"
                 )
                 return TrainResult(run_dir, device, losses, state.best_metric, stop)
-            metrics = evaluate(model, val_loader, device)
+            metrics = evaluate(step_model, val_loader, device)
             is_best = state.best_metric is None or metrics["accuracy"] > state.best_metric
             state.best_metric = max(metrics["accuracy"], state.best_metric or 0.0)
-            save_epoch_checkpoints(run_dir / "checkpoints", is_best, state=state, **parts)
+            save_epoch_checkpoints(
+                run_dir / "checkpoints",
+                is_best,
+                state=state,
+                scaler=precision.state_dict(),
+                **parts,
+            )
             log_validation(
                 writer, metrics, state.global_step, epoch_label, time.perf_counter() - started
             )
@@ -360,12 +402,15 @@ def train_one_epoch(
     args: argparse.Namespace,
     save_last: Callable[[], None] | None = None,
     stop: StopRequest | None = None,
+    precision: MixedPrecision | None = None,
 ) -> list[float]:
     """One pass over the training data (or what is left of it); returns the losses it logged.
 
     It ends early at --max-steps or when `stop` is requested, always after an optimizer step.
     """
     model.train()
+    precision = precision or MixedPrecision("off", device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     timer = StepTimer(device)
     accum, num_batches = args.accum_steps, len(loader)
     loss_sum = torch.zeros((), device=device)  # summed on the device: no sync until a log step
@@ -383,20 +428,21 @@ def train_one_epoch(
         ) as progress,
     ):
         for index, (images, targets) in enumerate(progress):
-            images = images.to(device, non_blocking=True)
+            images = images.to(device, non_blocking=True, memory_format=memory_format)
             targets = targets.to(device, non_blocking=True)
             timer.data_ready()
             # Forward / backward. The loss is divided by the size of its accumulation group
             # (the last group of an epoch may be short), so the update uses the mean gradient.
             group_size = min(accum, num_batches - index // accum * accum)
-            loss = criterion(model(images), targets)
-            (loss / group_size).backward()
+            with precision.autocast():
+                loss = criterion(model(images), targets)
+            precision.backward(loss / group_size)
             loss_sum += loss.detach()
             batches_since_log += 1
             is_update = (index + 1) % accum == 0 or index + 1 == num_batches
             if is_update:
                 lr = scheduler.get_last_lr()[0]  # the rate this step uses (a float: no sync)
-                optimizer.step()
+                precision.step(model, optimizer, args.grad_clip)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.global_step += 1

@@ -64,7 +64,11 @@ def cuda_without_a_gpu(tmp_path, run):
     return ["--device", "cuda"], "--device cuda was asked for"
 
 
-CASES = [missing_data_dir, val_classes_differ, unreadable_image, truncated_checkpoint,
+def fp16_on_the_cpu(tmp_path, run):
+    return ["--device", "cpu", "--amp", "fp16"], "--amp fp16 needs a GPU"
+
+
+CASES = [fp16_on_the_cpu, missing_data_dir, val_classes_differ, unreadable_image, truncated_checkpoint,
          not_a_checkpoint, newer_format, other_number_of_classes, cuda_without_a_gpu]  # fmt: skip
 
 

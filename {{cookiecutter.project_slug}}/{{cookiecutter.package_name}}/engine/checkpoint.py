@@ -85,7 +85,7 @@ def save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: TrainState,
     args: dict,
-    scaler: torch.amp.GradScaler | None = None,
+    scaler: dict | None = None,
 ) -> None:
     """Write everything needed to evaluate the model or to continue training, atomically."""
     payload = {
@@ -95,7 +95,7 @@ def save_checkpoint(
         "classes": classes,  # class index -> name
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
+        "scaler": scaler,  # the fp16 GradScaler's state dict, or None
         "state": asdict(state),
         "args": args,
         "rng": capture_rng_state(),

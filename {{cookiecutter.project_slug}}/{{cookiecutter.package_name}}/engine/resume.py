@@ -9,12 +9,14 @@ from torch import nn
 
 from .checkpoint import TrainState, load_checkpoint, load_model_weights, restore_rng_state
 from .errors import UserError
+from .precision import MixedPrecision
 from .run_dir import create_run_dir, save_args
 
 # Flags a resumed run may change; every other flag is the checkpoint's own.
 CHANGEABLE_ON_RESUME = frozenset(
     {"epochs", "max_steps", "num_workers", "device", "log_every", "ckpt_every_steps",
-     "download", "data_dir", "out_dir", "run_name", "resume", "debug", "smoke_test"}
+     "download", "data_dir", "out_dir", "run_name", "resume", "debug", "smoke_test",
+     "channels_last", "compile"}
 )  # fmt: skip
 _UNSET = object()
 
@@ -74,6 +76,7 @@ def resume_or_start(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    precision: MixedPrecision | None = None,
     **resolved: object,
 ) -> tuple[TrainState, Path, bool]:
     """Return the training state, the run folder and whether the folder is new.
@@ -96,6 +99,8 @@ def resume_or_start(
     load_model_weights(model, checkpoint, args.resume)
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
+    if precision is not None:
+        precision.load_state_dict(checkpoint.get("scaler"))
     restore_rng_state(checkpoint["rng"])
     run_dir = Path(args.resume).resolve().parent.parent  # <run>/checkpoints/last.pt
     if not (run_dir / "args.json").is_file():  # a checkpoint moved out of its run folder
