@@ -41,7 +41,7 @@ from {{ cookiecutter.package_name }}.data import (
 from {{ cookiecutter.package_name }}.engine import cli
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState, save_checkpoint, save_epoch_checkpoints
 from {{ cookiecutter.package_name }}.engine.device import DEVICE_CHOICES, select_device
-from {{ cookiecutter.package_name }}.engine.errors import UserError, run_cli
+from {{ cookiecutter.package_name }}.engine.errors import DivergedError, UserError, run_cli
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
 from {{ cookiecutter.package_name }}.engine.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
@@ -314,47 +314,60 @@ def train(args: argparse.Namespace) -> TrainResult:
     # Main loop
     losses: list[float] = []
     with writer, StopRequest() as stop:
-        while state.epoch < args.epochs and not reached_max_steps(state, args):
-            started, epoch_label = time.perf_counter(), f"epoch {state.epoch + 1}/{args.epochs}"
-            # A resumed epoch skips the samples it trained on before the stop (0 otherwise).
-            done = state.step_in_epoch * args.accum_steps * args.batch_size
-            train_loader.sampler.set_epoch(state.epoch, skip=done)
-            losses += train_one_epoch(
-                step_model,
-                train_loader,
-                criterion,
-                optimizer,
-                scheduler,
-                device,
-                writer,
-                state,
-                args,
-                save_last,
-                stop,
-                precision,
-            )
-            if state.step_in_epoch == steps_per_epoch:  # else a stop came mid-way
-                state.epoch, state.step_in_epoch = state.epoch + 1, 0
-            if stop.requested:  # a signal: save where we are and go, without evaluating
-                save_last()
-                tqdm.write(
-                    f"stopped at step {state.global_step}; continue with: "
-                    f"python train.py --resume {last_checkpoint}"
+        try:
+            while state.epoch < args.epochs and not reached_max_steps(state, args):
+                started, epoch_label = time.perf_counter(), f"epoch {state.epoch + 1}/{args.epochs}"
+                # A resumed epoch skips the batches it trained on before the stop (0 otherwise).
+                done = min(state.step_in_epoch * args.accum_steps, batches_per_epoch)
+                train_loader.sampler.set_epoch(state.epoch, skip=done * args.batch_size)
+                losses += train_one_epoch(
+                    step_model,
+                    train_loader,
+                    criterion,
+                    optimizer,
+                    scheduler,
+                    device,
+                    writer,
+                    state,
+                    args,
+                    save_last,
+                    stop,
+                    precision,
                 )
-                return TrainResult(run_dir, device, losses, state.best_metric, stop)
-            metrics = evaluate(step_model, val_loader, device)
-            is_best = state.best_metric is None or metrics["accuracy"] > state.best_metric
-            state.best_metric = max(metrics["accuracy"], state.best_metric or 0.0)
-            save_epoch_checkpoints(
-                run_dir / "checkpoints",
-                is_best,
-                state=state,
-                scaler=precision.state_dict(),
-                **parts,
+                if stop.requested or state.step_in_epoch < steps_per_epoch:
+                    save_last()  # stopped part-way (a signal, --max-steps): validate later
+                    break
+                metrics = evaluate(step_model, val_loader, device)
+                state.epoch, state.step_in_epoch = state.epoch + 1, 0
+                is_best = state.best_metric is None or metrics["accuracy"] > state.best_metric
+                state.best_metric = max(metrics["accuracy"], state.best_metric or 0.0)
+                save_epoch_checkpoints(
+                    run_dir / "checkpoints",
+                    is_best,
+                    state=state,
+                    scaler=precision.state_dict(),
+                    **parts,
+                )
+                log_validation(
+                    writer, metrics, state.global_step, epoch_label, time.perf_counter() - started
+                )
+                if stop.requested:  # it came during the evaluation; last.pt is current
+                    break
+        except DivergedError as error:
+            kept = (
+                f"its last good checkpoint is {last_checkpoint}"
+                if last_checkpoint.exists()
+                else "no checkpoint was saved"
             )
-            log_validation(
-                writer, metrics, state.global_step, epoch_label, time.perf_counter() - started
-            )
+            raise DivergedError(
+                f"{error}, so the run stopped; {kept}; lower --lr (or lengthen --warmup-steps) and start again"
+            ) from None
+    if stop.requested:
+        tqdm.write(
+            f"stopped at step {state.global_step}; continue with: "
+            f"python train.py --resume {last_checkpoint}"
+        )
+        return TrainResult(run_dir, device, losses, state.best_metric, stop)
     return TrainResult(run_dir, device, losses, state.best_metric)
 
 
@@ -466,7 +479,9 @@ def train_one_epoch(
             ):
                 mean_loss = loss_sum / batches_since_log
                 logged.append(
-                    log_training(writer, progress, timer, mean_loss, lr, state.global_step)
+                    log_training(
+                        writer, progress, timer, mean_loss, lr, state.global_step, args.num_workers
+                    )
                 )
                 loss_sum.zero_()
                 batches_since_log = 0

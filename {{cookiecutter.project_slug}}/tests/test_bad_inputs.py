@@ -33,6 +33,21 @@ def unreadable_image(tmp_path, run):
     return flags, "cannot read the image " + str(tmp_path / "data" / "train" / "cat" / "broken.jpg")
 
 
+def unreadable_image_in_a_worker(tmp_path, run):
+    flags, message = unreadable_image(tmp_path, run)
+    return [*flags, "--num-workers", "1"], message
+
+
+def hflip_changed_on_resume(tmp_path, run):
+    flags = ["--resume", str(run / "checkpoints" / "last.pt"), "--epochs", "3", "--no-hflip"]
+    return flags, "--no-hflip differs from the run being resumed (it had --hflip on)"
+
+
+def max_steps_reached(tmp_path, run):
+    flags = ["--resume", str(run / "checkpoints" / "last.pt"), "--epochs", "3", "--max-steps", "12"]
+    return flags, "--max-steps 12 is reached; pass --max-steps 0"
+
+
 def truncated_checkpoint(tmp_path, run):
     bad = tmp_path / "truncated.pt"
     bad.write_bytes((run / "checkpoints" / "last.pt").read_bytes()[:5000])
@@ -68,8 +83,10 @@ def fp16_on_the_cpu(tmp_path, run):
     return ["--device", "cpu", "--amp", "fp16"], "--amp fp16 needs a GPU"
 
 
-CASES = [fp16_on_the_cpu, missing_data_dir, val_classes_differ, unreadable_image, truncated_checkpoint,
-         not_a_checkpoint, newer_format, other_number_of_classes, cuda_without_a_gpu]  # fmt: skip
+CASES = [fp16_on_the_cpu, missing_data_dir, val_classes_differ, unreadable_image,
+         unreadable_image_in_a_worker, hflip_changed_on_resume, max_steps_reached,
+         truncated_checkpoint, not_a_checkpoint, newer_format, other_number_of_classes,
+         cuda_without_a_gpu]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])

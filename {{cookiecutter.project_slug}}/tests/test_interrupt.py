@@ -114,3 +114,88 @@ def test_resume_auto_picks_the_newest_run(tiny_run, train_script, tmp_path):
     assert args.width == 8  # the run's own flags come with it
     with pytest.raises(train_script.UserError, match="--resume auto found no checkpoints/last.pt"):
         train_script.parse_args(["--resume", "auto", "--out-dir", str(tmp_path / "empty")])
+
+
+def same_weights(path_a, path_b) -> bool:
+    a, b = torch.load(path_a, weights_only=True), torch.load(path_b, weights_only=True)
+    return a["state"] == b["state"] and all(
+        torch.equal(a["model"][k], b["model"][k]) for k in a["model"]
+    )
+
+
+def test_a_crash_after_a_checkpoint_on_an_epochs_last_step_resumes_exactly(
+    train_script, tmp_path, monkeypatch
+):
+    # 15 batches, accumulation 2: 8 steps an epoch, the last one short; a checkpoint every 8
+    # steps lands on the epoch's last step, then the evaluation crashes.
+    flags = [*TINY_RUN_FLAGS, "--synthetic-size", "240", "--accum-steps", "2", "--epochs", "2",
+             "--ckpt-every-steps", "8", "--out-dir", str(tmp_path)]  # fmt: skip
+    train_script.main([*flags, "--run-name", "straight"])
+    evaluate = train_script.evaluate
+
+    def crash(*args):
+        raise RuntimeError("the machine went away")
+
+    monkeypatch.setattr(train_script, "evaluate", crash)
+    with pytest.raises(RuntimeError, match="went away"):
+        train_script.main([*flags, "--run-name", "crashed"])
+    monkeypatch.setattr(train_script, "evaluate", evaluate)
+    last = tmp_path / "crashed" / "checkpoints" / "last.pt"
+    assert torch.load(last, weights_only=True)["state"]["step_in_epoch"] == 8
+    assert train_script.main(["--resume", str(last)]) == 0
+    assert same_weights(last, tmp_path / "straight" / "checkpoints" / "last.pt")
+
+
+def test_a_stop_on_an_epochs_last_step_still_validates_that_epoch(
+    train_script, tmp_path, monkeypatch
+):
+    step = train_script.MixedPrecision.step
+
+    def step_then_sigterm_at_6(self, model, optimizer, grad_clip):
+        step(self, model, optimizer, grad_clip)
+        if optimizer.state_dict()["state"][0]["step"] == 6:  # the epoch's last step
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train_script.MixedPrecision, "step", step_then_sigterm_at_6)
+    flags = [*TINY_RUN_FLAGS, "--epochs", "2", "--out-dir", str(tmp_path), "--run-name", "r"]
+    assert train_script.main(flags) == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    assert train_script.main(["--resume", str(tmp_path / "r" / "checkpoints" / "last.pt")]) == 0
+    assert scalar_steps(tmp_path / "r", "val/accuracy") == [6, 12]
+
+
+def test_a_nan_before_any_checkpoint_leaves_none_and_says_so(train_script, tmp_path, monkeypatch):
+    class NanFromStep3(train_script.{{ cookiecutter.model_name }}.ClassificationLoss):
+        calls = 0
+
+        def forward(self, logits, targets):
+            NanFromStep3.calls += 1
+            loss = super().forward(logits, targets)
+            return loss * float("nan") if NanFromStep3.calls >= 3 else loss
+
+    monkeypatch.setattr(train_script.{{ cookiecutter.model_name }}, "ClassificationLoss", NanFromStep3)
+    flags = [*TINY_RUN_FLAGS, "--log-every", "100", "--ckpt-every-steps", "4",
+             "--out-dir", str(tmp_path), "--run-name", "nan"]  # fmt: skip
+    with pytest.raises(
+        DivergedError, match="became nan by step 4, so the run stopped; no checkpoint"
+    ):
+        train_script.train(train_script.parse_args(flags))
+    assert not (tmp_path / "nan" / "checkpoints" / "last.pt").exists()
+
+
+def test_weights_that_are_no_longer_finite_are_never_saved(train_script, tmp_path, monkeypatch):
+    step = train_script.MixedPrecision.step
+
+    def step_then_break_the_weights_at_4(self, model, optimizer, grad_clip):
+        step(self, model, optimizer, grad_clip)
+        if optimizer.state_dict()["state"][0]["step"] == 4:  # the loss of step 4 was finite
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("inf"))
+
+    monkeypatch.setattr(train_script.MixedPrecision, "step", step_then_break_the_weights_at_4)
+    flags = [*TINY_RUN_FLAGS, "--log-every", "100", "--ckpt-every-steps", "2",
+             "--out-dir", str(tmp_path), "--run-name", "inf"]  # fmt: skip
+    with pytest.raises(DivergedError, match="weights stopped being finite by step 4"):
+        train_script.train(train_script.parse_args(flags))
+    last = torch.load(tmp_path / "inf" / "checkpoints" / "last.pt", weights_only=True)
+    assert last["state"]["global_step"] == 2

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import DivergedError, UserError
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = (
@@ -87,10 +87,18 @@ def save_checkpoint(
     args: dict,
     scaler: dict | None = None,
 ) -> None:
-    """Write everything needed to evaluate the model or to continue training, atomically."""
+    """Write everything needed to evaluate the model or to continue training, atomically.
+
+    Weights that are no longer finite are never written (a DivergedError instead), so a
+    diverged run cannot replace its last good checkpoint.
+    """
+    weights = unwrap_model(model).state_dict()
+    floats = [tensor.isfinite().all() for tensor in weights.values() if tensor.is_floating_point()]
+    if floats and not torch.stack(floats).all():  # one device sync per save
+        raise DivergedError(f"the model's weights stopped being finite by step {state.global_step}")
     payload = {
         "format_version": FORMAT_VERSION,
-        "model": unwrap_model(model).state_dict(),
+        "model": weights,
         "model_config": model_config,  # the model's constructor arguments
         "classes": classes,  # class index -> name
         "optimizer": optimizer.state_dict(),

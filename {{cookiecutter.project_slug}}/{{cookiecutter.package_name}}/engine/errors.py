@@ -24,6 +24,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str) -> in
             raise
         print(f"{prog}: error: {user_message(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: the user asked to stop at once
+        print(f"{prog}: stopped at once by Ctrl-C; nothing more was saved", file=sys.stderr)
+        return 130
 
 
 def user_message(error: UserError) -> str:

@@ -17,6 +17,7 @@ def log_training(
     mean_loss: torch.Tensor,
     lr: float,
     step: int,
+    num_workers: int = 0,
 ) -> float:
     """Read the loss back from the device (the loop's one sync point) and log it with timings.
 
@@ -25,10 +26,7 @@ def log_training(
     """
     loss = mean_loss.item()
     if not math.isfinite(loss):
-        raise DivergedError(
-            f"the training loss became {loss} by step {step}, so the run stopped and kept its "
-            "last good checkpoint; lower --lr (or lengthen --warmup-steps) and start again"
-        )
+        raise DivergedError(f"the training loss became {loss} by step {step}")
     perf = timer.report()
     writer.add_scalar("train/loss", loss, step)
     writer.add_scalar("train/lr", lr, step)
@@ -43,6 +41,9 @@ def log_training(
         samples_s=f"{perf['samples_per_s']:.0f}",
         refresh=False,
     )
+    hint = timer.slow_data_hint(perf["compute_efficiency"], num_workers)
+    if hint:
+        tqdm.write(hint)
     return loss
 
 

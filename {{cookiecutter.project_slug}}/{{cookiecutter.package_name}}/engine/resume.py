@@ -47,11 +47,7 @@ def parse_resumed_args(parser: argparse.ArgumentParser, argv: Sequence[str] | No
         if value is _UNSET or name in CHANGEABLE_ON_RESUME or name not in saved:
             continue
         if _plain(value) != saved[name]:
-            flag = "--" + name.replace("_", "-")
-            raise UserError(
-                f"{flag} {value} differs from the {saved[name]} of the run being resumed; "
-                f"drop {flag} to keep the run's value, or start a new run without --resume"
-            )
+            raise UserError(_conflict(name, value, saved[name]))
     defaults = vars(parser.parse_args([]))
     restored = {
         name: Path(value) if isinstance(defaults.get(name), Path) and value is not None else value
@@ -59,6 +55,21 @@ def parse_resumed_args(parser: argparse.ArgumentParser, argv: Sequence[str] | No
         if name in defaults
     }
     return parser.parse_args(argv, namespace=argparse.Namespace(**restored))
+
+
+def _conflict(name: str, value: object, saved: object) -> str:
+    """The sentence refusing flag `name` given as `value` where the run had `saved`."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):  # an on/off flag: name it as typed, say what the run had
+        given = flag if value else flag.replace("--", "--no-", 1)
+        return (
+            f"{given} differs from the run being resumed (it had {flag} "
+            f"{'on' if saved else 'off'}); drop it, or start a new run without --resume"
+        )
+    return (
+        f"{flag} {value} differs from the {saved} of the run being resumed; "
+        f"drop {flag} to keep the run's value, or start a new run without --resume"
+    )
 
 
 def _namespace_of_unset(parser: argparse.ArgumentParser) -> argparse.Namespace:
@@ -91,10 +102,15 @@ def resume_or_start(
         return TrainState(), run_dir, True
     checkpoint = load_checkpoint(args.resume)
     state = TrainState(**checkpoint["state"])
-    if state.epoch >= args.epochs or (args.max_steps and state.global_step >= args.max_steps):
+    if args.max_steps and state.global_step >= args.max_steps:
         raise UserError(
-            f"{args.resume} is already at epoch {state.epoch}, step {state.global_step}: "
-            "nothing left to train; raise --epochs (or --max-steps) to train further"
+            f"{args.resume} is at step {state.global_step}, so --max-steps {args.max_steps} is "
+            "reached; pass --max-steps 0 (no limit) or a larger number to train further"
+        )
+    if state.epoch >= args.epochs:
+        raise UserError(
+            f"{args.resume} has finished all {state.epoch} epochs: nothing left to train; "
+            "raise --epochs to train further"
         )
     load_model_weights(model, checkpoint, args.resume)
     optimizer.load_state_dict(checkpoint["optimizer"])

@@ -18,9 +18,24 @@ from .device import synchronize
 class StepTimer:
     """Call data_ready() when a batch is on hand, step_done() after its step, report() to read."""
 
+    # Below this efficiency for this many reports in a row, the data pipeline is the bottleneck.
+    SLOW_DATA_EFFICIENCY, SLOW_DATA_REPORTS = 0.8, 3
+
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        self._slow_reports, self._hinted = 0, False
         self.reset()
+
+    def slow_data_hint(self, efficiency: float, num_workers: int) -> str | None:
+        """Once per run, when efficiency has stayed low for a while: what to do about it."""
+        self._slow_reports = self._slow_reports + 1 if efficiency < self.SLOW_DATA_EFFICIENCY else 0
+        if self._hinted or self._slow_reports < self.SLOW_DATA_REPORTS:
+            return None
+        self._hinted = True
+        return (
+            f"note: compute efficiency has stayed below {self.SLOW_DATA_EFFICIENCY:.0%}: the "
+            f"model waits for data; raise --num-workers (now {num_workers}) if CPU cores are free"
+        )
 
     def reset(self) -> None:
         """Start a new measuring window now."""
