@@ -83,3 +83,31 @@ def test_compiled_model_trains_and_saves_plain_keys(train_script, tmp_path):
     train_script.train(train_script.parse_args(flags))
     checkpoint = torch.load(next(tmp_path.glob("*/checkpoints/last.pt")), weights_only=True)
     assert not any(key.startswith("_orig_mod.") for key in checkpoint["model"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_no_host_device_sync_outside_log_steps_on_cuda(train_script, tmp_path, monkeypatch):
+    device = torch.device("cuda")
+    model = train_script.{{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(width=8).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = build_scheduler(optimizer, "cosine", 2, 20)
+    batches = [(torch.randn(8, 3, 16, 16).pin_memory(), torch.randint(0, 10, (8,)).pin_memory())
+               for _ in range(12)]  # fmt: skip
+    log_training = train_script.log_training
+
+    def log_with_syncs_allowed(*args, **kwargs):  # the log step is where syncs belong
+        torch.cuda.set_sync_debug_mode("default")
+        try:
+            return log_training(*args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode("error")
+
+    monkeypatch.setattr(train_script, "log_training", log_with_syncs_allowed)
+    args = train_script.parse_args(["--log-every", "5", "--device", "cuda"])
+    torch.cuda.set_sync_debug_mode("error")  # any other sync raises
+    try:
+        with SummaryWriter(tmp_path) as writer:
+            train_script.train_one_epoch(model, batches, nn.CrossEntropyLoss(), optimizer,
+                                         scheduler, device, writer, TrainState(), args)  # fmt: skip
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

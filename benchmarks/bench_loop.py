@@ -1,0 +1,234 @@
+"""Loop overhead: the generated train_one_epoch vs a bare loop (and Lightning), interleaved.
+
+    python benchmarks/bench_loop.py [--project DIR] [--rounds 5] [--steps 60] [--device cpu]
+
+Every loop trains the same model (a fresh copy of one initialisation) with the same optimizer
+on the same in-memory batches, and is timed the same way: the model is wrapped so that each
+forward call records a timestamp, and a loop's step time is the median gap between forwards
+(the first few steps are warm-up and skipped). The loops take turns within each round, so
+machine noise hits them alike; each line reports the median over rounds and the ratio to the
+bare loop (target for ours: <= 1.03).
+
+Also measured: the BackgroundGenerator's effect with --num-workers 0 (data made in the loop):
+ours over a DataLoader of the synthetic set vs the bare loop over the same DataLoader.
+Lightning's Trainer runs only when `lightning` is installed (it is not a test dependency).
+Prints one JSON line per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import importlib.util
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WARMUP_STEPS = 5
+
+
+def bake(out_dir: Path) -> Path:
+    """The default project, generated without its smoke step."""
+    command = [sys.executable, "-m", "cookiecutter", str(REPO), "--no-input", "-o", str(out_dir)]
+    env = {**os.environ, "HOME": str(out_dir)}  # keep cookiecutter's replay files out of ~
+    subprocess.run([*command, "smoke_test=off"], check=True, capture_output=True, env=env)
+    return out_dir / "image-classifier"
+
+
+def load_train_script(project: Path):
+    """train.py as a module (its package importable from the project root)."""
+    sys.path.insert(0, str(project))
+    spec = importlib.util.spec_from_file_location("train_script", project / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def stamped(model, stamps: list[float]):
+    """The model, recording the time of each forward call (the same probe for every loop)."""
+    import torch
+
+    class Stamped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, images):
+            stamps.append(time.perf_counter())
+            return self.inner(images)
+
+    return Stamped()
+
+
+def step_time(stamps: list[float]) -> float:
+    """Median seconds between consecutive forward calls after the warm-up."""
+    gaps = [b - a for a, b in zip(stamps[WARMUP_STEPS:], stamps[WARMUP_STEPS + 1 :])]
+    return statistics.median(gaps)
+
+
+def bare_loop(model, batches, criterion, device) -> None:
+    """What a user would write by hand."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    for images, targets in batches:
+        images, targets = images.to(device), targets.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(model(images), targets)
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def our_loop(train, model, batches, criterion, device, scratch: Path) -> None:
+    """The generated loop: BackgroundGenerator, tqdm, timing, logging every 20 steps."""
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    args = train.parse_args(["--log-every", "20", "--epochs", "1", "--device", device.type])
+    state = train.TrainState()
+    with SummaryWriter(scratch) as writer, contextlib.redirect_stderr(io.StringIO()):
+        train.train_one_epoch(
+            model, batches, criterion, optimizer, scheduler, device, writer, state, args
+        )
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def lightning_loop(model, batches, criterion, device) -> None:
+    """The same model and batches under Lightning's Trainer (progress bar on, as ours)."""
+    import lightning
+    import torch
+    from torch.utils.data import DataLoader
+
+    class Module(lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def training_step(self, batch, batch_index):
+            images, targets = batch
+            return criterion(self.model(images), targets)
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+    trainer = lightning.Trainer(
+        max_steps=len(batches), accelerator=device.type, devices=1, logger=False,
+        enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=20,
+    )  # fmt: skip
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        # batch_size=None: the DataLoader hands out the ready-made batches as they are.
+        trainer.fit(Module(), train_dataloaders=DataLoader(batches, batch_size=None))
+
+
+def models(train, device):
+    """name -> (model factory, batch factory): the project's model, and a tiny MLP."""
+    import torch
+    from torch import nn
+
+    # train.py imports one model module; its __all__ names the model class beside the loss.
+    model_module = next(m for m in vars(train).values() if hasattr(m, "ClassificationLoss"))
+    model_class = next(
+        getattr(model_module, name) for name in model_module.__all__
+        if name != "ClassificationLoss" and isinstance(getattr(model_module, name), type)
+    )  # fmt: skip
+
+    def image_batches(steps):
+        return [(torch.randn(128, 3, 32, 32), torch.randint(0, 6, (128,))) for _ in range(steps)]
+
+    def vector_batches(steps):
+        return [(torch.randn(64, 32), torch.randint(0, 10, (64,))) for _ in range(steps)]
+
+    def mlp():
+        return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                             nn.Linear(64, 10))  # fmt: skip
+
+    return {
+        "project_model": (lambda: model_class(num_classes=6, width=16), image_batches),
+        "tiny_mlp": (mlp, vector_batches),
+    }
+
+
+def compare(loops: dict, factory, batches, device, rounds: int) -> dict[str, list[float]]:
+    """Run every loop once a round, in rotating order; step times per loop."""
+    import torch
+
+    torch.manual_seed(0)
+    initial = factory().to(device)
+    times: dict[str, list[float]] = {name: [] for name in loops}
+    names = list(loops)
+    for round_index in range(rounds):
+        for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
+            stamps: list[float] = []
+            loops[name](stamped(copy.deepcopy(initial), stamps), batches)
+            times[name].append(step_time(stamps))
+    return times
+
+
+def report(bench: str, model: str, times: dict[str, list[float]], device) -> None:
+    """One JSON line: median step time per loop, and each loop's ratio to the bare loop."""
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    record = {"bench": bench, "model": model, "device": device.type}
+    for name, median in medians.items():
+        record[f"{name}_ms"] = round(1000 * median, 4)
+        if name != "bare":
+            record[f"{name}_vs_bare"] = round(median / medians["bare"], 4)
+    print(json.dumps(record), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", type=Path, help="a baked project (default: bake one)")
+    parser.add_argument("--rounds", type=int, default=5, help="turns of every loop")
+    parser.add_argument("--steps", type=int, default=60, help="steps per loop and turn")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        project = options.project or bake(scratch)
+        train = load_train_script(project)
+        import torch
+        from torch import nn
+
+        device = torch.device(options.device)
+        criterion = nn.CrossEntropyLoss()
+        with_lightning = importlib.util.find_spec("lightning") is not None
+        for model_name, (factory, make_batches) in models(train, device).items():
+            batches = make_batches(options.steps)
+            loops = {
+                "bare": lambda m, b: bare_loop(m, b, criterion, device),
+                "ours": lambda m, b: our_loop(train, m, b, criterion, device, scratch / "tb"),
+            }
+            if with_lightning:
+                loops["lightning"] = lambda m, b: lightning_loop(m, b, criterion, device)
+            times = compare(loops, factory, batches, device, options.rounds)
+            report("loop_overhead", model_name, times, device)
+
+        # The BackgroundGenerator with no workers: data made in the loop, in its thread or not.
+        data = train.build_datasets("synthetic", image_size=32, synthetic_size=128 * options.steps)
+        loader = train.build_loader(data.train, 128, True, 0, 0)
+        loader.sampler.set_epoch(0)
+        factory = models(train, device)["project_model"][0]
+        loops = {
+            "bare": lambda m, b: bare_loop(m, loader, criterion, device),
+            "ours": lambda m, b: our_loop(train, m, loader, criterion, device, scratch / "tb"),
+        }
+        times = compare(loops, factory, None, device, options.rounds)
+        report("background_generator_no_workers", "project_model", times, device)
+
+
+if __name__ == "__main__":
+    main()
