@@ -70,7 +70,8 @@ def stamped(model, stamps: list[float]):
 
 def step_time(stamps: list[float]) -> float:
     """Median seconds between consecutive forward calls after the warm-up."""
-    gaps = [b - a for a, b in zip(stamps[WARMUP_STEPS:], stamps[WARMUP_STEPS + 1 :])]
+    steady = stamps[WARMUP_STEPS:]
+    gaps = [later - earlier for earlier, later in zip(steady, steady[1:], strict=False)]
     return statistics.median(gaps)
 
 
