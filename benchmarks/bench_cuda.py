@@ -1,0 +1,174 @@
+"""CUDA: the data pipeline vs compute alone, and AMP / channels_last / compile vs fp32 eager.
+
+    python benchmarks/bench_cuda.py [--project DIR] [--steps 200]
+
+1. Data pipeline: the generated loop over the default pipeline (synthetic data, the default
+   --num-workers, pinned memory) vs the same loop over batches already on the GPU; target:
+   pipeline samples/s >= 0.90 of compute-only, and the compute efficiency the loop reports
+   within +-0.05 of that ratio.
+2. Precision and layout: the project's model at width 64 (ResNet-style) at 32 px and 128 px,
+   fp32 eager vs bf16, bf16 + channels_last, and bf16 + channels_last + torch.compile.
+
+Without a CUDA device it prints one line saying so and exits 0. Prints JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench_loop import bake, load_train_script, models
+
+BATCH = 128
+
+
+def timed_epoch(train, model, batches, device, flags: list[str], scratch: Path) -> float:
+    """Samples/s of one pass of the generated loop over `batches` (all queued work included)."""
+    import torch
+    from torch import nn
+    from torch.utils.tensorboard import SummaryWriter
+
+    args = train.parse_args(["--device", "cuda", "--log-every", "20", *flags])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    precision = train.MixedPrecision(args.amp, device)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    with SummaryWriter(scratch) as writer, contextlib.redirect_stderr(io.StringIO()):
+        train.train_one_epoch(
+            model,
+            batches,
+            nn.CrossEntropyLoss(),
+            optimizer,
+            scheduler,
+            device,
+            writer,
+            train.TrainState(),
+            args,
+            precision=precision,
+        )
+    torch.cuda.synchronize()
+    return len(batches) * BATCH / (time.perf_counter() - start)
+
+
+def reported_efficiency(scratch: Path) -> float:
+    """Mean compute efficiency the loop logged, leaving out its first (warm-up) report."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(scratch), size_guidance={"scalars": 0})
+    events.Reload()
+    values = [event.value for event in events.Scalars("perf/compute_efficiency")]
+    return statistics.mean(values[1:] or values)
+
+
+def data_pipeline(train, factory, device, steps: int, scratch: Path) -> None:
+    """Benchmark 1: the default pipeline vs batches already on the GPU."""
+    import torch
+
+    data = train.build_datasets("synthetic", image_size=32, synthetic_size=BATCH * steps)
+    workers = train.DEFAULT_NUM_WORKERS
+    loader = train.build_loader(data.train, BATCH, True, workers, 0, pin_memory=True)
+    loader.sampler.set_epoch(0)
+    on_gpu = [(images.to(device), targets.to(device)) for images, targets in loader]
+    model = factory().to(device)
+    timed_epoch(train, model, on_gpu[:20], device, [], scratch / "warmup")
+    compute_only = timed_epoch(train, model, on_gpu, device, [], scratch / "compute")
+    pipeline = timed_epoch(train, model, loader, device, [], scratch / "pipeline")
+    ratio = pipeline / compute_only
+    efficiency = reported_efficiency(scratch / "pipeline")
+    print(
+        json.dumps(
+            {
+                "bench": "cuda_data_pipeline",
+                "num_workers": workers,
+                "batch": BATCH,
+                "pipeline_samples_per_s": round(pipeline),
+                "compute_only_samples_per_s": round(compute_only),
+                "ratio": round(ratio, 3),
+                "target_ratio": 0.90,
+                "reported_efficiency": round(efficiency, 3),
+                "efficiency_error": round(efficiency - ratio, 3),
+                "gpu": torch.cuda.get_device_name(),
+            }
+        ),
+        flush=True,
+    )
+
+
+def precision_and_layout(train, model_class, device, steps: int, scratch: Path) -> None:
+    """Benchmark 2: fp32 eager vs bf16, bf16 + channels_last, bf16 + channels_last + compile."""
+    import torch
+
+    variants = {
+        "fp32": (["--amp", "off"], False),
+        "bf16": (["--amp", "bf16"], False),
+        "bf16_channels_last": (["--amp", "bf16", "--channels-last"], False),
+        "bf16_channels_last_compile": (["--amp", "bf16", "--channels-last"], True),
+    }
+    for size in (32, 128):
+        batches = [
+            (
+                torch.randn(BATCH, 3, size, size, device=device),
+                torch.randint(0, 10, (BATCH,), device=device),
+            )
+            for _ in range(steps)
+        ]
+        results = {}
+        for name, (flags, compiled) in variants.items():
+            torch.manual_seed(0)
+            model = model_class(num_classes=10, width=64).to(device)
+            if "--channels-last" in flags:
+                model = model.to(memory_format=torch.channels_last)
+            step_model = torch.compile(model) if compiled else model
+            timed_epoch(train, step_model, batches[:20], device, flags, scratch / f"w{name}{size}")
+            results[name] = timed_epoch(
+                train, step_model, batches, device, flags, scratch / f"{name}{size}"
+            )
+        print(
+            json.dumps(
+                {
+                    "bench": "cuda_precision_layout",
+                    "image_size": size,
+                    "batch": BATCH,
+                    "width": 64,
+                    **{f"{name}_samples_per_s": round(value) for name, value in results.items()},
+                    **{
+                        f"{name}_vs_fp32": round(value / results["fp32"], 3)
+                        for name, value in results.items()
+                    },
+                }
+            ),
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", type=Path, help="a baked project (default: bake one)")
+    parser.add_argument("--steps", type=int, default=200, help="batches per timed pass")
+    options = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        print(json.dumps({"bench": "cuda", "skipped": "no CUDA device on this machine"}))
+        return
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        project = options.project or bake(scratch)
+        train = load_train_script(project)
+        device = torch.device("cuda")
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+        factory = models(train, device)["project_model"][0]
+        data_pipeline(train, factory, device, options.steps, scratch)
+        precision_and_layout(train, type(factory()), device, options.steps, scratch)
+
+
+if __name__ == "__main__":
+    main()
