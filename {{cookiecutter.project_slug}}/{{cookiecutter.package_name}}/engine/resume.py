@@ -10,7 +10,7 @@ from torch import nn
 from .checkpoint import TrainState, load_checkpoint, load_model_weights, restore_rng_state
 from .errors import UserError
 from .precision import MixedPrecision
-from .run_dir import create_run_dir, save_args
+from .run_dir import create_run_dir, plain, save_args
 
 # Flags a resumed run may change; every other flag is the checkpoint's own.
 CHANGEABLE_ON_RESUME = frozenset(
@@ -46,7 +46,7 @@ def parse_resumed_args(parser: argparse.ArgumentParser, argv: Sequence[str] | No
     for name, value in given.items():
         if value is _UNSET or name in CHANGEABLE_ON_RESUME or name not in saved:
             continue
-        if _plain(value) != saved[name]:
+        if plain(value) != saved[name]:
             raise UserError(_conflict(name, value, saved[name]))
     defaults = vars(parser.parse_args([]))
     restored = {
@@ -76,10 +76,6 @@ def _namespace_of_unset(parser: argparse.ArgumentParser) -> argparse.Namespace:
     # argparse fills in a default only where the namespace lacks the attribute, so every
     # attribute still _UNSET after parsing is a flag the user did not give.
     return argparse.Namespace(**dict.fromkeys(vars(parser.parse_args([])), _UNSET))
-
-
-def _plain(value: object) -> object:
-    return str(value) if isinstance(value, Path) else value
 
 
 def resume_or_start(

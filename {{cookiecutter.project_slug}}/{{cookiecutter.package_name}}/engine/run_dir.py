@@ -34,11 +34,14 @@ def create_run_dir(out_dir: str | Path, run_name: str | None) -> Path:
     return run_dir
 
 
+def plain(value: object) -> object:
+    """A flag's value as a plain JSON type (a path becomes a string)."""
+    return str(value) if isinstance(value, Path) else value
+
+
 def args_to_dict(args: argparse.Namespace) -> dict:
-    """The parsed arguments as plain JSON types (paths become strings)."""
-    return {
-        key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()
-    }
+    """The parsed arguments as plain JSON types, as saved with the run and in checkpoints."""
+    return {key: plain(value) for key, value in vars(args).items()}
 
 
 def save_args(
