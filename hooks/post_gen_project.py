@@ -21,9 +21,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+Condition = Callable[[dict[str, Any]], bool]
+
+
+def is_image_to_image(answers: dict[str, Any]) -> bool:
+    return answers.get("task") == "image_to_image"
+
+
+# Where the two tasks differ. A file whose two versions differ at a few lines (train.py,
+# README.md) holds both behind small Jinja if-blocks on cookiecutter.task. A file whose
+# versions share little (data.py, the model module, evaluation, test.py, most tests) would be
+# two programs interleaved by Jinja, so the image-to-image version is a file of its own at the
+# same relative path under TASK_OVERLAY: for that task the hook moves those files over the
+# classification ones; for classification it deletes the folder. The classification tree
+# stays the plain default, and each task's files read as ordinary Python.
+TASK_OVERLAY = "_image_to_image"
+PACKAGE = "{package}"  # stands for the package folder in the rows below
+CLASSIFICATION_ONLY = [
+    f"{PACKAGE}/losses/classification.py",
+    f"{PACKAGE}/ops/metrics.py",
+    f"{PACKAGE}/layers/residual_block.py",
+]
+
 # (condition on the answers, project paths it removes); later options add rows here.
-EXCLUSIONS: list[tuple[Callable[[dict[str, Any]], bool], list[str]]] = [
+EXCLUSIONS: list[tuple[Condition, list[str]]] = [
     (lambda answers: answers.get("license") == "none", ["LICENSE"]),
+    (is_image_to_image, CLASSIFICATION_ONLY),
+]
+# (condition on the answers, folder whose files replace the project's at the same paths);
+# the folder itself is always removed.
+OVERLAYS: list[tuple[Condition, str]] = [
+    (is_image_to_image, TASK_OVERLAY),
 ]
 MODES = ("auto", "required", "off")
 BACKENDS = ("cpu", "cuda", "mps")
@@ -93,6 +121,7 @@ def remove_excluded(project: Path, answers: dict[str, Any]) -> list[str]:
         if not applies(answers):
             continue
         for relative in paths:
+            relative = relative.replace(PACKAGE, str(answers.get("package_name")))
             path = project / relative
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -100,6 +129,21 @@ def remove_excluded(project: Path, answers: dict[str, Any]) -> list[str]:
                 path.unlink(missing_ok=True)
             removed.append(relative)
     return removed
+
+
+def apply_overlays(project: Path, answers: dict[str, Any]) -> list[str]:
+    """Move each applying overlay's files over the project's; remove every overlay folder."""
+    moved = []
+    for applies, folder in OVERLAYS:
+        source = project / folder
+        if applies(answers) and source.is_dir():
+            for path in sorted(p for p in source.rglob("*") if p.is_file()):
+                relative = path.relative_to(source)
+                (project / relative).parent.mkdir(parents=True, exist_ok=True)
+                path.replace(project / relative)
+                moved.append(relative.as_posix())
+        shutil.rmtree(source, ignore_errors=True)
+    return moved
 
 
 def read_settings(answers: dict[str, Any], environ: Mapping[str, str]) -> Settings:
@@ -275,6 +319,7 @@ def main() -> int:
     answers = json.loads(r'''{{ cookiecutter | tojson }}''')  # fmt: skip
     project = Path.cwd()
     remove_excluded(project, answers)
+    apply_overlays(project, answers)
     before = snapshot(project)
     try:
         settings = read_settings(answers, os.environ)

@@ -97,6 +97,7 @@ RULES: list[Rule] = [
     Rule("package_name", not_keyword, "is a Python keyword", PACKAGE),
     Rule("package_name", not_in(DEPENDENCIES), "shadows the {value} library", PACKAGE),
     Rule("package_name", not_in(STDLIB), "shadows the standard-library module {value}", PACKAGE),
+    choice("task", ["classification", "image_to_image"]),
     Rule("model_name", matches(LOWER_WITH_UNDER), "is not a lower_with_under name", MODEL),
     Rule("model_name", not_keyword, "is a Python keyword", MODEL),
     Rule("model_name", not_in(PACKAGE_MODULES), "clashes with the package's {value} module", MODEL),

@@ -222,6 +222,48 @@ def test_exclusion_rows_remove_folders_and_tolerate_missing_paths(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_image_to_image_removes_the_classification_only_files(tmp_path: Path) -> None:
+    for relative in post.CLASSIFICATION_ONLY:
+        path = tmp_path / relative.replace(post.PACKAGE, "pkg")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    answers = {**GOOD, "package_name": "pkg", "task": "image_to_image"}
+    removed = post.remove_excluded(tmp_path, answers)
+    assert removed == [p.replace(post.PACKAGE, "pkg") for p in post.CLASSIFICATION_ONLY]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert post.remove_excluded(tmp_path, {**answers, "task": "classification"}) == []
+
+
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+
+
+def read_tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("task", ["classification", "image_to_image"])
+def test_the_task_overlay_replaces_files_for_its_task_and_is_always_removed(
+    tmp_path: Path, task: str
+) -> None:
+    overlay = post.TASK_OVERLAY
+    write_tree(tmp_path, {
+        "train.py": "shared", "pkg/data.py": "classes", "pkg/ops/metrics.py": "topk",
+        f"{overlay}/pkg/data.py": "pairs", f"{overlay}/pkg/losses/perceptual.py": "vgg",
+    })  # fmt: skip
+    moved = post.apply_overlays(tmp_path, {**GOOD, "task": task})
+    if task == "image_to_image":
+        assert moved == ["pkg/data.py", "pkg/losses/perceptual.py"]
+        expected = {"train.py": "shared", "pkg/data.py": "pairs", "pkg/ops/metrics.py": "topk",
+                    "pkg/losses/perceptual.py": "vgg"}  # fmt: skip
+    else:
+        assert moved == []
+        expected = {"train.py": "shared", "pkg/data.py": "classes", "pkg/ops/metrics.py": "topk"}
+    assert read_tree(tmp_path) == expected
+
+
 # --- post_gen_project: settings and environment overrides -------------------------------------
 
 

@@ -1,0 +1,332 @@
+"""Data: pairs (corrupted image, clean image) made on the fly from clean images (`--dataset`).
+
+- synthetic: procedural scenes (gradients, shapes, stripes); no files, no download (default)
+- folder: your clean photos, DIR/train/** and DIR/val/** (any size and mode, loaded as RGB)
+
+The corruption (`--corruption noise|blur|downsample` and its strength) is applied per sample,
+with randomness seeded from (seed, epoch, index), so runs and resumes see the same pairs.
+Images stay in [0, 1] (not normalised): the model, the losses and PSNR/SSIM all use that range.
+"""
+
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torchvision.transforms import v2
+from torchvision.utils import make_grid
+
+from .engine.errors import UserError
+from .ops import CORRUPTIONS, STRENGTH, corrupt
+
+DATASETS = ("synthetic", "folder")
+SPLITS = ("train", "val")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+# One core feeds the training loop; the others decode and augment. More than 8 workers rarely
+# helps and each costs memory.
+DEFAULT_NUM_WORKERS = min(8, max(0, (os.cpu_count() or 1) - 1))
+
+
+@dataclass
+class DataBundle:
+    """The train and val splits and what the model and the logs need to know about them."""
+
+    train: Dataset
+    val: Dataset
+    in_channels: int = 3
+    # Restoration has no classes; checkpoints store this empty list in their "classes" entry.
+    classes: list[str] = field(default_factory=list)
+    # The pairs are in [0, 1], not normalised: the identity for denormalize().
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+
+class SyntheticScenes(Dataset):
+    """Clean procedural images: a colour gradient, then shapes and stripes in random colours.
+
+    Sample `index` of a split is a pure function of (seed, split, index), and train and val
+    draw from disjoint random streams. Sharp edges, flat areas and fine stripes give a
+    restoration model each kind of content to learn.
+    """
+
+    def __init__(self, size: int, image_size: int = 32, split: str = "train", seed: int = 0):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.size, self.image_size, self.split, self.seed = size, image_size, split, seed
+        coords = torch.linspace(-1.0, 1.0, image_size)
+        self._ys, self._xs = torch.meshgrid(coords, coords, indexing="ij")
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        # numpy's SeedSequence hashes the whole (seed, split, index) key, so no two samples
+        # share a stream (torch.Generator would keep only 32 bits of a combined seed).
+        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), index])
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = (np.cos(angle) * self._xs + np.sin(angle) * self._ys + 1) / 2  # 0..1 across
+        start, stop = self._colour(rng), self._colour(rng)
+        image = start + (stop - start) * ramp
+        for _ in range(rng.integers(2, 6)):
+            image = torch.where(self._shape(rng), self._colour(rng), image)
+        return image.clamp(0.0, 1.0)
+
+    @staticmethod
+    def _colour(rng: np.random.Generator) -> torch.Tensor:
+        return torch.from_numpy(rng.uniform(0.0, 1.0, size=(3, 1, 1)).astype(np.float32))
+
+    def _shape(self, rng: np.random.Generator) -> torch.Tensor:
+        """A boolean (H, W) mask: a disc, a rectangle or a patch of stripes."""
+        center_x, center_y = rng.uniform(-0.8, 0.8, size=2)
+        radius = rng.uniform(0.15, 0.6)
+        u, v = self._xs - center_x, self._ys - center_y
+        kind = rng.integers(3)
+        if kind == 0:
+            return u**2 + v**2 < radius**2
+        box = (u.abs() < radius) & (v.abs() < radius * rng.uniform(0.4, 1.0))
+        if kind == 1:
+            return box
+        period, tilt = rng.uniform(0.15, 0.4), rng.uniform(0, np.pi)
+        phase = (np.cos(tilt) * u + np.sin(tilt) * v) / period
+        return box & (torch.frac(phase) < 0.5)
+
+
+class ImageFiles(Dataset):
+    """Every image under a folder (searched recursively; hidden folders skipped) as crops.
+
+    Training takes `crops_per_image` random crops of each image per epoch (a random
+    position and a random horizontal flip); validation one fixed centre crop of each.
+    """
+
+    def __init__(self, root: Path, image_size: int, train: bool, crops_per_image: int = 1):
+        self.files = sorted(
+            path
+            for path in root.rglob("*")
+            if path.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        )
+        if not self.files:
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            raise UserError(f"{root} holds no images ({suffixes}); put clean images there")
+        self.image_size, self.train = image_size, train
+        self.crops_per_image = crops_per_image if train else 1
+
+    def __len__(self) -> int:
+        return len(self.files) * self.crops_per_image
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        path = self.files[index // self.crops_per_image]
+        image = v2.functional.pil_to_tensor(load_rgb_image(str(path)))
+        height, width = image.shape[-2:]
+        size = self.image_size
+        if min(height, width) < size:
+            raise UserError(
+                f"the image {path} is {width}x{height} px, smaller than --image-size {size}; "
+                "lower --image-size or remove the image"
+            )
+        if self.train:  # drawn from torch's generator, which EpochSeeded seeds per sample
+            top = int(torch.randint(height - size + 1, ()))
+            left = int(torch.randint(width - size + 1, ()))
+        else:
+            top, left = (height - size) // 2, (width - size) // 2
+        crop = image[:, top : top + size, left : left + size]
+        if self.train and bool(torch.rand(()) < 0.5):
+            crop = crop.flip(-1)
+        return crop.float() / 255.0
+
+
+class CorruptedPairs(Dataset):
+    """(corrupted, clean) pairs from a data set of clean images."""
+
+    def __init__(self, clean: Dataset, corruption: str, strength: float) -> None:
+        self.clean, self.corruption, self.strength = clean, corruption, strength
+
+    def __len__(self) -> int:
+        return len(self.clean)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        clean = self.clean[index]
+        return corrupt(clean, self.corruption, self.strength), clean
+
+
+def build_datasets(
+    name: str,
+    data_dir: str | Path = "data",
+    image_size: int = 32,
+    seed: int = 0,
+    synthetic_size: int = 8_000,
+    corruption: str = "noise",
+    strength: float | None = None,
+    crops_per_image: int = 8,
+) -> DataBundle:
+    """Build the train and val pairs of data set `name`, corrupted by `corruption`.
+
+    `strength` None means the corruption's default (STRENGTH). The synthetic set has
+    `synthetic_size` training images and a fifth as many for validation.
+    """
+    strength = check_corruption(corruption, strength, image_size)
+    if name == "synthetic":
+        train = SyntheticScenes(synthetic_size, image_size, "train", seed)
+        val = SyntheticScenes(max(synthetic_size // 5, 1), image_size, "val", seed)
+    elif name == "folder":
+        train, val = _image_folder(Path(data_dir), image_size, crops_per_image)
+    else:
+        raise UserError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    return DataBundle(
+        CorruptedPairs(train, corruption, strength), CorruptedPairs(val, corruption, strength)
+    )
+
+
+def check_corruption(corruption: str, strength: float | None, image_size: int) -> float:
+    """The strength to use; a UserError naming the limit when it makes no sense."""
+    if corruption not in CORRUPTIONS:
+        raise UserError(f"unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}")
+    meaning, default = STRENGTH[corruption]
+    strength = default if strength is None else strength
+    limits = {
+        "noise": (0.0 < strength <= 1.0, "between 0 and 1"),
+        "blur": (0.0 < strength <= image_size / 4, f"above 0 and at most {image_size / 4:g}"),
+        "downsample": (1.0 < strength <= image_size / 2, f"above 1 and at most {image_size / 2:g}"),
+    }
+    valid, allowed = limits[corruption]
+    if not valid:
+        raise UserError(
+            f"--corruption-strength {strength:g} does not suit --corruption {corruption} "
+            f"({meaning}); give a value {allowed}"
+        )
+    return strength
+
+
+def load_rgb_image(path: str) -> Image.Image:
+    """Open an image file as RGB (grayscale scans too); a damaged file is a UserError naming it."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as error:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+        raise UserError(f"cannot read the image {path} ({error}); remove or replace it") from None
+
+
+def _image_folder(data_dir: Path, image_size: int, crops_per_image: int) -> tuple[Dataset, Dataset]:
+    """DIR/train/** and DIR/val/**: clean images of any size and mode."""
+    if not data_dir.is_dir():
+        raise UserError(
+            f"--data-dir {data_dir} does not exist; point it at a folder with train/ and val/ "
+            "subfolders of clean images"
+        )
+    for split in SPLITS:
+        if not (data_dir / split).is_dir():
+            raise UserError(
+                f"--data-dir {data_dir} has no '{split}' folder; --dataset folder expects "
+                f"clean images in {data_dir}/train/ and {data_dir}/val/"
+            )
+    train = ImageFiles(data_dir / "train", image_size, True, crops_per_image)
+    val = ImageFiles(data_dir / "val", image_size, False)
+    return train, val
+
+
+class ResumableSampler(DistributedSampler):
+    """A seeded shuffle per epoch that can start part-way; it yields (epoch, index) pairs.
+
+    DistributedSampler already makes the order a function of (seed, epoch); used here with one
+    replica, it is a plain sampler. `set_epoch(epoch, skip=n)` drops the first n samples of
+    that epoch's order, which is how a run resumed in the middle of an epoch avoids training
+    twice on the batches it already saw. The epoch travels with each index so that the
+    workers, which hold their own copy of the data set, know it (see EpochSeeded).
+    """
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        indices = list(super().__iter__())[getattr(self, "skip", 0) :]
+        return iter([(self.epoch, index) for index in indices])
+
+    def __len__(self) -> int:
+        return self.num_samples - getattr(self, "skip", 0)
+
+
+class EpochSeeded(Dataset):
+    """Draws each sample's random augmentation from its own seed: a function of (seed, epoch,
+    index). Which worker loads a sample, and whether the run was stopped and resumed in
+    between, then changes nothing: resumed runs see the same crops and flips.
+
+    With --num-workers 0 samples load in a background thread of the main process; the
+    global RNG is restored after each sample, but a model that draws random numbers itself
+    (dropout) races with that thread, so exact resumes there need worker processes.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        sample_seed = np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(sample_seed))
+            return self.dataset[index]
+
+
+def build_loader(
+    dataset: Dataset,
+    batch_size: int,
+    train: bool,
+    num_workers: int,
+    seed: int,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader whose order and augmentation are functions of (seed, epoch).
+
+    Call `loader.sampler.set_epoch(epoch)` before each epoch.
+    """
+    sampler = ResumableSampler(dataset, num_replicas=1, rank=0, shuffle=train, seed=seed)
+    return DataLoader(
+        EpochSeeded(dataset, seed),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=train,  # equal micro-batches keep gradient accumulation exact
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+        worker_init_fn=ignore_stop_signals,
+    )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In a DataLoader worker: leave Ctrl-C and SIGTERM to the main process.
+
+    A terminal's Ctrl-C and a scheduler's SIGTERM reach the whole process group. A worker
+    killed by one would crash the main process ("DataLoader worker is killed by signal")
+    before it could finish its step and save; the main process stops the workers itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def preview_grid(dataset: Dataset, mean=None, std=None, count: int = 8) -> torch.Tensor:
+    """The first `count` pairs as an image grid: corrupted above, clean below.
+
+    `mean` and `std` are unused (the pairs are not normalised); they keep the signature
+    train.py uses for both tasks.
+    """
+    pairs = [dataset[index] for index in range(min(count, len(dataset)))]
+    corrupted, clean = (torch.stack(images) for images in zip(*pairs, strict=True))
+    return make_grid(torch.cat([corrupted, clean]), nrow=len(pairs))
+
+
+def comparison_grid(
+    corrupted: torch.Tensor, output: torch.Tensor, target: torch.Tensor, count: int = 8
+) -> torch.Tensor:
+    """Rows of corrupted input | model output | target, for TensorBoard and --save-samples."""
+    rows = [images[:count].detach().float().clamp(0.0, 1.0).cpu() for images in (corrupted, output, target)]
+    return make_grid(torch.cat(rows), nrow=rows[0].size(0))

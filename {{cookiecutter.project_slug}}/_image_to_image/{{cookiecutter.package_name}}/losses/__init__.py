@@ -1,0 +1,13 @@
+"""Losses, each an nn.Module so it moves with .to(device) and sits in the graph like a layer."""
+
+from .perceptual import VGGPerceptualLoss, imagenet_weights_cached
+from .pixel import PIXEL_LOSSES, PixelLoss
+from .restoration import RestorationLoss
+
+__all__ = [
+    "PIXEL_LOSSES",
+    "PixelLoss",
+    "RestorationLoss",
+    "VGGPerceptualLoss",
+    "imagenet_weights_cached",
+]
