@@ -27,10 +27,17 @@ MATRIX = {
         "model_name": "net",
         "license": "none",
     },
+    "image-to-image": {
+        "project_name": "Photo Restorer",
+        "task": "image_to_image",
+    },
 }
+DEFAULT_MODEL = {"classification": "small_resnet", "image_to_image": "small_unet"}
 
 
-def expected_files(package: str, model: str, license_file: bool) -> set[str]:
+def expected_files(
+    package: str, model: str, license_file: bool, task: str = "classification"
+) -> set[str]:
     """The exact file set of a bake (what the post-gen hook removes is absent)."""
     files = {
         ".gitignore", "README.md", "pyproject.toml", "train.py", "test.py",
@@ -49,7 +56,19 @@ def expected_files(package: str, model: str, license_file: bool) -> set[str]:
             "test_precision", "test_training",
         )),
     }  # fmt: skip
+    if task == "image_to_image":
+        files -= {f"{package}/{name}.py" for name in (
+            "losses/classification", "layers/residual_block",
+        )}  # fmt: skip
+        files |= {f"{package}/{name}.py" for name in (
+            "layers/double_conv", "layers/down_block", "layers/up_block", "losses/perceptual",
+            "losses/pixel", "losses/restoration", "ops/corruption",
+        )}  # fmt: skip
     return files | {"LICENSE"} if license_file else files
+
+
+def model_name(answers: dict) -> str:
+    return answers.get("model_name", DEFAULT_MODEL[answers.get("task", "classification")])
 
 
 @pytest.fixture(scope="session", params=list(MATRIX), ids=list(MATRIX))
@@ -73,9 +92,10 @@ def project_files(project: Path) -> set[str]:
 def test_file_set_is_exact(baked):
     project, answers = baked
     package = answers.get("package_name", project.name.replace("-", "_"))
-    model = answers.get("model_name", "small_resnet")
+    license_file = answers.get("license") != "none"
+    task = answers.get("task", "classification")
     assert project_files(project) == expected_files(
-        package, model, answers.get("license") != "none"
+        package, model_name(answers), license_file, task
     )
 
 
@@ -97,9 +117,9 @@ def test_answers_reach_the_project(baked):
     project, answers = baked
     pyproject = (project / "pyproject.toml").read_text()
     assert f'requires-python = ">={answers.get("python_requires", "3.10")}"' in pyproject
-    model_class = answers.get("model_name", "small_resnet").title().replace("_", "")
+    model_class = model_name(answers).title().replace("_", "")
     package = answers.get("package_name", project.name.replace("-", "_"))
-    model_file = project / package / f"{answers.get('model_name', 'small_resnet')}.py"
+    model_file = project / package / f"{model_name(answers)}.py"
     assert f"class {model_class}(nn.Module):" in model_file.read_text()
 
 

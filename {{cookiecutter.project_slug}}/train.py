@@ -1,11 +1,12 @@
-"""Train {{ cookiecutter.__model_class }} on an image classification set.
+"""Train {{ cookiecutter.__model_class }} {{ 'to restore corrupted images' if cookiecutter.task == 'image_to_image' else 'on an image classification set' }}.
 
 Read top to bottom, in the order of the recipe: imports, seed, arguments, then main():
 dataset transform -> dataset / dataloader -> network -> loss -> device -> optimizer ->
 checkpoint -> TensorBoard writer -> main loop (train an epoch, evaluate, save checkpoints).
 
-    python train.py                    # learns the built-in synthetic shapes, on any machine
-    python train.py --help             # every flag, with its default
+{% if cookiecutter.task == 'image_to_image' %}    python train.py                    # learns to denoise built-in synthetic scenes, on any machine
+{% else %}    python train.py                    # learns the built-in synthetic shapes, on any machine
+{% endif %}    python train.py --help             # every flag, with its default
 """
 
 # ---------------------------------------------------------------------------- Import
@@ -31,12 +32,14 @@ from tqdm import tqdm
 
 from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }}
 from {{ cookiecutter.package_name }}.data import (
-    DATASETS,
+{% if cookiecutter.task == 'image_to_image' %}    CORRUPTIONS,
+{% endif %}    DATASETS,
     DEFAULT_NUM_WORKERS,
     DataBundle,
     build_datasets,
     build_loader,
-    preview_grid,
+{% if cookiecutter.task == 'image_to_image' %}    comparison_grid,
+{% endif %}    preview_grid,
 )
 from {{ cookiecutter.package_name }}.engine import cli
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState, save_checkpoint, save_epoch_checkpoints
@@ -85,23 +88,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=Path("data"),
-        help="folder with train/ and val/ (--dataset folder), or where torchvision's files are",
+{% if cookiecutter.task == 'image_to_image' %}        help="folder with train/ and val/ of clean images (--dataset folder)",
+{% else %}        help="folder with train/ and val/ (--dataset folder), or where torchvision's files are",
+{% endif %}    )
+{% if cookiecutter.task == 'image_to_image' %}    add("--corruption", choices=CORRUPTIONS, default="noise", help="what to undo")
+    add(
+        "--corruption-strength",
+        type=cli.positive_float,
+        help="noise: standard deviation; blur: sigma in px; downsample: factor "
+        "(default: 0.1, 1.5 and 2)",
     )
-    add("--download", action="store_true", help="download a torchvision data set if missing")
-    add("--image-size", type=cli.image_size, default=32, help="side of the square input")
+{% else %}    add("--download", action="store_true", help="download a torchvision data set if missing")
+{% endif %}    add("--image-size", type=cli.image_size, default=32, help="side of the square input")
     add(
         "--synthetic-size",
         type=cli.positive_int,
-        default=8_000,
+        default={{ '4_000' if cookiecutter.task == 'image_to_image' else '8_000' }},
         help="training images of --dataset synthetic (validation gets a fifth)",
     )
-    add(
+{% if cookiecutter.task == 'image_to_image' %}    add(
+        "--crops-per-image",
+        type=cli.positive_int,
+        default=8,
+        help="random training crops taken of each image per epoch (--dataset folder)",
+    )
+{% else %}    add(
         "--hflip",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="mirror training images at random (folder, cifar10); --no-hflip for text, digits",
     )
-    add(
+{% endif %}    add(
         "--num-workers",
         type=cli.non_negative_int,
         default=DEFAULT_NUM_WORKERS,
@@ -137,9 +154,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         help="optimizer steps of linear warm-up (at most a quarter of the run)",
     )
-    add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
-    add("--width", type=cli.positive_int, default=16, help="channels of the first stage")
+{% if cookiecutter.task == 'image_to_image' %}    add("--pixel-loss", choices={{ cookiecutter.model_name }}.PIXEL_LOSSES, default="l1", help="per-pixel loss")
     add(
+        "--perceptual-weights",
+        default="auto",
+        help="VGG16 weights of the perceptual loss: auto (ImageNet's if cached, else no "
+        "perceptual term), imagenet (download if needed), random, or a .pt file",
+    )
+    add(
+        "--perceptual-scale",
+        type=cli.non_negative_float,
+        default=0.1,
+        help="weight of the perceptual term beside the pixel loss (0: off, VGG never built)",
+    )
+    add("--width", type=cli.positive_int, default=8, help="channels of the first level")
+    add("--depth", type=cli.positive_int, default=2, help="U-Net levels below the first")
+{% else %}    add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
+    add("--width", type=cli.positive_int, default=16, help="channels of the first stage")
+{% endif %}    add(
         "--grad-clip",
         type=cli.non_negative_float,
         default=0.0,
@@ -186,7 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a run from its checkpoint, reusing its flags; auto: the newest last.pt "
         "under --out-dir (of --run-name, if given)",
     )
-    add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
+{% if cookiecutter.task == 'image_to_image' %}    add(
+        "--image-log-every",
+        type=cli.non_negative_int,
+        default=100,
+        help="optimizer steps between TensorBoard grids of input | output | target (0: never)",
+    )
+{% endif %}    add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
     add("--debug", action="store_true", help="show tracebacks of input errors")
     return parser
 
@@ -206,12 +244,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 @dataclass
 class TrainResult:
-    """What a finished run hands back: its folder, device, logged losses and best accuracy."""
+    """What a finished run hands back: its folder, device, logged losses and best {{ 'PSNR' if cookiecutter.task == 'image_to_image' else 'accuracy' }}."""
 
     run_dir: Path
     device: torch.device
     losses: list[float]
-    best_accuracy: float | None
+    best_{{ 'psnr' if cookiecutter.task == 'image_to_image' else 'accuracy' }}: float | None
     stopped_by: StopRequest | None = None  # set when a signal ended the run early
 
 
@@ -230,7 +268,17 @@ def train(args: argparse.Namespace) -> TrainResult:
     """The whole recipe, stage by stage."""
     # Dataset transform + dataset / dataloader (the device is picked first: only CUDA
     # wants pinned memory)
-    data = build_datasets(
+{% if cookiecutter.task == 'image_to_image' %}    data = build_datasets(
+        args.dataset,
+        args.data_dir,
+        args.image_size,
+        args.seed,
+        args.synthetic_size,
+        args.corruption,
+        args.corruption_strength,
+        args.crops_per_image,
+    )
+{% else %}    data = build_datasets(
         args.dataset,
         args.data_dir,
         args.image_size,
@@ -239,7 +287,7 @@ def train(args: argparse.Namespace) -> TrainResult:
         args.synthetic_size,
         args.hflip,
     )
-    device = select_device(args.device)
+{% endif %}    device = select_device(args.device)
     pin = device.type == "cuda"  # page-locked memory makes host-to-GPU copies asynchronous
     train_loader = build_loader(data.train, args.batch_size, True, args.num_workers, args.seed, pin)
     val_loader = build_loader(data.val, args.batch_size, False, args.num_workers, args.seed, pin)
@@ -251,16 +299,23 @@ def train(args: argparse.Namespace) -> TrainResult:
         )
 
     # Instantiate network
-    model_config = {
+{% if cookiecutter.task == 'image_to_image' %}    model_config = {
+        "in_channels": data.in_channels,
+        "out_channels": data.in_channels,
+        "width": args.width,
+        "depth": args.depth,
+    }
+{% else %}    model_config = {
         "in_channels": data.in_channels,
         "num_classes": data.num_classes,
         "width": args.width,
     }
-    model = {{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(**model_config)
+{% endif %}    model = {{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(**model_config)
 
     # Create loss
-    criterion = {{ cookiecutter.model_name }}.ClassificationLoss(args.label_smoothing)
-
+{% if cookiecutter.task == 'image_to_image' %}    criterion = build_criterion(args)
+{% else %}    criterion = {{ cookiecutter.model_name }}.ClassificationLoss(args.label_smoothing)
+{% endif %}
     # Device setting (and the speed settings that come with it)
     model.to(device)
     if args.channels_last:
@@ -339,8 +394,8 @@ def train(args: argparse.Namespace) -> TrainResult:
                     break
                 metrics = evaluate(step_model, val_loader, device)
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
-                is_best = state.best_metric is None or metrics["accuracy"] > state.best_metric
-                state.best_metric = max(metrics["accuracy"], state.best_metric or 0.0)
+                is_best = state.best_metric is None or metrics["{{ 'psnr' if cookiecutter.task == 'image_to_image' else 'accuracy' }}"] > state.best_metric
+                state.best_metric = max(metrics["{{ 'psnr' if cookiecutter.task == 'image_to_image' else 'accuracy' }}"], state.best_metric or 0.0)
                 save_epoch_checkpoints(
                     run_dir / "checkpoints",
                     is_best,
@@ -389,7 +444,7 @@ def create_writer(
         if is_new_run:
             (run_dir / "model_summary.txt").write_text(model_summary + "\n")
             writer.add_text("model/summary", f"```\n{model_summary}\n```")
-            writer.add_image("data/train_samples", preview_grid(data.train, data.mean, data.std))
+            writer.add_image("data/train_samples", preview_grid(data.train{% if cookiecutter.task != 'image_to_image' %}, data.mean, data.std{% endif %}))
     tqdm.write(
         f"{model_summary}\nrun folder: {run_dir}  device: {device}  virtual batch: "
         f"{args.batch_size} x {args.accum_steps} = {args.batch_size * args.accum_steps}"
@@ -447,9 +502,12 @@ def train_one_epoch(
             # Forward / backward. The loss is divided by the size of its accumulation group
             # (the last group of an epoch may be short), so the update uses the mean gradient.
             group_size = min(accum, num_batches - index // accum * accum)
-            with precision.autocast():
+{% if cookiecutter.task == 'image_to_image' %}            with precision.autocast():
+                outputs = model(images)
+                loss = criterion(outputs, targets)
+{% else %}            with precision.autocast():
                 loss = criterion(model(images), targets)
-            precision.backward(loss / group_size)
+{% endif %}            precision.backward(loss / group_size)
             loss_sum += loss.detach()
             batches_since_log += 1
             is_update = (index + 1) % accum == 0 or index + 1 == num_batches
@@ -485,14 +543,44 @@ def train_one_epoch(
                 )
                 loss_sum.zero_()
                 batches_since_log = 0
-            if checkpoint_due:
+{% if cookiecutter.task == 'image_to_image' %}            if is_update and args.image_log_every and state.global_step % args.image_log_every == 0:
+                grid = comparison_grid(images, outputs, targets)  # one copy to the host, no sync
+                writer.add_image("train/input_output_target", grid, state.global_step)
+{% endif %}            if checkpoint_due:
                 save_last()
             if stopping:
                 break
     return logged
 
 
-# ------------------------------------------------------------------------ Smoke test
+{% if cookiecutter.task == 'image_to_image' %}# ------------------------------------------------------------------------------ Loss
+def build_criterion(args: argparse.Namespace) -> nn.Module:
+    """Pixel loss plus, when --perceptual-scale > 0, the VGG16 perceptual term.
+
+    auto never touches the network: a download of 528 MB would stall a run (or hang
+    offline), so it uses ImageNet weights only when torch's cache already has them.
+    """
+    weights, scale = args.perceptual_weights, args.perceptual_scale
+    if scale > 0 and weights == "auto":
+        if {{ cookiecutter.model_name }}.imagenet_weights_cached():
+            weights = "imagenet"
+        else:
+            tqdm.write(
+                "perceptual loss off: the ImageNet VGG16 weights are not in torch's cache "
+                "(--perceptual-weights imagenet downloads them); training with the pixel loss"
+            )
+            scale = 0.0
+    elif weights not in ("imagenet", "random", "auto") and not Path(weights).is_file():
+        raise UserError(
+            f"--perceptual-weights {weights} is not a file; give a VGG16 state dict file, "
+            "or one of auto, imagenet, random"
+        )
+    return {{ cookiecutter.model_name }}.RestorationLoss(
+        args.pixel_loss, scale, None if weights == "random" else weights
+    )
+
+
+{% endif %}# ------------------------------------------------------------------------ Smoke test
 def smoke_test(args: argparse.Namespace) -> int:
     """Two optimizer steps on tiny synthetic data in a temporary folder; ends with a JSON line."""
     started = time.perf_counter()

@@ -14,7 +14,7 @@ from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ coo
 
 
 def trained_parts(num_classes=3):
-    model = {{ cookiecutter.__model_class }}(num_classes=num_classes, width=4)
+    model = {{ cookiecutter.__model_class }}({{ 'out_channels' if cookiecutter.task == 'image_to_image' else 'num_classes' }}=num_classes, width=4)
     optimizer = build_optimizer(model, "adamw", 1e-2, 0.01)
     scheduler = build_scheduler(optimizer, "cosine", 1, 10)
     model(torch.randn(4, 3, 8, 8)).sum().backward()
@@ -27,7 +27,7 @@ def save(path, model, optimizer, scheduler, state=None):
     save_checkpoint(
         path,
         model=model,
-        model_config={"num_classes": model.num_classes, "width": 4},
+        model_config={"{{ 'out_channels' if cookiecutter.task == 'image_to_image' else 'num_classes' }}": model.{{ 'out_channels' if cookiecutter.task == 'image_to_image' else 'num_classes' }}, "width": 4},
         classes=["a", "b", "c"],
         optimizer=optimizer,
         scheduler=scheduler,

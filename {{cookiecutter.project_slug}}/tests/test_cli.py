@@ -49,7 +49,7 @@ def test_missing_data_folder_is_one_line_not_a_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"train.py: error: --data-dir {tmp_path / 'nope'} does not exist; point it at a folder "
-        "with train/ and val/ subfolders of class folders"
+        "with train/ and val/ subfolders of {{ 'clean images' if cookiecutter.task == 'image_to_image' else 'class folders' }}"
     )
     assert not (tmp_path / "runs").exists()
 

@@ -51,9 +51,17 @@ def log_validation(
     writer: SummaryWriter, metrics: dict[str, float], step: int, epoch_label: str, seconds: float
 ) -> None:
     """Write the validation metrics to TensorBoard and one line to the terminal."""
-    for name in ("loss", "accuracy", "top5_accuracy"):
+{% if cookiecutter.task == 'image_to_image' %}    for name in ("loss", "psnr", "ssim", "psnr_input", "ssim_input"):
+        writer.add_scalar(f"val/{name}", metrics[name], step)
+    tqdm.write(
+        f"{epoch_label}  step {step}  val loss {metrics['loss']:.4f}  "
+        f"PSNR {metrics['psnr']:.2f} dB (input {metrics['psnr_input']:.2f})  "
+        f"SSIM {metrics['ssim']:.4f} (input {metrics['ssim_input']:.4f})  ({seconds:.1f} s)"
+    )
+{% else %}    for name in ("loss", "accuracy", "top5_accuracy"):
         writer.add_scalar(f"val/{name}", metrics[name], step)
     tqdm.write(
         f"{epoch_label}  step {step}  val loss {metrics['loss']:.4f}  "
         f"val accuracy {metrics['accuracy']:.2%}  ({seconds:.1f} s)"
     )
+{% endif %}

@@ -1,0 +1,132 @@
+"""Every bad input a user can give: one sentence on stderr, exit code 2, nothing on disk changed."""
+
+import os
+import shutil
+import signal
+import sys
+
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }}.engine.checkpoint import FORMAT_VERSION
+from {{ cookiecutter.package_name }}.engine.errors import run_cli
+from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
+
+from .test_data import write_image_folder
+
+
+def missing_data_dir(tmp_path, run):
+    return ["--dataset", "folder", "--data-dir", str(tmp_path / "nope")], "does not exist"
+
+
+def empty_split(tmp_path, run):
+    write_image_folder(tmp_path / "data")
+    for image in (tmp_path / "data" / "val").rglob("*.png"):
+        image.unlink()
+    return ["--dataset", "folder", "--data-dir", str(tmp_path / "data")], "holds no images"
+
+
+def image_smaller_than_the_crop(tmp_path, run):
+    write_image_folder(tmp_path / "data", sizes=((64, 64), (20, 12)))
+    flags = ["--dataset", "folder", "--data-dir", str(tmp_path / "data"), "--batch-size", "2"]
+    return flags, "is 20x12 px, smaller than --image-size 32"
+
+
+def unreadable_image(tmp_path, run):
+    write_image_folder(tmp_path / "data", sizes=((64, 64), (48, 40)))
+    (tmp_path / "data" / "train" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    flags = ["--dataset", "folder", "--data-dir", str(tmp_path / "data"), "--batch-size", "2"]
+    return flags, "cannot read the image " + str(tmp_path / "data" / "train" / "broken.jpg")
+
+
+def unreadable_image_in_a_worker(tmp_path, run):
+    flags, message = unreadable_image(tmp_path, run)
+    return [*flags, "--num-workers", "1"], message
+
+
+def corruption_too_strong(tmp_path, run):
+    flags = ["--corruption", "noise", "--corruption-strength", "3"]
+    return flags, "--corruption-strength 3 does not suit --corruption noise"
+
+
+def missing_perceptual_weights(tmp_path, run):
+    flags = ["--perceptual-weights", str(tmp_path / "vgg16.pt")]
+    return flags, "is not a file; give a VGG16 state dict file"
+
+
+def foreign_perceptual_weights(tmp_path, run):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    return ["--perceptual-weights", str(tmp_path / "other.pt")], "does not hold vgg16 weights"
+
+
+def corruption_changed_on_resume(tmp_path, run):
+    flags = ["--resume", str(run / "checkpoints" / "last.pt"), "--epochs", "3"]
+    return [*flags, "--corruption", "blur"], "--corruption blur differs"
+
+
+def max_steps_reached(tmp_path, run):
+    flags = ["--resume", str(run / "checkpoints" / "last.pt"), "--epochs", "3", "--max-steps", "12"]
+    return flags, "--max-steps 12 is reached; pass --max-steps 0"
+
+
+def truncated_checkpoint(tmp_path, run):
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes((run / "checkpoints" / "last.pt").read_bytes()[:5000])
+    return ["--resume", str(bad)], "is not a readable checkpoint"
+
+
+def not_a_checkpoint(tmp_path, run):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    return ["--resume", str(tmp_path / "foreign.pt")], "not a checkpoint of this project"
+
+
+def newer_format(tmp_path, run):
+    payload = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    payload["format_version"] = FORMAT_VERSION + 1
+    torch.save(payload, tmp_path / "newer.pt")
+    return ["--resume", str(tmp_path / "newer.pt")], "newer than the"
+
+
+def cuda_without_a_gpu(tmp_path, run):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    return ["--device", "cuda"], "--device cuda was asked for"
+
+
+def fp16_on_the_cpu(tmp_path, run):
+    return ["--device", "cpu", "--amp", "fp16"], "--amp fp16 needs a GPU"
+
+
+CASES = [fp16_on_the_cpu, missing_data_dir, empty_split, image_smaller_than_the_crop,
+         unreadable_image, unreadable_image_in_a_worker, corruption_too_strong,
+         missing_perceptual_weights, foreign_perceptual_weights, corruption_changed_on_resume,
+         max_steps_reached, truncated_checkpoint, not_a_checkpoint, newer_format,
+         cuda_without_a_gpu]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])
+def test_bad_input_is_one_sentence_exit_2_and_changes_nothing(
+    case, tiny_run, train_script, tmp_path, monkeypatch, capsys
+):
+    from .conftest import TINY_RUN_FLAGS
+
+    run = tmp_path / "runs" / "tiny"
+    shutil.copytree(tiny_run.run_dir, run)
+    flags, message = case(tmp_path, run)
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    argv = flags if "--resume" in flags else [*TINY_RUN_FLAGS, *flags]
+    monkeypatch.setattr(sys, "argv", ["train.py", *argv, "--out-dir", str(tmp_path / "runs")])
+    assert run_cli(train_script.main, prog="train.py") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("train.py: error: ") and "\n" not in error
+    assert message in error
+    # What was there is unchanged (an error found while training, like a broken image, may
+    # leave the new run's own folder beside it, never touch another).
+    assert {path: path.read_bytes() for path in before} == before
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    with StopRequest() as stop, pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and stop.exit_code == 130
+        os.kill(os.getpid(), signal.SIGINT)

@@ -1,0 +1,273 @@
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.tensorboard import SummaryWriter
+
+from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
+from {{ cookiecutter.package_name }}.engine.optim import build_optimizer, build_scheduler
+from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
+
+from .conftest import TINY_RUN_FLAGS
+
+
+def scalar_steps(run_dir, tag) -> list[int]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
+def test_run_folder_holds_args_summary_checkpoints_and_events(tiny_run):
+    run_dir = tiny_run.run_dir
+    args = json.loads((run_dir / "args.json").read_text())
+    assert args["batch_size"] == 16 and args["epochs"] == 2 and args["virtual_batch"] == 16
+    assert (run_dir / "args.txt").read_text().startswith("Namespace(")
+    assert "Total params" in (run_dir / "model_summary.txt").read_text()
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+
+
+def test_scalars_are_logged_at_every_log_step_and_only_then(tiny_run):
+    # 96 samples / batch 16 = 6 steps an epoch, 2 epochs, --log-every 2.
+    expected = [2, 4, 6, 8, 10, 12]
+    for tag in (
+        "train/loss",
+        "train/lr",
+        "perf/data_ms",
+        "perf/compute_ms",
+        "perf/compute_efficiency",
+        "perf/samples_per_s",
+    ):
+        assert scalar_steps(tiny_run.run_dir, tag) == expected, tag
+    for tag in ("val/loss", "val/psnr", "val/ssim", "val/psnr_input", "val/ssim_input"):
+        assert scalar_steps(tiny_run.run_dir, tag) == [6, 12], tag
+    assert len(tiny_run.losses) == len(expected)
+
+
+def test_overfitting_one_small_batch_drives_the_loss_down(train_script, tmp_path):
+    flags = [*TINY_RUN_FLAGS, "--synthetic-size", "16", "--batch-size", "16", "--epochs", "40",
+             "--log-every", "1", "--lr", "0.01",
+             "--out-dir", str(tmp_path)]  # fmt: skip
+    losses = train_script.train(train_script.parse_args(flags)).losses
+    assert len(losses) == 40
+    assert losses[-1] < 0.85 * losses[0], losses  # denoising keeps an error floor
+
+
+def make_group_norm_model():
+    # GroupNorm: no batch statistics, so micro-batches and one big batch are comparable.
+    torch.manual_seed(0)
+    model = {{ cookiecutter.__model_class }}(width=4, depth=2, norm_layer=lambda c: nn.GroupNorm(1, c))
+    nn.init.normal_(model.head.weight, std=0.1)  # zero would leave the lower layers no gradient
+    return model
+
+
+def test_accumulation_equals_one_big_batch_including_a_short_last_group(train_script, tmp_path):
+    images, targets = torch.rand(24, 3, 8, 8), torch.rand(24, 3, 8, 8)
+    criterion = nn.L1Loss()
+    # Reference: a batch of 16 (micro-batches 1+2) then the short last group of 8 (micro-batch 3).
+    reference = make_group_norm_model()
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
+    for start, stop in ((0, 16), (16, 24)):
+        optimizer.zero_grad()
+        criterion(reference(images[start:stop]), targets[start:stop]).backward()
+        optimizer.step()
+
+    model = make_group_norm_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = build_scheduler(optimizer, "constant", 0, 10)
+    args = train_script.parse_args(["--accum-steps", "2", "--log-every", "1", "--epochs", "1"])
+    loader = DataLoader(TensorDataset(images, targets), batch_size=8)
+    state = TrainState()
+    with SummaryWriter(tmp_path) as writer:
+        train_script.train_one_epoch(
+            model, loader, criterion, optimizer, scheduler, torch.device("cpu"), writer, state, args
+        )
+    assert state.global_step == 2
+    for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_test_script_reports_psnr_of_model_and_input_as_json(
+    tiny_run, test_script, capsys, tmp_path
+):
+    checkpoint = tiny_run.run_dir / "checkpoints" / "best.pt"
+    samples = tmp_path / "samples"
+    flags = ["--checkpoint", str(checkpoint), "--num-workers", "0", "--device", "cpu"]
+    assert test_script.main([*flags, "--save-samples", str(samples), "--batch-size", "8"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("psnr", "psnr_input", "ssim", "ssim_input", "loss"):
+        assert math.isfinite(result[key]), key
+    assert result["psnr"] == pytest.approx(tiny_run.best_psnr, rel=1e-5)
+    assert result["psnr_input"] == pytest.approx(20.4, abs=0.5)  # noise of sigma 0.1
+    assert result["samples"] == 19  # the val split: a fifth of --synthetic-size 96
+    pngs = sorted(samples.glob("*.png"))
+    assert len(pngs) == 3  # 19 images in batches of 8
+    from PIL import Image
+
+    with Image.open(pngs[0]) as grid:  # 3 rows (input, output, target) of 8 images of 32 px
+        assert grid.size == (8 * 34 + 2, 3 * 34 + 2)
+
+
+def test_image_grids_are_logged_every_image_log_every_steps(tiny_run, train_script, tmp_path):
+    flags = [*TINY_RUN_FLAGS, "--epochs", "1", "--image-log-every", "4", "--out-dir",
+             str(tmp_path), "--run-name", "grids"]  # fmt: skip
+    train_script.train(train_script.parse_args(flags))
+    events = EventAccumulator(str(tmp_path / "grids"), size_guidance={"images": 0})
+    events.Reload()
+    assert [e.step for e in events.Images("train/input_output_target")] == [4]
+    assert "data/train_samples" in events.Tags()["images"]
+
+
+def test_auto_perceptual_weights_offline_train_with_the_pixel_loss(
+    train_script, monkeypatch, capsys
+):
+    monkeypatch.setattr(train_script.{{ cookiecutter.model_name }}, "imagenet_weights_cached", lambda: False)
+    criterion = train_script.build_criterion(train_script.parse_args([]))
+    assert criterion.perceptual is None
+    assert "perceptual loss off" in capsys.readouterr().out
+
+
+def test_auto_perceptual_weights_use_imagenet_when_cached(train_script, monkeypatch):
+    monkeypatch.setattr(train_script.{{ cookiecutter.model_name }}, "imagenet_weights_cached", lambda: True)
+    built = []
+    monkeypatch.setattr(
+        train_script.{{ cookiecutter.model_name }}, "RestorationLoss", lambda *args: built.append(args)
+    )
+    train_script.build_criterion(train_script.parse_args([]))
+    assert built == [("l1", 0.1, "imagenet")]
+
+
+def test_random_perceptual_weights_build_the_vgg_term(train_script):
+    args = train_script.parse_args(["--perceptual-weights", "random", "--perceptual-scale", "0.5"])
+    criterion = train_script.build_criterion(args)
+    assert criterion.perceptual is not None and criterion.perceptual_scale == 0.5
+
+
+def test_a_missing_perceptual_weights_file_is_one_sentence(train_script, tmp_path):
+    args = train_script.parse_args(["--perceptual-weights", str(tmp_path / "vgg.pt")])
+    with pytest.raises(train_script.UserError, match="is not a file; give a VGG16 state dict"):
+        train_script.build_criterion(args)
+
+
+def copy_of_tiny_run(tiny_run, tmp_path):
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run.run_dir, run_dir)
+    return run_dir
+
+
+def snapshot(folder) -> dict:
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_resume_continues_the_run_with_its_own_flags(tiny_run, train_script, tmp_path):
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    before = (run_dir / "args.json").read_text()
+    last = run_dir / "checkpoints" / "last.pt"
+    args = train_script.parse_args(["--resume", str(last), "--epochs", "3"])
+    assert (args.width, args.batch_size, args.synthetic_size) == (8, 16, 96)  # the run's flags
+    result = train_script.train(args)
+    assert result.run_dir == run_dir.resolve()
+    assert (run_dir / "args.json").read_text() == before
+    assert json.loads((run_dir / "args-resume-step12.json").read_text())["epochs"] == 3
+    steps = scalar_steps(run_dir, "train/loss")
+    assert steps == [2, 4, 6, 8, 10, 12, 14, 16, 18]
+    assert torch.load(last, weights_only=True)["state"]["epoch"] == 3
+
+
+def test_resume_refuses_a_changed_batch_size_and_touches_nothing(tiny_run, train_script, tmp_path):
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    before = snapshot(run_dir)
+    last = str(run_dir / "checkpoints" / "last.pt")
+    with pytest.raises(train_script.UserError, match="--batch-size 32 differs from the 16"):
+        train_script.parse_args(["--resume", last, "--batch-size", "32", "--epochs", "3"])
+    with pytest.raises(train_script.UserError, match="nothing left to train; raise --epochs"):
+        train_script.train(train_script.parse_args(["--resume", last]))
+    assert snapshot(run_dir) == before
+
+
+def test_logged_learning_rate_is_the_one_the_step_used(tiny_run, train_script):
+    # 12 steps in all, warm-up 2: step 2 (the first logged) ran at 2/3 of the peak rate.
+    events = EventAccumulator(str(tiny_run.run_dir))
+    events.Reload()
+    first = events.Scalars("train/lr")[0]
+    assert first.step == 2
+    assert first.value == pytest.approx(3e-3 * 2 / 3, rel=1e-6)
+
+
+def test_an_existing_run_folder_is_never_overwritten(tiny_run, train_script):
+    flags = [*TINY_RUN_FLAGS, "--out-dir", str(tiny_run.run_dir.parent), "--run-name", "tiny"]
+    before = {path: path.stat().st_mtime_ns for path in tiny_run.run_dir.rglob("*")}
+    with pytest.raises(train_script.UserError, match="already exists"):
+        train_script.train(train_script.parse_args(flags))
+    assert {path: path.stat().st_mtime_ns for path in tiny_run.run_dir.rglob("*")} == before
+
+
+def test_smoke_test_trains_two_steps_and_leaves_nothing(
+    train_script, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert train_script.main(["--smoke-test", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["device"] == "cpu" and result["steps"] == 2
+    assert math.isfinite(result["loss_first"]) and math.isfinite(result["loss_last"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_build_optimizer_skips_weight_decay_on_biases_and_norms():
+    model = {{ cookiecutter.__model_class }}(width=4)
+    decay, no_decay = build_optimizer(model, "adamw", 1e-3, 0.1).param_groups
+    assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+    assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("stop_at", "step_in_epoch"), [(4, 4), (6, 0)], ids=["mid-epoch", "epoch-end"]
+)
+def test_a_stopped_run_resumes_to_the_same_weights(train_script, tmp_path, stop_at, step_in_epoch):
+    # 6 steps an epoch; one run stops after `stop_at` steps and is resumed to the end.
+    flags = [*TINY_RUN_FLAGS, "--epochs", "2", "--out-dir", str(tmp_path)]
+    train_script.main([*flags, "--run-name", "straight"])
+    train_script.main([*flags, "--run-name", "stopped", "--max-steps", str(stop_at)])
+    last = tmp_path / "stopped" / "checkpoints" / "last.pt"
+    assert torch.load(last, weights_only=True)["state"]["step_in_epoch"] == step_in_epoch
+    train_script.main(["--resume", str(last), "--max-steps", "0"])
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["state"] == straight["state"]
+    for name, tensor in straight["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
+    assert scalar_steps(tmp_path / "stopped", "train/loss") == [2, 4, 6, 8, 10, 12]
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_augmented_folder_run_resumes_mid_epoch_to_the_same_weights(
+    train_script, tmp_path, workers
+):
+    from PIL import Image
+
+    # Gradients at many angles: every crop and flip changes the pixels the model sees.
+    for split in ("train", "val"):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        for number in range(6):
+            image = Image.linear_gradient("L").rotate(15 * number).resize((48, 40))
+            image.save(tmp_path / "data" / split / f"{number}.png")
+    flags = [*TINY_RUN_FLAGS, "--dataset", "folder", "--data-dir", str(tmp_path / "data"),
+             "--batch-size", "8", "--epochs", "2", "--num-workers", workers,
+             "--out-dir", str(tmp_path / "runs")]  # fmt: skip
+    train_script.main([*flags, "--run-name", "straight"])
+    train_script.main([*flags, "--run-name", "stopped", "--max-steps", "4"])  # 6 steps an epoch
+    last = tmp_path / "runs" / "stopped" / "checkpoints" / "last.pt"
+    train_script.main(["--resume", str(last), "--max-steps", "0"])
+    straight = torch.load(
+        tmp_path / "runs" / "straight" / "checkpoints" / "last.pt", weights_only=True
+    )
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["state"] == straight["state"]
+    for name, tensor in straight["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
