@@ -57,3 +57,17 @@ def log_validation(
         f"{epoch_label}  step {step}  val loss {metrics['loss']:.4f}  "
         f"val accuracy {metrics['accuracy']:.2%}  ({seconds:.1f} s)"
     )
+
+
+class SilentWriter:
+    """Stands in for SummaryWriter on ranks other than 0 under torchrun: takes every call
+    (add_scalar, add_image, close, ...) and writes nothing, so the loop has one code path."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+    def __enter__(self) -> "SilentWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
