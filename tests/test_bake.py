@@ -41,13 +41,14 @@ def expected_files(package: str, model: str, license_file: bool) -> set[str]:
         f"{package}/ops/__init__.py", f"{package}/ops/metrics.py", f"{package}/ops/image.py",
         *(f"{package}/engine/{name}.py" for name in (
             "__init__", "checkpoint", "cli", "device", "distributed", "errors", "evaluation",
-            "interrupt", "optim", "precision", "prefetch", "reporting", "resume", "run_dir",
-            "timing",
+            "graphs", "interrupt", "optim", "precision", "prefetch", "reporting", "resume",
+            "run_dir", "timing",
         )),
         *(f"tests/{name}.py" for name in (
             "__init__", "conftest", "distributed_probe", "test_bad_inputs", "test_checkpoint",
             "test_cli", "test_data", "test_distributed", "test_interrupt", "test_layers",
-            "test_losses", "test_model", "test_ops", "test_precision", "test_training",
+            "test_losses", "test_model", "test_ops", "test_precision", "test_tensorboard",
+            "test_training",
         )),
     }  # fmt: skip
     return files | {"LICENSE"} if license_file else files

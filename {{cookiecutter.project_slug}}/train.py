@@ -56,11 +56,17 @@ from {{ cookiecutter.package_name }}.engine.distributed import (
 )
 from {{ cookiecutter.package_name }}.engine.errors import DivergedError, UserError, run_cli
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
+from {{ cookiecutter.package_name }}.engine.graphs import log_module_graph, require_torchviz, save_autograd_graph
 from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
 from {{ cookiecutter.package_name }}.engine.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
 from {{ cookiecutter.package_name }}.engine.precision import AMP_CHOICES, MixedPrecision
 from {{ cookiecutter.package_name }}.engine.prefetch import BackgroundLoader
-from {{ cookiecutter.package_name }}.engine.reporting import SilentWriter, log_training, log_validation
+from {{ cookiecutter.package_name }}.engine.reporting import (
+    SilentWriter,
+    log_hparams,
+    log_training,
+    log_validation,
+)
 from {{ cookiecutter.package_name }}.engine.resume import (
     find_latest_checkpoint,
     open_run_dir,
@@ -217,6 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a run from its checkpoint, reusing its flags; auto: the newest last.pt "
         "under --out-dir (of --run-name, if given)",
     )
+    add(
+        "--log-graph",
+        action="store_true",
+        help="add the model's module graph to TensorBoard (Graphs tab; traced once at start)",
+    )
+    add(
+        "--viz-graph",
+        action="store_true",
+        help="write torchviz's autograd graph of one step to the run folder (needs the viz extra)",
+    )
     add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
     add("--debug", action="store_true", help="show tracebacks of input errors")
     return parser
@@ -262,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace) -> TrainResult:
     """The whole recipe, stage by stage."""
+    if args.viz_graph:
+        require_torchviz()  # now, not after the run
     # Dataset transform + dataset / dataloader (the device is picked first: only CUDA
     # wants pinned memory). Under torchrun each process loads its own share.
     data = build_datasets(
@@ -338,8 +356,10 @@ def train(args: argparse.Namespace) -> TrainResult:
         )
     )
 
-    # Create TensorBoard writer
+    # Create TensorBoard writer (and, if asked, the autograd graph's picture)
     writer = create_writer(run_dir, is_new_run, state, model, data, args, device)
+    if args.viz_graph and is_new_run and is_main_process():
+        tqdm.write(save_autograd_graph(model, criterion, data.train, run_dir, device))
 
     # Everything a checkpoint holds besides the state, which the loop keeps changing.
     parts = {
@@ -442,6 +462,9 @@ def create_writer(
             (run_dir / "model_summary.txt").write_text(model_summary + "\n")
             writer.add_text("model/summary", f"```\n{model_summary}\n```")
             writer.add_image("data/train_samples", preview_grid(data.train, data.mean, data.std))
+            log_hparams(writer, args_to_dict(args))
+            if args.log_graph:
+                log_module_graph(writer, model, torch.zeros(input_size, device=device))
     processes = world_size()
     tqdm.write(
         f"{model_summary}\nrun folder: {run_dir}  device: {device}  effective batch: "

@@ -17,7 +17,7 @@ from .run_dir import create_run_dir, plain, save_args
 CHANGEABLE_ON_RESUME = frozenset(
     {"epochs", "max_steps", "num_workers", "device", "log_every", "ckpt_every_steps",
      "download", "data_dir", "out_dir", "run_name", "resume", "debug", "smoke_test",
-     "channels_last", "compile", "sync_bn"}
+     "channels_last", "compile", "sync_bn", "log_graph", "viz_graph"}
 )  # fmt: skip
 _UNSET = object()
 
