@@ -430,9 +430,10 @@ def train(args: argparse.Namespace) -> TrainResult:
             ) from None
     barrier()  # no rank leaves while rank 0 still writes the last checkpoint
     if stop.requested:
+        launcher = "torchrun <the same flags> train.py" if is_distributed() else "python train.py"
         tqdm.write(
             f"stopped at step {state.global_step}; continue with: "
-            f"python train.py --resume {last_checkpoint}"
+            f"{launcher} --resume {last_checkpoint}"
         )
         return TrainResult(run_dir, device, losses, state.best_metric, model, stop)
     return TrainResult(run_dir, device, losses, state.best_metric, model)

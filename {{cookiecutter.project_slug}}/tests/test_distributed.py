@@ -7,8 +7,10 @@ a second one checks the real command line.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -164,6 +166,26 @@ def test_torchrun_train_py_prints_once_and_writes_one_run(tmp_path):
     assert "effective batch: 8 x 1 accumulated x 2 process(es) = 16" in launch.stdout
     assert launch.stdout.count("epoch 1/1  step 6  val loss") == 1
     assert [path.name for path in tmp_path.iterdir()] == ["cli"]
+
+
+def test_ctrl_c_under_torchrun_stops_every_rank_at_the_same_log_step_and_saves(tmp_path):
+    flags = [*DDP_FLAGS, "--synthetic-size", "4000", "--batch-size", "8", "--log-every", "5",
+             "--ckpt-every-steps", "10", "--out-dir", str(tmp_path), "--run-name", "stopped"]  # fmt: skip
+    last = tmp_path / "stopped" / "checkpoints" / "last.pt"
+    process = subprocess.Popen(
+        [*TORCHRUN, "train.py", *flags], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the step-10 checkpoint says training is under way
+    os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: torchrun and both ranks
+    stdout, stderr = process.communicate(timeout=300)
+    assert "stopped at step" in stdout, stderr[-3000:]
+    state = torch.load(last, weights_only=True)["state"]
+    assert state["global_step"] % 5 == 0 and 10 <= state["global_step"] < 250  # a log step
+    assert f"stopped at step {state['global_step']}; continue with: torchrun" in stdout
 
 
 @pytest.fixture
