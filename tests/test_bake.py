@@ -43,17 +43,19 @@ def expected_files(
         ".gitignore", "README.md", "pyproject.toml", "train.py", "test.py",
         f"{package}/__init__.py", f"{package}/data.py", f"{package}/{model}.py",
         f"{package}/layers/__init__.py", f"{package}/layers/conv_norm_act.py",
-        f"{package}/layers/residual_block.py",
+        f"{package}/layers/norm.py", f"{package}/layers/residual_block.py",
         f"{package}/losses/__init__.py", f"{package}/losses/classification.py",
         f"{package}/ops/__init__.py", f"{package}/ops/metrics.py", f"{package}/ops/image.py",
         *(f"{package}/engine/{name}.py" for name in (
-            "__init__", "checkpoint", "cli", "device", "errors", "evaluation", "interrupt",
-            "optim", "precision", "prefetch", "reporting", "resume", "run_dir", "timing",
+            "__init__", "checkpoint", "cli", "device", "distributed", "errors", "evaluation",
+            "graphs", "interrupt", "optim", "precision", "prefetch", "reporting", "resume",
+            "run_dir", "timing",
         )),
         *(f"tests/{name}.py" for name in (
-            "__init__", "conftest", "test_bad_inputs", "test_checkpoint", "test_cli", "test_data",
-            "test_interrupt", "test_layers", "test_losses", "test_model", "test_ops",
-            "test_precision", "test_training",
+            "__init__", "conftest", "distributed_probe", "test_bad_inputs", "test_checkpoint",
+            "test_cli", "test_data", "test_distributed", "test_interrupt", "test_layers",
+            "test_losses", "test_model", "test_ops", "test_precision", "test_tensorboard",
+            "test_training",
         )),
     }  # fmt: skip
     if task == "image_to_image":

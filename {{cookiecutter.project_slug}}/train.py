@@ -7,6 +7,7 @@ checkpoint -> TensorBoard writer -> main loop (train an epoch, evaluate, save ch
 {% if cookiecutter.task == 'image_to_image' %}    python train.py                    # learns to denoise built-in synthetic scenes, on any machine
 {% else %}    python train.py                    # learns the built-in synthetic shapes, on any machine
 {% endif %}    python train.py --help             # every flag, with its default
+    torchrun --nproc_per_node=4 train.py   # the same script on 4 GPUs (DistributedDataParallel)
 """
 
 # ---------------------------------------------------------------------------- Import
@@ -44,17 +45,36 @@ from {{ cookiecutter.package_name }}.data import (
 from {{ cookiecutter.package_name }}.engine import cli
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState, save_checkpoint, save_epoch_checkpoints
 from {{ cookiecutter.package_name }}.engine.device import DEVICE_CHOICES, select_device
+from {{ cookiecutter.package_name }}.engine.distributed import (
+    barrier,
+    gradient_sync,
+    is_distributed,
+    is_main_process,
+    on_main_process,
+    process_group,
+    rank,
+    sum_across_ranks,
+    world_size,
+    wrap_model,
+)
 from {{ cookiecutter.package_name }}.engine.errors import DivergedError, UserError, run_cli
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
+from {{ cookiecutter.package_name }}.engine.graphs import log_module_graph, require_torchviz, save_autograd_graph
 from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
 from {{ cookiecutter.package_name }}.engine.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
 from {{ cookiecutter.package_name }}.engine.precision import AMP_CHOICES, MixedPrecision
 from {{ cookiecutter.package_name }}.engine.prefetch import BackgroundLoader
-from {{ cookiecutter.package_name }}.engine.reporting import log_training, log_validation
+from {{ cookiecutter.package_name }}.engine.reporting import (
+    SilentWriter,
+    log_hparams,
+    log_training,
+    log_validation,
+)
 from {{ cookiecutter.package_name }}.engine.resume import (
     find_latest_checkpoint,
+    open_run_dir,
     parse_resumed_args,
-    resume_or_start,
+    restore_training,
 )
 from {{ cookiecutter.package_name }}.engine.run_dir import args_to_dict
 from {{ cookiecutter.package_name }}.engine.timing import StepTimer
@@ -132,12 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="stop after this many optimizer steps in all (0: no limit)",
     )
-    add("--batch-size", type=cli.positive_int, default=128, help="samples per micro-batch")
+    add(
+        "--batch-size",
+        type=cli.positive_int,
+        default=128,
+        help="samples per micro-batch and process (under torchrun, each process takes this many)",
+    )
     add(
         "--accum-steps",
         type=cli.positive_int,
         default=1,
-        help="micro-batches per optimizer step: a virtual batch of batch-size x accum-steps",
+        help="micro-batches per optimizer step: an effective batch of "
+        "batch-size x accum-steps x processes",
     )
     add("--lr", type=cli.positive_float, default=3e-3, help="peak learning rate")
     add(
@@ -172,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
 {% else %}    add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
     add("--width", type=cli.positive_int, default=16, help="channels of the first stage")
 {% endif %}    add(
+        "--norm",
+        choices={{ cookiecutter.model_name }}.NORMS,
+        default="batch",
+        help="normalisation layers; group needs no batch statistics (small batches per process)",
+    )
+    add(
         "--grad-clip",
         type=cli.non_negative_float,
         default=0.0,
@@ -193,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--compile",
         action="store_true",
         help="torch.compile the model (slower start, faster steps; checkpoints stay plain)",
+    )
+    add(
+        "--sync-bn",
+        action="store_true",
+        help="under torchrun on GPUs: batch-norm statistics over all processes' batches",
     )
     add = parser.add_argument_group("run").add_argument
     add("--device", choices=DEVICE_CHOICES, default="auto", help="auto: cuda, then mps, then cpu")
@@ -224,7 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="optimizer steps between TensorBoard grids of input | output | target (0: never)",
     )
-{% endif %}    add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
+{% endif %}    add(
+        "--log-graph",
+        action="store_true",
+        help="add the model's module graph to TensorBoard (Graphs tab; traced once at start)",
+    )
+    add(
+        "--viz-graph",
+        action="store_true",
+        help="write torchviz's autograd graph of one step to the run folder (needs the viz extra)",
+    )
+    add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
     add("--debug", action="store_true", help="show tracebacks of input errors")
     return parser
 
@@ -250,6 +297,7 @@ class TrainResult:
     device: torch.device
     losses: list[float]
     best_{{ 'psnr' if cookiecutter.task == 'image_to_image' else 'accuracy' }}: float | None
+    model: nn.Module  # the trained model, unwrapped (no DDP, no torch.compile)
     stopped_by: StopRequest | None = None  # set when a signal ended the run early
 
 
@@ -260,14 +308,18 @@ def main(argv: list[str] | None = None) -> int:
     seed_everything(args.seed, args.deterministic)
     if args.smoke_test:
         return smoke_test(args)
-    result = train(args)
+    # Under torchrun: join the other processes (and leave the group however the run ends).
+    with process_group(select_device(args.device)):
+        result = train(args)
     return result.stopped_by.exit_code if result.stopped_by else 0
 
 
 def train(args: argparse.Namespace) -> TrainResult:
     """The whole recipe, stage by stage."""
+    if args.viz_graph:
+        require_torchviz()  # now, not after the run
     # Dataset transform + dataset / dataloader (the device is picked first: only CUDA
-    # wants pinned memory)
+    # wants pinned memory). Under torchrun each process loads its own share.
 {% if cookiecutter.task == 'image_to_image' %}    data = build_datasets(
         args.dataset,
         args.data_dir,
@@ -289,13 +341,18 @@ def train(args: argparse.Namespace) -> TrainResult:
     )
 {% endif %}    device = select_device(args.device)
     pin = device.type == "cuda"  # page-locked memory makes host-to-GPU copies asynchronous
-    train_loader = build_loader(data.train, args.batch_size, True, args.num_workers, args.seed, pin)
-    val_loader = build_loader(data.val, args.batch_size, False, args.num_workers, args.seed, pin)
-    batches_per_epoch = len(data.train) // args.batch_size  # the loader drops a partial batch
+    shard = {"rank": rank(), "world_size": world_size()}
+    train_loader = build_loader(
+        data.train, args.batch_size, True, args.num_workers, args.seed, pin, **shard
+    )
+    val_loader = build_loader(
+        data.val, args.batch_size, False, args.num_workers, args.seed, pin, **shard
+    )
+    batches_per_epoch = len(train_loader)  # the loader drops a partial batch
     if batches_per_epoch == 0:
         raise UserError(
-            f"--batch-size {args.batch_size} exceeds the {len(data.train)} "
-            "training samples; lower it"
+            f"--batch-size {args.batch_size} exceeds the {len(train_loader.sampler)} training "
+            f"samples of each of the {world_size()} process(es); lower it"
         )
 
     # Instantiate network
@@ -304,11 +361,13 @@ def train(args: argparse.Namespace) -> TrainResult:
         "out_channels": data.in_channels,
         "width": args.width,
         "depth": args.depth,
+        "norm": args.norm,
     }
 {% else %}    model_config = {
         "in_channels": data.in_channels,
         "num_classes": data.num_classes,
         "width": args.width,
+        "norm": args.norm,
     }
 {% endif %}    model = {{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(**model_config)
 
@@ -323,8 +382,11 @@ def train(args: argparse.Namespace) -> TrainResult:
     criterion.to(device)
     torch.set_float32_matmul_precision("high")  # TF32 matmuls where the GPU has them
     precision = MixedPrecision(args.amp, device)
-    # Checkpoints and the summary use `model`; the loop runs the compiled one, if asked.
-    step_model = torch.compile(model) if args.compile else model
+    # Checkpoints and the summary use `model`; the loop runs it wrapped in DDP under torchrun,
+    # and compiled if asked. Evaluation under DDP runs the plain model (see evaluate()).
+    step_model = wrap_model(model, device, args.sync_bn)
+    step_model = torch.compile(step_model) if args.compile else step_model
+    eval_model = model if is_distributed() else step_model
 
     # Create optimizer, and its schedule (stepped once per optimizer step). The schedule spans
     # --epochs; --max-steps only stops the run, so a stopped run resumes on the same curve.
@@ -339,18 +401,21 @@ def train(args: argparse.Namespace) -> TrainResult:
         )
     scheduler = build_scheduler(optimizer, args.scheduler, warmup_steps, total_steps)
 
-    # Load checkpoint if needed (or start a new run folder)
-    state, run_dir, is_new_run = resume_or_start(
-        args,
-        model,
-        optimizer,
-        scheduler,
-        precision,
-        virtual_batch=args.batch_size * args.accum_steps,
+    # Load checkpoint if needed (on every rank), then the run folder (made by rank 0 alone)
+    state = restore_training(args, model, optimizer, scheduler, precision)
+    run_dir, is_new_run = on_main_process(
+        lambda: open_run_dir(
+            args,
+            state,
+            world_size=world_size(),
+            effective_batch=args.batch_size * args.accum_steps * world_size(),
+        )
     )
 
-    # Create TensorBoard writer
+    # Create TensorBoard writer (and, if asked, the autograd graph's picture)
     writer = create_writer(run_dir, is_new_run, state, model, data, args, device)
+    if args.viz_graph and is_new_run and is_main_process():
+        tqdm.write(save_autograd_graph(model, criterion, data.train, run_dir, device))
 
     # Everything a checkpoint holds besides the state, which the loop keeps changing.
     parts = {
@@ -364,7 +429,8 @@ def train(args: argparse.Namespace) -> TrainResult:
     last_checkpoint = run_dir / "checkpoints" / "last.pt"
 
     def save_last() -> None:
-        save_checkpoint(last_checkpoint, state=state, scaler=precision.state_dict(), **parts)
+        if is_main_process():
+            save_checkpoint(last_checkpoint, state=state, scaler=precision.state_dict(), **parts)
 
     # Main loop
     losses: list[float] = []
@@ -392,17 +458,18 @@ def train(args: argparse.Namespace) -> TrainResult:
                 if stop.requested or state.step_in_epoch < steps_per_epoch:
                     save_last()  # stopped part-way (a signal, --max-steps): validate later
                     break
-                metrics = evaluate(step_model, val_loader, device)
+                metrics = evaluate(eval_model, val_loader, device)
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
                 is_best = state.best_metric is None or metrics["{{ 'psnr' if cookiecutter.task == 'image_to_image' else 'accuracy' }}"] > state.best_metric
                 state.best_metric = max(metrics["{{ 'psnr' if cookiecutter.task == 'image_to_image' else 'accuracy' }}"], state.best_metric or 0.0)
-                save_epoch_checkpoints(
-                    run_dir / "checkpoints",
-                    is_best,
-                    state=state,
-                    scaler=precision.state_dict(),
-                    **parts,
-                )
+                if is_main_process():
+                    save_epoch_checkpoints(
+                        run_dir / "checkpoints",
+                        is_best,
+                        state=state,
+                        scaler=precision.state_dict(),
+                        **parts,
+                    )
                 log_validation(
                     writer, metrics, state.global_step, epoch_label, time.perf_counter() - started
                 )
@@ -417,13 +484,15 @@ def train(args: argparse.Namespace) -> TrainResult:
             raise DivergedError(
                 f"{error}, so the run stopped; {kept}; lower --lr (or lengthen --warmup-steps) and start again"
             ) from None
+    barrier()  # no rank leaves while rank 0 still writes the last checkpoint
     if stop.requested:
+        launcher = "torchrun <the same flags> train.py" if is_distributed() else "python train.py"
         tqdm.write(
             f"stopped at step {state.global_step}; continue with: "
-            f"python train.py --resume {last_checkpoint}"
+            f"{launcher} --resume {last_checkpoint}"
         )
-        return TrainResult(run_dir, device, losses, state.best_metric, stop)
-    return TrainResult(run_dir, device, losses, state.best_metric)
+        return TrainResult(run_dir, device, losses, state.best_metric, model, stop)
+    return TrainResult(run_dir, device, losses, state.best_metric, model)
 
 
 def create_writer(
@@ -435,7 +504,12 @@ def create_writer(
     args: argparse.Namespace,
     device: torch.device,
 ) -> SummaryWriter:
-    """A TensorBoard writer; a new run also gets the model summary and a look at its data."""
+    """A TensorBoard writer; a new run also gets the model summary and a look at its data.
+
+    Under torchrun only rank 0 writes; the other ranks get a writer that discards.
+    """
+    if not is_main_process():
+        return SilentWriter()
     # A resumed run drops the events logged after its checkpoint: no step appears twice.
     writer = SummaryWriter(run_dir, purge_step=None if is_new_run else state.global_step + 1)
     with torch.random.fork_rng(devices=[]):  # the dummy input and samples draw random numbers
@@ -445,9 +519,14 @@ def create_writer(
             (run_dir / "model_summary.txt").write_text(model_summary + "\n")
             writer.add_text("model/summary", f"```\n{model_summary}\n```")
             writer.add_image("data/train_samples", preview_grid(data.train{% if cookiecutter.task != 'image_to_image' %}, data.mean, data.std{% endif %}))
+            log_hparams(writer, args_to_dict(args))
+            if args.log_graph:
+                log_module_graph(writer, model, torch.zeros(input_size, device=device))
+    processes = world_size()
     tqdm.write(
-        f"{model_summary}\nrun folder: {run_dir}  device: {device}  virtual batch: "
-        f"{args.batch_size} x {args.accum_steps} = {args.batch_size * args.accum_steps}"
+        f"{model_summary}\nrun folder: {run_dir}  device: {device}  effective batch: "
+        f"{args.batch_size} x {args.accum_steps} accumulated x {processes} process(es) = "
+        f"{args.batch_size * args.accum_steps * processes}"
     )
     return writer
 
@@ -480,7 +559,7 @@ def train_one_epoch(
     precision = precision or MixedPrecision("off", device)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     timer = StepTimer(device)
-    accum, num_batches = args.accum_steps, len(loader)
+    accum, num_batches, processes = args.accum_steps, len(loader), world_size()
     loss_sum = torch.zeros((), device=device)  # summed on the device: no sync until a log step
     batches_since_log, logged = 0, []
     optimizer.zero_grad(set_to_none=True)
@@ -493,6 +572,7 @@ def train_one_epoch(
             desc=f"epoch {state.epoch + 1}/{args.epochs}",
             mininterval=0.5,
             dynamic_ncols=True,
+            disable=not is_main_process(),
         ) as progress,
     ):
         for index, (images, targets) in enumerate(progress):
@@ -501,16 +581,20 @@ def train_one_epoch(
             timer.data_ready()
             # Forward / backward. The loss is divided by the size of its accumulation group
             # (the last group of an epoch may be short), so the update uses the mean gradient.
-            group_size = min(accum, num_batches - index // accum * accum)
-{% if cookiecutter.task == 'image_to_image' %}            with precision.autocast():
-                outputs = model(images)
-                loss = criterion(outputs, targets)
-{% else %}            with precision.autocast():
-                loss = criterion(model(images), targets)
-{% endif %}            precision.backward(loss / group_size)
-            loss_sum += loss.detach()
-            batches_since_log += 1
+            # Under DDP only a group's last micro-batch all-reduces the gradients.
             is_update = (index + 1) % accum == 0 or index + 1 == num_batches
+            group_size = min(accum, num_batches - index // accum * accum)
+{% if cookiecutter.task == 'image_to_image' %}            with gradient_sync(model, enabled=is_update):
+                with precision.autocast():
+                    outputs = model(images)
+                    loss = criterion(outputs, targets)
+                precision.backward(loss / group_size)
+{% else %}            with gradient_sync(model, enabled=is_update):
+                with precision.autocast():
+                    loss = criterion(model(images), targets)
+                precision.backward(loss / group_size)
+{% endif %}            loss_sum += loss.detach()
+            batches_since_log += 1
             if is_update:
                 lr = scheduler.get_last_lr()[0]  # the rate this step uses (a float: no sync)
                 precision.step(model, optimizer, args.grad_clip)
@@ -518,24 +602,24 @@ def train_one_epoch(
                 optimizer.zero_grad(set_to_none=True)
                 state.global_step += 1
                 state.step_in_epoch += 1
-            timer.step_done(targets.size(0))
-            # Update writer: every --log-every optimizer steps, at the end of the epoch and
-            # before a checkpoint (a log step checks that the loss is still finite).
-            stopping = is_update and (
-                index + 1 == num_batches
-                or reached_max_steps(state, args)
-                or (stop is not None and stop.requested)
-            )
+            # The processes step in lockstep, so samples/s counts all of them.
+            timer.step_done(targets.size(0) * processes)
+            if not is_update:
+                continue
+            # Update writer: every --log-every optimizer steps, at the end of the epoch, before
+            # a checkpoint and on a stop (a log step checks that the loss is still finite).
+            at_end = index + 1 == num_batches or reached_max_steps(state, args)
             checkpoint_due = (
-                is_update
-                and save_last is not None
+                save_last is not None
                 and args.ckpt_every_steps > 0
                 and state.global_step % args.ckpt_every_steps == 0
             )
-            if is_update and (
-                state.global_step % args.log_every == 0 or stopping or checkpoint_due
-            ):
-                mean_loss = loss_sum / batches_since_log
+            stopping = stop is not None and stop.requested
+            if state.global_step % args.log_every == 0 or at_end or checkpoint_due or stopping:
+                if stop is not None:
+                    stop.agree(device)  # under torchrun, a signal on any rank stops them all here
+                    stopping = stop.requested
+                mean_loss = sum_across_ranks(loss_sum / batches_since_log) / processes
                 logged.append(
                     log_training(
                         writer, progress, timer, mean_loss, lr, state.global_step, args.num_workers
@@ -543,12 +627,13 @@ def train_one_epoch(
                 )
                 loss_sum.zero_()
                 batches_since_log = 0
-{% if cookiecutter.task == 'image_to_image' %}            if is_update and args.image_log_every and state.global_step % args.image_log_every == 0:
-                grid = comparison_grid(images, outputs, targets)  # one copy to the host, no sync
+{% if cookiecutter.task == 'image_to_image' %}            image_log_due = args.image_log_every and state.global_step % args.image_log_every == 0
+            if image_log_due and is_main_process():  # the copy to the host syncs: only every n
+                grid = comparison_grid(images, outputs, targets)
                 writer.add_image("train/input_output_target", grid, state.global_step)
 {% endif %}            if checkpoint_due:
                 save_last()
-            if stopping:
+            if at_end or stopping:
                 break
     return logged
 

@@ -25,7 +25,8 @@ def scalar_steps(run_dir, tag) -> list[int]:
 def test_run_folder_holds_args_summary_checkpoints_and_events(tiny_run):
     run_dir = tiny_run.run_dir
     args = json.loads((run_dir / "args.json").read_text())
-    assert args["batch_size"] == 16 and args["epochs"] == 2 and args["virtual_batch"] == 16
+    assert args["batch_size"] == 16 and args["epochs"] == 2
+    assert args["effective_batch"] == 16 and args["world_size"] == 1
     assert (run_dir / "args.txt").read_text().startswith("Namespace(")
     assert "Total params" in (run_dir / "model_summary.txt").read_text()
     assert (run_dir / "checkpoints" / "last.pt").is_file()
@@ -61,7 +62,7 @@ def test_overfitting_one_small_batch_drives_the_loss_down(train_script, tmp_path
 def make_group_norm_model():
     # GroupNorm: no batch statistics, so micro-batches and one big batch are comparable.
     torch.manual_seed(0)
-    return {{ cookiecutter.__model_class }}(num_classes=3, width=4, norm_layer=lambda c: nn.GroupNorm(1, c))
+    return {{ cookiecutter.__model_class }}(num_classes=3, width=4, norm="group")
 
 
 def test_accumulation_equals_one_big_batch_including_a_short_last_group(train_script, tmp_path):

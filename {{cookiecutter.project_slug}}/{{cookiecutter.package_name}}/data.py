@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision import datasets
 from torchvision.transforms import v2
 from torchvision.utils import make_grid
@@ -27,9 +27,10 @@ SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # name -> (torchvision class, channels, native size, mean, std)
-# One core feeds the training loop; the others decode and augment. More than 8 workers rarely
-# helps and each costs memory.
-DEFAULT_NUM_WORKERS = min(8, max(0, (os.cpu_count() or 1) - 1))
+# One core feeds each training process (torchrun starts LOCAL_WORLD_SIZE of them on a machine);
+# the others decode and augment. More than 8 workers a process rarely helps; each costs memory.
+_CORES_PER_PROCESS = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+DEFAULT_NUM_WORKERS = min(8, max(0, _CORES_PER_PROCESS - 1))
 
 TORCHVISION_SETS = {
     "cifar10": (datasets.CIFAR10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -247,11 +248,12 @@ def _torchvision_set(
 class ResumableSampler(DistributedSampler):
     """A seeded shuffle per epoch that can start part-way; it yields (epoch, index) pairs.
 
-    DistributedSampler already makes the order a function of (seed, epoch); used here with one
-    replica, it is a plain sampler. `set_epoch(epoch, skip=n)` drops the first n samples of
-    that epoch's order, which is how a run resumed in the middle of an epoch avoids training
-    twice on the batches it already saw. The epoch travels with each index so that the
-    workers, which hold their own copy of the data set, know it (see EpochSeeded).
+    DistributedSampler makes the order a function of (seed, epoch) and gives each of
+    `num_replicas` processes every num_replicas-th sample of it (with one replica, all of
+    them). `set_epoch(epoch, skip=n)` drops the first n samples of this process's share,
+    which is how a run resumed in the middle of an epoch avoids training twice on the batches
+    it already saw. The epoch travels with each index so that the workers, which hold their
+    own copy of the data set, know it (see EpochSeeded).
     """
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -264,6 +266,23 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples - getattr(self, "skip", 0)
+
+
+class EvaluationShard(Sampler):
+    """Every `num_replicas`-th sample from `rank` on, in order, as (0, index) pairs.
+
+    Unlike DistributedSampler it never pads the shards to equal length: a padded sample would
+    be counted twice, and metrics summed over the ranks would differ from a single process's.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0) -> None:
+        self.indices = range(rank, len(dataset), num_replicas)
+
+    def __iter__(self):
+        return ((0, index) for index in self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class EpochSeeded(Dataset):
@@ -297,12 +316,21 @@ def build_loader(
     num_workers: int,
     seed: int,
     pin_memory: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
-    """A DataLoader whose order and augmentation are functions of (seed, epoch).
+    """A DataLoader over this process's share of `dataset` (all of it with one process).
 
-    Call `loader.sampler.set_epoch(epoch)` before each epoch.
+    Training order and augmentation are functions of (seed, epoch): call
+    `loader.sampler.set_epoch(epoch)` before each epoch. Every rank gets as many training
+    batches as the others (the tail that does not divide is dropped), so they step together.
     """
-    sampler = ResumableSampler(dataset, num_replicas=1, rank=0, shuffle=train, seed=seed)
+    if train:
+        sampler = ResumableSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+    else:
+        sampler = EvaluationShard(dataset, num_replicas=world_size, rank=rank)
     return DataLoader(
         EpochSeeded(dataset, seed),
         batch_size=batch_size,

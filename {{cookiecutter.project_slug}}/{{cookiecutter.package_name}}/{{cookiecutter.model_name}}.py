@@ -7,18 +7,19 @@ and the metric that belong to it, so the scripts never reach into layers/, losse
 import torch
 from torch import nn
 
-from .layers import ConvNormAct, NormLayer, ResidualBlock
+from .layers import NORMS, ConvNormAct, ResidualBlock, norm_layer_for
 from .losses import ClassificationLoss
 from .ops import topk_correct
 
-__all__ = ["ClassificationLoss", "{{ cookiecutter.__model_class }}", "topk_correct"]
+__all__ = ["NORMS", "ClassificationLoss", "{{ cookiecutter.__model_class }}", "topk_correct"]
 
 
 class {{ cookiecutter.__model_class }}(nn.Module):
     """Stem, three residual stages (each halving the resolution after the first), pool, linear.
 
     `width` is the channel count of the first stage; each later stage doubles it. Works at any
-    input size of 8 px or more thanks to the global average pool.
+    input size of 8 px or more thanks to the global average pool. `norm` is "batch" or
+    "group" (see layers.norm).
     """
 
     def __init__(
@@ -28,9 +29,10 @@ class {{ cookiecutter.__model_class }}(nn.Module):
         width: int = 32,
         blocks_per_stage: int = 1,
         dropout: float = 0.0,
-        norm_layer: NormLayer = nn.BatchNorm2d,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
+        norm_layer = norm_layer_for(norm)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.stem = ConvNormAct(in_channels, width, norm_layer=norm_layer)

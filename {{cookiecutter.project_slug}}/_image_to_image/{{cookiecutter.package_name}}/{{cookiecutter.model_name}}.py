@@ -7,11 +7,12 @@ and the metrics that belong to it, so the scripts never reach into layers/, loss
 import torch
 from torch import nn
 
-from .layers import DoubleConv, DownBlock, NormLayer, UpBlock
+from .layers import NORMS, DoubleConv, DownBlock, UpBlock, norm_layer_for
 from .losses import PIXEL_LOSSES, RestorationLoss, imagenet_weights_cached
 from .ops import psnr, ssim
 
 __all__ = [
+    "NORMS",
     "PIXEL_LOSSES",
     "RestorationLoss",
     "{{ cookiecutter.__model_class }}",
@@ -28,6 +29,7 @@ class {{ cookiecutter.__model_class }}(nn.Module):
     as many up steps back. When in and out channels match, the output is the input plus the
     predicted correction: restoration changes little of an image, and a zero-initialised
     last layer makes the untrained model the identity, a good start. Any input size works.
+    `norm` is "batch" or "group" (see layers.norm).
     """
 
     def __init__(
@@ -36,9 +38,10 @@ class {{ cookiecutter.__model_class }}(nn.Module):
         out_channels: int = 3,
         width: int = 32,
         depth: int = 3,
-        norm_layer: NormLayer = nn.BatchNorm2d,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
+        norm_layer = norm_layer_for(norm)
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         self.in_channels, self.out_channels = in_channels, out_channels

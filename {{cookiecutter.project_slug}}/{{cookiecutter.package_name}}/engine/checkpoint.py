@@ -40,6 +40,7 @@ class TrainState:
     step_in_epoch: int = 0  # optimizer steps already done within `epoch`
     global_step: int = 0  # optimizer steps since the start of the run
     best_metric: float | None = None  # best validation accuracy so far
+    world_size: int = 1  # processes training together (each one's share of an epoch depends on it)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -1,5 +1,7 @@
 """Pick the device to train on and move batches to it."""
 
+import os
+
 import torch
 
 from .errors import UserError
@@ -13,10 +15,13 @@ def mps_available() -> bool:
 
 
 def select_device(name: str) -> torch.device:
-    """`auto` means cuda, then mps, then cpu; an explicit choice must be available."""
+    """`auto` means cuda, then mps, then cpu; an explicit choice must be available.
+
+    Under torchrun each process drives its own GPU, cuda:LOCAL_RANK.
+    """
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return local_cuda_device()
         return torch.device("mps" if mps_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError(
@@ -30,7 +35,18 @@ def select_device(name: str) -> torch.device:
         )
     if name not in DEVICE_CHOICES:
         raise UserError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
-    return torch.device(name)
+    return local_cuda_device() if name == "cuda" else torch.device(name)
+
+
+def local_cuda_device() -> torch.device:
+    """cuda:LOCAL_RANK (cuda:0 without torchrun); more processes than GPUs is an error."""
+    index, count = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
+    if index >= count:
+        raise UserError(
+            f"this process has LOCAL_RANK {index} but the machine has {count} GPU(s); "
+            f"start at most --nproc_per_node={count} processes per machine"
+        )
+    return torch.device("cuda", index)
 
 
 def synchronize(device: torch.device) -> None:

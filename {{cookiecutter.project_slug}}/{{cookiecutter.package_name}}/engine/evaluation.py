@@ -6,6 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..ops import topk_correct
+from .distributed import sum_across_ranks
 
 
 @torch.inference_mode()
@@ -13,22 +14,25 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
     """Mean cross-entropy (without label smoothing), top-1 and top-5 accuracy over `loader`.
 
     Sums stay on the device (float32 and int64: MPS has no float64) and are read once, at
-    the end.
+    the end. Under torchrun each rank evaluates its own shard and the sums are added up over
+    the ranks, so every rank gets the numbers one process would get on the whole split.
+    Pass the plain model, not DDP: the shards may differ by one batch, and DDP's forward
+    would wait for a rank that has none left.
     """
     model.eval()
     loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros(2, device=device, dtype=torch.int64)
-    count = 0
+    counts = torch.zeros(3, device=device, dtype=torch.int64)  # top-1, top-5, samples
     for images, targets in loader:
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
         logits = model(images)
         loss_sum += F.cross_entropy(logits, targets, reduction="sum")
-        correct += topk_correct(logits, targets, ks=(1, 5))
-        count += targets.size(0)
+        counts[:2] += topk_correct(logits, targets, ks=(1, 5))
+        counts[2] += targets.size(0)
+    sum_across_ranks(loss_sum)
+    top1, top5, count = sum_across_ranks(counts).tolist()
     if count == 0:
         raise ValueError("the evaluation split is empty")
-    top1, top5 = correct.tolist()
     return {
         "loss": loss_sum.item() / count,
         "accuracy": top1 / count,

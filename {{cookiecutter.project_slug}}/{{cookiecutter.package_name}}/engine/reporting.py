@@ -4,6 +4,7 @@ import math
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
 from .errors import DivergedError
@@ -65,3 +66,37 @@ def log_validation(
         f"val accuracy {metrics['accuracy']:.2%}  ({seconds:.1f} s)"
     )
 {% endif %}
+
+class SilentWriter:
+    """Stands in for SummaryWriter on ranks other than 0 under torchrun: takes every call
+    (add_scalar, add_image, close, ...) and writes nothing, so the loop has one code path."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+    def __enter__(self) -> "SilentWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+# The tags the HParams dashboard shows beside each run's hyper-parameters (their latest values).
+{% if cookiecutter.task == 'image_to_image' %}HPARAM_METRICS = ("val/psnr", "val/ssim", "val/loss", "train/loss")
+{% else %}HPARAM_METRICS = ("val/accuracy", "val/top5_accuracy", "val/loss", "train/loss")
+{% endif %}
+
+def log_hparams(writer: SummaryWriter, args: dict) -> None:
+    """Every flag as a hyper-parameter in TensorBoard's HParams tab, in this run's own folder.
+
+    SummaryWriter.add_hparams would write to a new sub-folder, a second run in TensorBoard's
+    eyes; writing the plugin's summaries here instead ties the flags to this run's scalars, so
+    the dashboard shows each run's final validation metrics beside its flags.
+    """
+    values = {
+        name: value if isinstance(value, bool | int | float | str) else str(value)
+        for name, value in args.items()
+    }
+    experiment, session_start, session_end = hparams(values, dict.fromkeys(HPARAM_METRICS, 0.0))
+    for summary in (experiment, session_start, session_end):
+        writer.file_writer.add_summary(summary)

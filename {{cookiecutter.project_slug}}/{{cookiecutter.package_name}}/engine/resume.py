@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .checkpoint import TrainState, load_checkpoint, load_model_weights, restore_rng_state
+from .distributed import world_size
 from .errors import UserError
 from .precision import MixedPrecision
 from .run_dir import create_run_dir, plain, save_args
@@ -16,7 +17,7 @@ from .run_dir import create_run_dir, plain, save_args
 CHANGEABLE_ON_RESUME = frozenset(
     {"epochs", "max_steps", "num_workers", "device", "log_every", "ckpt_every_steps",
      "download", "data_dir", "out_dir", "run_name", "resume", "debug", "smoke_test",
-     "channels_last", "compile"}
+     "channels_last", "compile", "sync_bn", "log_graph", "viz_graph"}
 )  # fmt: skip
 _UNSET = object()
 
@@ -78,24 +79,17 @@ def _namespace_of_unset(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return argparse.Namespace(**dict.fromkeys(vars(parser.parse_args([])), _UNSET))
 
 
-def resume_or_start(
+def restore_training(
     args: argparse.Namespace,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     precision: MixedPrecision | None = None,
-    **resolved: object,
-) -> tuple[TrainState, Path, bool]:
-    """Return the training state, the run folder and whether the folder is new.
-
-    With --resume the model, optimizer, schedule, counters and RNG states come from the
-    checkpoint and the run continues in the folder the checkpoint belongs to; the args of
-    this start are saved beside the original ones, never over them.
-    """
+) -> TrainState:
+    """A fresh TrainState, or with --resume the checkpoint's, after loading into the model,
+    optimizer, schedule, scaler and RNGs what it saved (every rank does this)."""
     if args.resume is None:
-        run_dir = create_run_dir(args.out_dir, args.run_name)
-        save_args(run_dir, args, **resolved)
-        return TrainState(), run_dir, True
+        return TrainState(world_size=world_size())
     checkpoint = load_checkpoint(args.resume)
     state = TrainState(**checkpoint["state"])
     if args.max_steps and state.global_step >= args.max_steps:
@@ -108,19 +102,48 @@ def resume_or_start(
             f"{args.resume} has finished all {state.epoch} epochs: nothing left to train; "
             "raise --epochs to train further"
         )
+    if state.step_in_epoch and state.world_size != world_size():
+        # Each process's share of an epoch depends on the process count: the batches already
+        # trained on could not be told apart from the rest.
+        raise UserError(
+            f"{args.resume} stopped part-way through an epoch with {state.world_size} "
+            f"process(es), and this run has {world_size()}; resume it with "
+            f"--nproc_per_node={state.world_size} (or without torchrun for 1), or from a "
+            "checkpoint saved at the end of an epoch"
+        )
+    if state.world_size != world_size():
+        print(
+            f"note: {args.resume} was trained by {state.world_size} process(es) and this run "
+            f"has {world_size()}: the effective batch, and the steps in an epoch, change"
+        )
     load_model_weights(model, checkpoint, args.resume)
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     if precision is not None:
         precision.load_state_dict(checkpoint.get("scaler"))
     restore_rng_state(checkpoint["rng"])
-    run_dir = Path(args.resume).resolve().parent.parent  # <run>/checkpoints/last.pt
-    if not (run_dir / "args.json").is_file():  # a checkpoint moved out of its run folder
-        run_dir = create_run_dir(args.out_dir, args.run_name)
-        save_args(run_dir, args, **resolved)
-        return state, run_dir, True
-    stem, suffix = f"args-resume-step{state.global_step}", 1
-    while (run_dir / f"{stem}.json").exists():  # resumed from the same step before
-        stem, suffix = f"args-resume-step{state.global_step}-{suffix}", suffix + 1
-    save_args(run_dir, args, stem=stem, **resolved)
-    return state, run_dir, False
+    state.world_size = world_size()
+    return state
+
+
+def open_run_dir(
+    args: argparse.Namespace, state: TrainState, **resolved: object
+) -> tuple[Path, bool]:
+    """The run folder and whether it is new, with this start's args saved in it.
+
+    With --resume the run continues in the folder the checkpoint belongs to; the args of
+    this start are saved beside the original ones, never over them. Only one process may
+    call this (rank 0 under torchrun).
+    """
+    if args.resume is not None:
+        run_dir = Path(args.resume).resolve().parent.parent  # <run>/checkpoints/last.pt
+        if (run_dir / "args.json").is_file():
+            stem, suffix = f"args-resume-step{state.global_step}", 1
+            while (run_dir / f"{stem}.json").exists():  # resumed from the same step before
+                stem, suffix = f"args-resume-step{state.global_step}-{suffix}", suffix + 1
+            save_args(run_dir, args, stem=stem, **resolved)
+            return run_dir, False
+    # A new run, or a checkpoint moved out of its run folder: a new folder.
+    run_dir = create_run_dir(args.out_dir, args.run_name)
+    save_args(run_dir, args, **resolved)
+    return run_dir, True

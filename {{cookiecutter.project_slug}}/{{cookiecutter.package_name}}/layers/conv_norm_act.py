@@ -1,10 +1,8 @@
 """Convolution -> normalisation -> activation, the basic unit of the network."""
 
-from collections.abc import Callable
-
 from torch import nn
 
-NormLayer = Callable[[int], nn.Module]
+from .norm import NormLayer
 
 
 class ConvNormAct(nn.Sequential):

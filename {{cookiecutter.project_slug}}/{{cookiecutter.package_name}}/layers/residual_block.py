@@ -3,7 +3,8 @@
 import torch
 from torch import nn
 
-from .conv_norm_act import ConvNormAct, NormLayer
+from .conv_norm_act import ConvNormAct
+from .norm import NormLayer
 
 
 class ResidualBlock(nn.Module):

@@ -7,6 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..ops import psnr, ssim
+from .distributed import sum_across_ranks
 
 # Called with each batch as (corrupted, output, target); test.py saves samples this way.
 BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
@@ -20,12 +21,13 @@ def evaluate(
 
     The inputs' scores are the baseline a model must beat. Outputs are clipped to [0, 1]
     first, as a saved image would be. Sums stay on the device (float32: MPS has no float64)
-    and are read once, at the end.
+    and are read once, at the end. Under torchrun each rank evaluates its own shard and the
+    sums are added up over the ranks; pass the plain model, not DDP (the shards may differ by
+    one batch, and DDP's forward would wait for a rank that has none left).
     """
     model.eval()
-    # loss, psnr, ssim, psnr_input, ssim_input, summed over images
-    sums = torch.zeros(5, device=device)
-    count = 0
+    # loss, psnr, ssim, psnr_input, ssim_input and the image count, summed over images
+    sums = torch.zeros(6, device=device)
     for corrupted, target in loader:
         corrupted = corrupted.to(device, non_blocking=True)
         target = target.to(device, non_blocking=True)
@@ -37,19 +39,20 @@ def evaluate(
                 ssim(output, target).sum(),
                 psnr(corrupted, target).sum(),
                 ssim(corrupted, target).sum(),
+                torch.tensor(float(target.size(0)), device=device),
             ]
         )
-        count += target.size(0)
         if on_batch is not None:
             on_batch(corrupted, output, target)
+    *totals, count = sum_across_ranks(sums).tolist()
     if count == 0:
         raise ValueError("the evaluation split is empty")
-    loss, psnr_mean, ssim_mean, psnr_input, ssim_input = (sums / count).tolist()
+    loss, psnr_mean, ssim_mean, psnr_input, ssim_input = (total / count for total in totals)
     return {
         "loss": loss,
         "psnr": psnr_mean,
         "ssim": ssim_mean,
         "psnr_input": psnr_input,
         "ssim_input": ssim_input,
-        "samples": count,
+        "samples": int(count),
     }

@@ -2,7 +2,8 @@
 
 from torch import nn
 
-from .conv_norm_act import ConvNormAct, NormLayer
+from .conv_norm_act import ConvNormAct
+from .norm import NormLayer
 
 
 class DoubleConv(nn.Sequential):

@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv_norm_act import NormLayer
 from .double_conv import DoubleConv
+from .norm import NormLayer
 
 
 class UpBlock(nn.Module):

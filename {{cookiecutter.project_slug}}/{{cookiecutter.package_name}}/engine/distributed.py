@@ -1,0 +1,162 @@
+"""Many processes, one script: torchrun's environment, the process group, DDP and collectives.
+
+`torchrun --nproc_per_node=N train.py ...` starts N copies of train.py and tells each its
+place through RANK, LOCAL_RANK and WORLD_SIZE. Every helper here is a no-op (or the identity)
+in a plain `python train.py`, which never creates a process group, so the script has one code
+path. All ranks must call a collective at the same point, in the same order: the loop only
+calls them at log steps and at the end of an epoch, which every rank reaches together.
+"""
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .errors import UserError
+
+T = TypeVar("T")
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def launched_by_torchrun() -> bool:
+    """True in a process that torchrun (or a SLURM script exporting its variables) started."""
+    return all(name in os.environ for name in TORCHRUN_VARIABLES)
+
+
+def local_rank() -> int:
+    """This process's index on its machine (0 without torchrun): the GPU it drives."""
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def local_world_size() -> int:
+    """Processes on this machine (1 without torchrun); they share its CPU cores."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+
+
+def is_distributed() -> bool:
+    """True while a process group is up."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's global index (0 without a process group)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    """How many processes train together (1 without a process group)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    """Rank 0: the one process that prints, writes TensorBoard, run folders and checkpoints."""
+    return rank() == 0
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device) -> Iterator[None]:
+    """Join torchrun's process group for the duration (nccl on CUDA, gloo on the CPU).
+
+    Without torchrun this does nothing. The group is destroyed on the way out, after an
+    error or a signal too, so no rank is left waiting in a collective.
+    """
+    if not launched_by_torchrun() or is_distributed():
+        yield
+        return
+    if device.type not in ("cuda", "cpu"):
+        raise UserError(
+            f"torchrun needs --device cuda or cpu (got {device.type}: it has no "
+            "process-group backend); run `python train.py` without torchrun on this machine"
+        )
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before NCCL starts, or every rank would use GPU 0
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
+    stdout = sys.stdout
+    try:
+        if not is_main_process():
+            # Only rank 0 speaks; the others' stdout would repeat every line N times.
+            # Their stderr stays open, so an error on any rank is still seen.
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (closed below)
+        yield
+    finally:
+        if sys.stdout is not stdout:
+            sys.stdout.close()
+            sys.stdout = stdout
+        dist.destroy_process_group()
+
+
+def wrap_model(model: nn.Module, device: torch.device, sync_batchnorm: bool) -> nn.Module:
+    """DDP around `model` when a process group is up (else `model` itself).
+
+    `model` keeps its own identity: checkpoints save it, never the wrapper, so they load
+    into a single-process run and back.
+    """
+    if not is_distributed():
+        return model
+    if sync_batchnorm:
+        if device.type != "cuda":
+            raise UserError("--sync-bn needs CUDA GPUs; on the CPU use --norm group instead")
+        # In place on the submodules: `model` stays the object that checkpoints save.
+        for name, child in list(model.named_children()):
+            model.add_module(name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def gradient_sync(model: nn.Module, enabled: bool) -> contextlib.AbstractContextManager:
+    """DDP's no_sync() when `enabled` is False: accumulation's non-final micro-steps keep
+    their gradients local instead of all-reducing them every micro-batch."""
+    no_sync = getattr(model, "no_sync", None)  # DDP's (also reached through torch.compile)
+    if enabled or no_sync is None:
+        return contextlib.nullcontext()
+    return no_sync()
+
+
+def sum_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum `tensor` over all ranks, in place (the identity with one process)."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def max_across_ranks(value: int, device: torch.device) -> int:
+    """The largest of every rank's `value` (a host sync; called only at log steps)."""
+    if not is_distributed():
+        return value
+    tensor = torch.tensor(value, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
+def on_main_process(function: Callable[[], T]) -> T:
+    """Run `function` on rank 0 only and hand its result (or its UserError) to every rank.
+
+    For what must happen once, like creating the run folder: the other ranks wait here
+    instead of racing rank 0 on the file system.
+    """
+    if not is_distributed():
+        return function()
+    outcome: list[object] = [None]
+    if is_main_process():
+        try:
+            outcome[0] = ("ok", function())
+        except UserError as error:
+            outcome[0] = ("error", str(error))
+    dist.broadcast_object_list(outcome, src=0)
+    status, value = outcome[0]
+    if status == "error":
+        raise UserError(value)
+    return value
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing to wait for with one process)."""
+    if is_distributed():
+        dist.barrier()
