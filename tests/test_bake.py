@@ -108,6 +108,21 @@ def test_no_template_syntax_is_left(baked):
         assert "{{" not in text and "{%" not in text and "cookiecutter." not in text, name
 
 
+# Words only the other task's files use: none may be left in a bake.
+OTHER_TASK_WORDS = {
+    "classification": ("_image_to_image", "perceptual", "psnr", "RestorationLoss"),
+    "image_to_image": ("_image_to_image", "ClassificationLoss", "label_smoothing", "topk", "hflip"),
+}
+
+
+def test_no_file_or_word_of_the_other_task_is_left(baked):
+    project, answers = baked
+    words = OTHER_TASK_WORDS[answers.get("task", "classification")]
+    for name in project_files(project):
+        text = (project / name).read_text()
+        assert not [word for word in words if word in name or word in text], name
+
+
 def test_every_python_file_compiles(baked):
     project, _ = baked
     for path in project.rglob("*.py"):

@@ -37,6 +37,7 @@ from {{ cookiecutter.package_name }}.engine.device import DEVICE_CHOICES, select
 from {{ cookiecutter.package_name }}.engine.errors import UserError, run_cli
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 
+SAMPLES_PER_PNG = 8  # columns of a --save-samples grid: wide enough to compare, small to view
 # Data settings read from the checkpoint's args unless given on the command line.
 DATA_SETTINGS = (
     "dataset",
@@ -73,7 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def sample_writer(folder: Path):
-    """A batch hook that saves each batch as a PNG grid (rows: input, output, target)."""
+    """A batch hook that saves PNG grids of up to SAMPLES_PER_PNG images (rows: input,
+    output, target)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -83,9 +85,11 @@ def sample_writer(folder: Path):
     written = []
 
     def save(corrupted: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> None:
-        path = folder / f"batch_{len(written):04d}.png"
-        save_image(comparison_grid(corrupted, output, target, count=corrupted.size(0)), path)
-        written.append(path)
+        for start in range(0, corrupted.size(0), SAMPLES_PER_PNG):
+            part = slice(start, start + SAMPLES_PER_PNG)
+            path = folder / f"samples_{len(written):04d}.png"
+            save_image(comparison_grid(corrupted[part], output[part], target[part]), path)
+            written.append(path)
 
     return save, written
 

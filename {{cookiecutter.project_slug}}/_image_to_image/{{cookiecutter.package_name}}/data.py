@@ -41,9 +41,6 @@ class DataBundle:
     in_channels: int = 3
     # Restoration has no classes; checkpoints store this empty list in their "classes" entry.
     classes: list[str] = field(default_factory=list)
-    # The pairs are in [0, 1], not normalised: the identity for denormalize().
-    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
-    std: tuple[float, ...] = (1.0, 1.0, 1.0)
 
 
 class SyntheticScenes(Dataset):
@@ -341,12 +338,8 @@ def ignore_stop_signals(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def preview_grid(dataset: Dataset, mean=None, std=None, count: int = 8) -> torch.Tensor:
-    """The first `count` pairs as an image grid: corrupted above, clean below.
-
-    `mean` and `std` are unused (the pairs are not normalised); they keep the signature
-    train.py uses for both tasks.
-    """
+def preview_grid(dataset: Dataset, count: int = 8) -> torch.Tensor:
+    """The first `count` pairs as an image grid: corrupted above, clean below."""
     pairs = [dataset[index] for index in range(min(count, len(dataset)))]
     corrupted, clean = (torch.stack(images) for images in zip(*pairs, strict=True))
     return make_grid(torch.cat([corrupted, clean]), nrow=len(pairs))
