@@ -176,6 +176,21 @@ def test_answers_reach_the_project(baked):
     assert f"class {model_class}(nn.Module):" in model_file.read_text()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known: template lines are written for short names; long ones need ruff's rewrap "
+    "(README, Options). Remove this mark once the template wraps its imports itself.",
+)
+def test_long_names_stay_lint_clean(tmp_path):
+    answers = {"package_name": "plant_disease_scans", "smoke_test": "off"}  # 19 characters
+    project = Path(
+        cookiecutter(str(REPO), no_input=True, extra_context=answers, output_dir=str(tmp_path))
+    )
+    result = run(project, sys.executable, "-m", "ruff", "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def run(project: Path, *command: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=900)
 
