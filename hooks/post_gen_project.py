@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 # (condition on the answers, project paths it removes); later options add rows here.
+# `is False`: the pre-gen hook has already refused anything that is not a JSON boolean.
 EXCLUSIONS: list[tuple[Callable[[dict[str, Any]], bool], list[str]]] = [
     (lambda answers: answers.get("license") == "none", ["LICENSE"]),
+    (lambda answers: answers.get("github_actions") is False, [".github"]),
+    (lambda answers: answers.get("pre_commit") is False, [".pre-commit-config.yaml"]),
 ]
 MODES = ("auto", "required", "off")
 BACKENDS = ("cpu", "cuda", "mps")
