@@ -39,13 +39,15 @@ TASK_OVERLAY = "_image_to_image"
 PACKAGE = "{package}"  # stands for the package folder in the rows below
 CLASSIFICATION_ONLY = [
     f"{PACKAGE}/losses/classification.py",
-    f"{PACKAGE}/ops/metrics.py",
     f"{PACKAGE}/layers/residual_block.py",
 ]
 
 # (condition on the answers, project paths it removes); later options add rows here.
+# `is False`: the pre-gen hook has already refused anything that is not a JSON boolean.
 EXCLUSIONS: list[tuple[Condition, list[str]]] = [
     (lambda answers: answers.get("license") == "none", ["LICENSE"]),
+    (lambda answers: answers.get("github_actions") is False, [".github"]),
+    (lambda answers: answers.get("pre_commit") is False, [".pre-commit-config.yaml"]),
     (is_image_to_image, CLASSIFICATION_ONLY),
 ]
 # (condition on the answers, folder whose files replace the project's at the same paths);

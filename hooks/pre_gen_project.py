@@ -44,7 +44,7 @@ class Rule(NamedTuple):
     answer: str
     check: Check
     reason: str  # may use {value}
-    example: str
+    example: str | bool
 
 
 def matches(pattern: re.Pattern[str]) -> Check:
@@ -80,8 +80,8 @@ def choice(answer: str, options: Sequence[str]) -> Rule:
 
 
 def yes_no(answer: str) -> Rule:
-    """Row for a JSON-boolean answer."""
-    return Rule(answer, lambda value, _: isinstance(value, bool), "is not yes or no", "yes")
+    """Row for a JSON-boolean answer (only a replay file can bypass cookiecutter's own check)."""
+    return Rule(answer, lambda value, _: isinstance(value, bool), "is not true or false", True)
 
 
 PACKAGE, MODEL = "image_classifier", "small_resnet"  # examples shown in refusals
@@ -108,6 +108,8 @@ RULES: list[Rule] = [
     Rule("version", matches(PEP440), "is not a canonical PEP 440 version", "0.1.0"),
     choice("python_requires", ["3.10", "3.11", "3.12"]),
     choice("license", ["MIT", "BSD-3-Clause", "Apache-2.0", "none"]),
+    yes_no("github_actions"),
+    yes_no("pre_commit"),
     choice("smoke_test", ["auto", "required", "off"]),
 ]
 

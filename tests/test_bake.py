@@ -1,18 +1,33 @@
 """Bake the template with a matrix of answers and check what comes out, down to the
 baked project's own lint and test suite."""
 
+import json
 import py_compile
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
+from cookiecutter.generate import generate_context
 from cookiecutter.main import cookiecutter
+from cookiecutter.prompt import prompt_for_config
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: pytest depends on tomli there
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
+TEMPLATE_DIR = REPO / "{{cookiecutter.project_slug}}"
+WORKFLOW = ".github/workflows/ci.yml"
+PRE_COMMIT = ".pre-commit-config.yaml"
 
 # id -> answers; each bake is shared by every test below (session scope: baking and running
-# a project's suite costs seconds, and the answers are what varies).
+# a project's suite costs seconds, and the answers are what varies). "defaults" has every
+# optional file on, "short-model-everything-off" every one off.
 MATRIX = {
     "defaults": {},
     "custom-names": {
@@ -22,10 +37,12 @@ MATRIX = {
         "license": "BSD-3-Clause",
         "python_requires": "3.12",
     },
-    "short-model-no-license": {
+    "short-model-everything-off": {
         "project_name": "Leaf Disease",
         "model_name": "net",
         "license": "none",
+        "github_actions": False,
+        "pre_commit": False,
     },
     "image-to-image": {
         "project_name": "Photo Restorer",
@@ -35,12 +52,10 @@ MATRIX = {
 DEFAULT_MODEL = {"classification": "small_resnet", "image_to_image": "small_unet"}
 
 
-def expected_files(
-    package: str, model: str, license_file: bool, task: str = "classification"
-) -> set[str]:
+def expected_files(package: str, model: str, answers: dict) -> set[str]:
     """The exact file set of a bake (what the post-gen hook removes is absent)."""
     files = {
-        ".gitignore", "README.md", "pyproject.toml", "train.py", "test.py",
+        ".cookiecutter.json", ".gitignore", "README.md", "pyproject.toml", "train.py", "test.py",
         f"{package}/__init__.py", f"{package}/data.py", f"{package}/{model}.py",
         f"{package}/layers/__init__.py", f"{package}/layers/conv_norm_act.py",
         f"{package}/layers/norm.py", f"{package}/layers/residual_block.py",
@@ -58,7 +73,7 @@ def expected_files(
             "test_training",
         )),
     }  # fmt: skip
-    if task == "image_to_image":
+    if answers.get("task") == "image_to_image":
         files -= {f"{package}/{name}.py" for name in (
             "losses/classification", "layers/residual_block",
         )}  # fmt: skip
@@ -66,7 +81,30 @@ def expected_files(
             "layers/double_conv", "layers/down_block", "layers/up_block", "losses/perceptual",
             "losses/pixel", "losses/restoration", "ops/corruption",
         )}  # fmt: skip
-    return files | {"LICENSE"} if license_file else files
+    optional = {
+        "LICENSE": answers.get("license") != "none",
+        WORKFLOW: answers.get("github_actions", True),
+        PRE_COMMIT: answers.get("pre_commit", True),
+    }
+    return files | {name for name, wanted in optional.items() if wanted}
+
+
+@pytest.fixture(scope="session")
+def bake_of(tmp_path_factory) -> Callable[[str], tuple[Path, dict]]:
+    """Bake a MATRIX entry once per session, whichever tests ask for it."""
+    made: dict[str, tuple[Path, dict]] = {}
+
+    def bake(key: str) -> tuple[Path, dict]:
+        if key not in made:
+            answers = {**MATRIX[key], "smoke_test": "off"}
+            out_dir = tmp_path_factory.mktemp(f"bake-{key}")
+            project = cookiecutter(
+                str(REPO), no_input=True, extra_context=answers, output_dir=str(out_dir)
+            )
+            made[key] = (Path(project), answers)
+        return made[key]
+
+    return bake
 
 
 def model_name(answers: dict) -> str:
@@ -74,13 +112,16 @@ def model_name(answers: dict) -> str:
 
 
 @pytest.fixture(scope="session", params=list(MATRIX), ids=list(MATRIX))
-def baked(request, tmp_path_factory) -> tuple[Path, dict]:
-    answers = {**MATRIX[request.param], "smoke_test": "off"}
-    out_dir = tmp_path_factory.mktemp(f"bake-{request.param}")
-    project = Path(
-        cookiecutter(str(REPO), no_input=True, extra_context=answers, output_dir=str(out_dir))
-    )
-    return project, answers
+def baked(request, bake_of) -> tuple[Path, dict]:
+    return bake_of(request.param)
+
+
+@pytest.fixture(scope="session")
+def everything_on(bake_of) -> Path:
+    """The defaults bake: every optional file is there."""
+    project, _ = bake_of("defaults")
+    assert (project / WORKFLOW).is_file() and (project / PRE_COMMIT).is_file()
+    return project
 
 
 def project_files(project: Path) -> set[str]:
@@ -94,18 +135,46 @@ def project_files(project: Path) -> set[str]:
 def test_file_set_is_exact(baked):
     project, answers = baked
     package = answers.get("package_name", project.name.replace("-", "_"))
-    license_file = answers.get("license") != "none"
-    task = answers.get("task", "classification")
-    assert project_files(project) == expected_files(
-        package, model_name(answers), license_file, task
-    )
+    assert project_files(project) == expected_files(package, model_name(answers), answers)
+
+
+# GitHub Actions' own expressions, which the workflow keeps (it is copied without rendering).
+GITHUB_EXPRESSION = re.compile(r"\$\{\{ [A-Za-z_][\w.-]* \}\}")
 
 
 def test_no_template_syntax_is_left(baked):
     project, _ = baked
     for name in project_files(project):
         text = (project / name).read_text()
-        assert "{{" not in text and "{%" not in text and "cookiecutter." not in text, name
+        if name.startswith(".github/"):
+            text = GITHUB_EXPRESSION.sub("", text)
+        for syntax in ("{{", "{%"):
+            assert syntax not in text, (name, syntax)
+        # A variable left unrendered; the file name .cookiecutter.json is fine.
+        assert not re.search(r"(?<![.\w])cookiecutter\.\w", text), name
+
+
+def public_answers(answers: dict) -> dict:
+    """What cookiecutter renders for these answers, without its private (_-prefixed) keys."""
+    context = generate_context(REPO / "cookiecutter.json", extra_context=answers)
+    rendered = prompt_for_config(context, no_input=True)
+    return {key: value for key, value in rendered.items() if not key.startswith("_")}
+
+
+def test_answers_are_recorded_without_private_keys(baked):
+    project, answers = baked
+    recorded = json.loads((project / ".cookiecutter.json").read_text())
+    assert recorded == public_answers(answers)
+    assert recorded["github_actions"] is answers.get("github_actions", True)  # JSON booleans
+
+
+def test_dev_extra_has_what_ci_and_pre_commit_need(baked):
+    project, answers = baked
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    specs = pyproject["project"]["optional-dependencies"]["dev"]
+    dev = {re.split(r"[<>=!~ \[]", spec)[0] for spec in specs}
+    wanted = {"pytest", "ruff"} | ({"pre-commit"} if answers.get("pre_commit", True) else set())
+    assert dev == wanted
 
 
 # Words only the other task's files use: none may be left in a bake.
@@ -140,6 +209,21 @@ def test_answers_reach_the_project(baked):
     assert f"class {model_class}(nn.Module):" in model_file.read_text()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known: template lines are written for short names; long ones need ruff's rewrap "
+    "(README, Options). Remove this mark once the template wraps its imports itself.",
+)
+def test_long_names_stay_lint_clean(tmp_path):
+    answers = {"package_name": "plant_disease_scans", "smoke_test": "off"}  # 19 characters
+    project = Path(
+        cookiecutter(str(REPO), no_input=True, extra_context=answers, output_dir=str(tmp_path))
+    )
+    result = run(project, sys.executable, "-m", "ruff", "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def run(project: Path, *command: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=900)
 
@@ -155,3 +239,56 @@ def test_the_baked_projects_own_tests_pass(baked):
     result = run(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
+
+
+# --- the optional CI workflow and pre-commit config (the defaults bake has both) --------------
+
+
+def workflow_steps(project: Path) -> list[dict]:
+    """The steps of the workflow's only job."""
+    workflow = yaml.safe_load((project / WORKFLOW).read_text())
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` key as True
+    assert {"push", "pull_request"} <= set(triggers)
+    [job] = workflow["jobs"].values()
+    return job["steps"]
+
+
+def step_index(steps: list[dict], pattern: str) -> int:
+    """Index of the one step whose `run` command matches the pattern."""
+    found = [i for i, step in enumerate(steps) if re.search(pattern, step.get("run", ""))]
+    assert len(found) == 1, (pattern, found)
+    return found[0]
+
+
+def test_workflow_is_copied_verbatim_with_its_expressions(everything_on):
+    text = (everything_on / WORKFLOW).read_text()
+    assert text == (TEMPLATE_DIR / WORKFLOW).read_text()
+    expressions = GITHUB_EXPRESSION.findall(text)
+    assert "${{ matrix.python }}" in expressions and "${{ github.ref }}" in expressions
+    assert text.count("{{") == text.count("}}") == len(expressions)
+
+
+def test_workflow_sets_up_cached_pip_then_cpu_torch_then_lints_and_tests(everything_on):
+    steps = workflow_steps(everything_on)
+    [setup] = [step for step in steps if step.get("uses", "").startswith("actions/setup-python@")]
+    assert setup["with"]["cache"] == "pip"
+    assert setup["with"]["cache-dependency-path"] == "pyproject.toml"
+    cpu_torch = step_index(
+        steps, r"pip install torch torchvision --index-url https://download\.pytorch\.org/whl/cpu$"
+    )
+    install = step_index(steps, r'pip install -e "\.\[dev\]"$')
+    lint = step_index(steps, r"^ruff check \.$")
+    test = step_index(steps, r"^python -m pytest$")
+    # CPU torch before the project, or pip would pull the CUDA build to satisfy torch>=2.11.
+    assert steps.index(setup) < cpu_torch < install < lint < test
+
+
+def test_pre_commit_runs_ruff_pinned_like_the_dev_extra(everything_on):
+    config = yaml.safe_load((everything_on / PRE_COMMIT).read_text())
+    [repo] = config["repos"]
+    assert repo["repo"] == "https://github.com/astral-sh/ruff-pre-commit"
+    assert [hook["id"] for hook in repo["hooks"]] == ["ruff", "ruff-format"]
+    assert "--fix" in repo["hooks"][0]["args"]
+    dev = tomllib.loads((everything_on / "pyproject.toml").read_text())["project"]
+    [ruff] = [spec for spec in dev["optional-dependencies"]["dev"] if spec.startswith("ruff")]
+    assert ruff == f"ruff=={repo['rev'].removeprefix('v')}"

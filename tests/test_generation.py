@@ -132,10 +132,18 @@ def test_bad_choice_on_the_command_line_is_refused_by_cookiecutter(tmp_path: Pat
 
 
 @needs_template
+def test_bad_yes_no_on_the_command_line_is_refused_by_cookiecutter(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="maybe provided for variable github_actions could not"):
+        bake(github_actions="maybe")
+    assert_nothing_written(tmp_path)
+
+
+@needs_template
 @pytest.mark.parametrize(
     ("answers", "message"),
     [
         ({"license": "GPL"}, "ERROR: license 'GPL' is not one of MIT, BSD-3-Clause"),
+        ({"pre_commit": "yes"}, "ERROR: pre_commit 'yes' is not true or false; pick another"),
         ({"smoke_test": "sometimes"}, "ERROR: smoke_test 'sometimes' is not one of auto"),
         ({"python_requires": "3.8"}, "ERROR: python_requires '3.8' is not one of 3.10"),
     ],

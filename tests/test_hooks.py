@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,8 @@ BAD = [
     ("license", "GPL", "is not one of MIT, BSD-3-Clause, Apache-2.0, none"),
     ("smoke_test", "maybe", "is not one of auto, required, off"),
     ("smoke_test", None, "is not one of auto, required, off"),
+    ("github_actions", "yes", "is not true or false"),
+    ("pre_commit", None, "is not true or false"),
 ]
 
 
@@ -120,8 +123,8 @@ def test_bad_answer_refused_with_one_sentence(answer: str, value: str, reason: s
     errors = pre.check_answers({**GOOD, answer: value})
     assert len(errors) == 1
     assert errors[0].startswith(f"ERROR: {answer} {value!r} {reason}")
-    assert "; pick another, e.g. '" in errors[0]
-    assert errors[0].endswith("'.") and "\n" not in errors[0]
+    assert re.search(r"; pick another, e\.g\. ('.+'|True)\.\Z", errors[0]), errors[0]
+    assert "\n" not in errors[0]
 
 
 def test_refusal_message_names_answer_reason_and_example() -> None:
@@ -156,7 +159,7 @@ def test_adding_choice_and_boolean_rows() -> None:
     assert errors == [
         "ERROR: task 'gan' is not one of classification, image_to_image; "
         "pick another, e.g. 'classification'.",
-        "ERROR: use_amp 'maybe' is not yes or no; pick another, e.g. 'yes'.",
+        "ERROR: use_amp 'maybe' is not true or false; pick another, e.g. True.",
     ]
 
 
@@ -209,6 +212,25 @@ def test_license_none_removes_license_file(tmp_path: Path, license_: str, kept: 
     removed = post.remove_excluded(tmp_path, {**GOOD, "license": license_})
     assert (tmp_path / "LICENSE").exists() is kept
     assert removed == ([] if kept else ["LICENSE"])
+
+
+@pytest.mark.parametrize(
+    ("answers", "removed"),
+    [
+        ({"github_actions": True, "pre_commit": True}, []),
+        ({"github_actions": False, "pre_commit": True}, [".github"]),
+        ({"github_actions": True, "pre_commit": False}, [".pre-commit-config.yaml"]),
+    ],
+)
+def test_optional_ci_and_pre_commit_files_follow_the_answers(
+    tmp_path: Path, answers: dict, removed: list[str]
+) -> None:
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "ci.yml").write_text("name: ci")
+    (tmp_path / ".pre-commit-config.yaml").write_text("repos: []")
+    assert post.remove_excluded(tmp_path, {**GOOD, **answers}) == removed
+    assert (tmp_path / ".github").exists() is answers["github_actions"]
+    assert (tmp_path / ".pre-commit-config.yaml").exists() is answers["pre_commit"]
 
 
 def test_exclusion_rows_remove_folders_and_tolerate_missing_paths(
