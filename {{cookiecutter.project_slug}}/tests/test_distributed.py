@@ -50,8 +50,11 @@ def assert_same_weights(first: dict, second: dict, exact: bool = False) -> None:
         if exact:
             assert torch.equal(second["model"][name], tensor), name
         else:
-            torch.testing.assert_close(second["model"][name], tensor, rtol=1e-4, atol=1e-5)
-
+{% if cookiecutter.task == 'image_to_image' %}            # Adam divides by the root of tiny squared gradients (the U-Net's head starts at
+            # zero), which magnifies the rounding of another reduction order to ~1e-4.
+            torch.testing.assert_close(second["model"][name], tensor, rtol=1e-4, atol=1e-3)
+{% else %}            torch.testing.assert_close(second["model"][name], tensor, rtol=1e-4, atol=1e-5)
+{% endif %}
 
 @pytest.fixture(scope="module")
 def ddp(train_script, tmp_path_factory):

@@ -20,7 +20,7 @@ def missing_data_dir(tmp_path, run):
 
 
 def empty_split(tmp_path, run):
-    write_image_folder(tmp_path / "data")
+    write_image_folder(tmp_path / "data", sizes=((64, 64), (48, 40)))
     for image in (tmp_path / "data" / "val").rglob("*.png"):
         image.unlink()
     return ["--dataset", "folder", "--data-dir", str(tmp_path / "data")], "holds no images"

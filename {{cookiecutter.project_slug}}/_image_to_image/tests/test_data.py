@@ -111,17 +111,24 @@ def test_bad_folders_are_one_sentence(tmp_path, layout, message):
 
 def test_an_image_smaller_than_the_crop_is_named(tmp_path):
     write_image_folder(tmp_path, sizes=((20, 12), (64, 64)))
-    data = build_datasets("folder", tmp_path, image_size=16)
     with pytest.raises(UserError, match=r"0.png is 20x12 px, smaller than --image-size 16"):
-        data.val[0]
+        build_datasets("folder", tmp_path, image_size=16)  # before any training starts
 
 
 def test_an_unreadable_image_is_named(tmp_path):
     write_image_folder(tmp_path)
     (tmp_path / "val" / "broken.png").write_bytes(b"not a png")
-    data = build_datasets("folder", tmp_path, image_size=16)
     with pytest.raises(UserError, match="broken.png"):
-        data.val[0]
+        build_datasets("folder", tmp_path, image_size=16)
+
+
+def test_an_image_that_breaks_while_decoding_is_named(tmp_path):
+    write_image_folder(tmp_path)
+    whole = (tmp_path / "val" / "nested" / "1.png").read_bytes()
+    (tmp_path / "val" / "nested" / "1.png").write_bytes(whole[: len(whole) // 2])  # header intact
+    data = build_datasets("folder", tmp_path, image_size=16)
+    with pytest.raises(UserError, match="1.png"):
+        data.val[1]
 
 
 @pytest.mark.parametrize(

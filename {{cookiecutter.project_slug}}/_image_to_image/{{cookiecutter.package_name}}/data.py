@@ -114,6 +114,13 @@ class ImageFiles(Dataset):
             raise UserError(f"{root} holds no images ({suffixes}); put clean images there")
         self.image_size, self.train = image_size, train
         self.crops_per_image = crops_per_image if train else 1
+        for path in self.files:  # now, not minutes into training (reads headers only)
+            width, height = image_dimensions(path)
+            if min(width, height) < image_size:
+                raise UserError(
+                    f"the image {path} is {width}x{height} px, smaller than --image-size "
+                    f"{image_size}; lower --image-size or remove the image"
+                )
 
     def __len__(self) -> int:
         return len(self.files) * self.crops_per_image
@@ -123,11 +130,6 @@ class ImageFiles(Dataset):
         image = v2.functional.pil_to_tensor(load_rgb_image(str(path)))
         height, width = image.shape[-2:]
         size = self.image_size
-        if min(height, width) < size:
-            raise UserError(
-                f"the image {path} is {width}x{height} px, smaller than --image-size {size}; "
-                "lower --image-size or remove the image"
-            )
         if self.train:  # drawn from torch's generator, which EpochSeeded seeds per sample
             top = int(torch.randint(height - size + 1, ()))
             left = int(torch.randint(width - size + 1, ()))
@@ -199,6 +201,15 @@ def check_corruption(corruption: str, strength: float | None, image_size: int) -
             f"({meaning}); give a value {allowed}"
         )
     return strength
+
+
+def image_dimensions(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header; an unreadable file is a UserError naming it."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except OSError as error:
+        raise UserError(f"cannot read the image {path} ({error}); remove or replace it") from None
 
 
 def load_rgb_image(path: str) -> Image.Image:
