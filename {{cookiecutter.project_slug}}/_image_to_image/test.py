@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"SSIM        {metrics['ssim']:.4f}     input {metrics['ssim_input']:.4f}")
     if written:
-        print(f"samples     {len(written)} PNG(s) in {args.save_samples} (rows: input, output, target)")
+        print(
+            f"samples     {len(written)} PNG(s) in {args.save_samples} (rows: input, output, target)"
+        )
     print(
         json.dumps(
             {

@@ -41,8 +41,8 @@ def test_every_scalar_text_and_image_tag_in_the_readme_is_logged(tiny_run):
 {% if cookiecutter.task == 'image_to_image' %}    # The input | output | target grid comes every --image-log-every steps, after this short
     # run; test_training checks it.
     assert promised["Images"] - {"train/input_output_target"} <= set(tags["images"])
-{% else %}    assert promised["Images"] <= set(tags["images"]){% endif %}
-
+{% else %}    assert promised["Images"] <= set(tags["images"])
+{% endif %}
 
 def test_hparams_hold_every_flag_and_name_the_final_metrics(tiny_run):
     events = load_events(tiny_run.run_dir)

@@ -186,7 +186,9 @@ def build_datasets(
 def check_corruption(corruption: str, strength: float | None, image_size: int) -> float:
     """The strength to use; a UserError naming the limit when it makes no sense."""
     if corruption not in CORRUPTIONS:
-        raise UserError(f"unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}")
+        raise UserError(
+            f"unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}"
+        )
     meaning, default = STRENGTH[corruption]
     strength = default if strength is None else strength
     limits = {
@@ -360,5 +362,8 @@ def comparison_grid(
     corrupted: torch.Tensor, output: torch.Tensor, target: torch.Tensor, count: int = 8
 ) -> torch.Tensor:
     """Rows of corrupted input | model output | target, for TensorBoard and --save-samples."""
-    rows = [images[:count].detach().float().clamp(0.0, 1.0).cpu() for images in (corrupted, output, target)]
+    rows = [
+        images[:count].detach().float().clamp(0.0, 1.0).cpu()
+        for images in (corrupted, output, target)
+    ]
     return make_grid(torch.cat(rows), nrow=rows[0].size(0))

@@ -76,7 +76,9 @@ def _features_from_file(vgg: nn.Module, path: Path, arch: str) -> nn.Sequential:
     if not isinstance(state, dict):
         raise UserError(f"{path} holds no state dict; save one with torch.save(vgg.state_dict())")
     if any(key.startswith("features.") for key in state):
-        state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        state = {
+            k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
+        }
     try:
         vgg.features.load_state_dict(state)
     except RuntimeError as error:
