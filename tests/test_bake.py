@@ -63,14 +63,14 @@ def expected_files(package: str, model: str, answers: dict) -> set[str]:
         f"{package}/ops/__init__.py", f"{package}/ops/metrics.py", f"{package}/ops/image.py",
         *(f"{package}/engine/{name}.py" for name in (
             "__init__", "checkpoint", "cli", "device", "distributed", "errors", "evaluation",
-            "graphs", "interrupt", "optim", "precision", "prefetch", "reporting", "resume",
-            "run_dir", "timing",
+            "graphs", "interrupt", "loader", "optim", "precision", "prefetch", "reporting",
+            "resume", "run_dir", "timing",
         )),
         *(f"tests/{name}.py" for name in (
             "__init__", "conftest", "distributed_probe", "test_bad_inputs", "test_checkpoint",
             "test_cli", "test_data", "test_distributed", "test_interrupt", "test_layers",
-            "test_losses", "test_model", "test_ops", "test_precision", "test_tensorboard",
-            "test_training",
+            "test_losses", "test_model", "test_ops", "test_precision", "test_runs",
+            "test_tensorboard", "test_training",
         )),
     }  # fmt: skip
     if answers.get("task") == "image_to_image":

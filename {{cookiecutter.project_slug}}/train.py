@@ -38,7 +38,6 @@ from {{ cookiecutter.package_name }}.data import (
     DEFAULT_NUM_WORKERS,
     DataBundle,
     build_datasets,
-    build_loader,
 {% if cookiecutter.task == 'image_to_image' %}    comparison_grid,
 {% endif %}    preview_grid,
 )
@@ -61,6 +60,7 @@ from {{ cookiecutter.package_name }}.engine.errors import DivergedError, UserErr
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.graphs import log_module_graph, require_torchviz, save_autograd_graph
 from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
+from {{ cookiecutter.package_name }}.engine.loader import build_loader
 from {{ cookiecutter.package_name }}.engine.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
 from {{ cookiecutter.package_name }}.engine.precision import AMP_CHOICES, MixedPrecision
 from {{ cookiecutter.package_name }}.engine.prefetch import BackgroundLoader

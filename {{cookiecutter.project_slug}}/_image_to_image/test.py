@@ -23,7 +23,6 @@ from {{ cookiecutter.package_name }}.data import (
     DATASETS,
     DEFAULT_NUM_WORKERS,
     build_datasets,
-    build_loader,
     comparison_grid,
 )
 from {{ cookiecutter.package_name }}.engine.checkpoint import load_checkpoint, load_model_weights
@@ -36,6 +35,7 @@ from {{ cookiecutter.package_name }}.engine.cli import (
 from {{ cookiecutter.package_name }}.engine.device import DEVICE_CHOICES, select_device
 from {{ cookiecutter.package_name }}.engine.errors import UserError, run_cli
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
+from {{ cookiecutter.package_name }}.engine.loader import build_loader
 
 SAMPLES_PER_PNG = 8  # columns of a --save-samples grid: wide enough to compare, small to view
 # Data settings read from the checkpoint's args unless given on the command line.

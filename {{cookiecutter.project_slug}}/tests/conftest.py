@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -12,6 +13,13 @@ TINY_RUN_FLAGS = [
     "--dataset", "synthetic", "--synthetic-size", "96", "--batch-size", "16", "--width", "8",
     "--num-workers", "0", "--device", "cpu", "--log-every", "2", "--warmup-steps", "2",
 ]  # fmt: skip
+
+
+def scalar_steps(run_dir, tag) -> list[int]:
+    """The steps at which `tag` was logged, read with TensorBoard's own reader."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
 
 
 def load_script(name: str):

@@ -16,12 +16,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from {{ cookiecutter.package_name }}.data import build_datasets, build_loader
+from {{ cookiecutter.package_name }}.data import build_datasets
 from {{ cookiecutter.package_name }}.engine import distributed
 from {{ cookiecutter.package_name }}.engine.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.engine.device import select_device
 from {{ cookiecutter.package_name }}.engine.errors import UserError
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
+from {{ cookiecutter.package_name }}.engine.loader import build_loader
 from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
 
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS

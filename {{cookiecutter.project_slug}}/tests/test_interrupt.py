@@ -11,8 +11,7 @@ import torch
 
 from {{ cookiecutter.package_name }}.engine.errors import DivergedError
 
-from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
-from .test_training import scalar_steps
+from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, scalar_steps
 
 # 15 steps an epoch, 8 epochs: long enough to be stopped part-way, short enough for a test.
 # One worker process: the signal goes to the whole process group, as a scheduler's does.

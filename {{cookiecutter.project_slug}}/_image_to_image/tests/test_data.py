@@ -4,8 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from {{ cookiecutter.package_name }}.data import SyntheticScenes, build_datasets, build_loader
+from {{ cookiecutter.package_name }}.data import SyntheticScenes, build_datasets
 from {{ cookiecutter.package_name }}.engine.errors import UserError
+from {{ cookiecutter.package_name }}.engine.loader import build_loader
 
 
 def digest(tensor: torch.Tensor) -> str:

@@ -1,0 +1,116 @@
+"""A run's life, the same for every task: resume, run folders, the smoke test, the schedule."""
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from {{ cookiecutter.package_name }}.engine.optim import build_optimizer
+from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
+
+from .conftest import TINY_RUN_FLAGS, scalar_steps
+
+
+def test_run_folder_holds_args_summary_checkpoints_and_events(tiny_run):
+    run_dir = tiny_run.run_dir
+    args = json.loads((run_dir / "args.json").read_text())
+    assert args["batch_size"] == 16 and args["epochs"] == 2
+    assert args["effective_batch"] == 16 and args["world_size"] == 1
+    assert (run_dir / "args.txt").read_text().startswith("Namespace(")
+    assert "Total params" in (run_dir / "model_summary.txt").read_text()
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+
+
+def copy_of_tiny_run(tiny_run, tmp_path):
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run.run_dir, run_dir)
+    return run_dir
+
+
+def snapshot(folder) -> dict:
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_resume_continues_the_run_with_its_own_flags(tiny_run, train_script, tmp_path):
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    before = (run_dir / "args.json").read_text()
+    last = run_dir / "checkpoints" / "last.pt"
+    args = train_script.parse_args(["--resume", str(last), "--epochs", "3"])
+    assert (args.width, args.batch_size, args.synthetic_size) == (8, 16, 96)  # the run's flags
+    result = train_script.train(args)
+    assert result.run_dir == run_dir.resolve()
+    assert (run_dir / "args.json").read_text() == before
+    assert json.loads((run_dir / "args-resume-step12.json").read_text())["epochs"] == 3
+    steps = scalar_steps(run_dir, "train/loss")
+    assert steps == [2, 4, 6, 8, 10, 12, 14, 16, 18]
+    assert torch.load(last, weights_only=True)["state"]["epoch"] == 3
+
+
+def test_resume_refuses_a_changed_batch_size_and_touches_nothing(tiny_run, train_script, tmp_path):
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    before = snapshot(run_dir)
+    last = str(run_dir / "checkpoints" / "last.pt")
+    with pytest.raises(train_script.UserError, match="--batch-size 32 differs from the 16"):
+        train_script.parse_args(["--resume", last, "--batch-size", "32", "--epochs", "3"])
+    with pytest.raises(train_script.UserError, match="nothing left to train; raise --epochs"):
+        train_script.train(train_script.parse_args(["--resume", last]))
+    assert snapshot(run_dir) == before
+
+
+def test_logged_learning_rate_is_the_one_the_step_used(tiny_run, train_script):
+    # 12 steps in all, warm-up 2: step 2 (the first logged) ran at 2/3 of the peak rate.
+    events = EventAccumulator(str(tiny_run.run_dir))
+    events.Reload()
+    first = events.Scalars("train/lr")[0]
+    assert first.step == 2
+    assert first.value == pytest.approx(3e-3 * 2 / 3, rel=1e-6)
+
+
+def test_an_existing_run_folder_is_never_overwritten(tiny_run, train_script):
+    flags = [*TINY_RUN_FLAGS, "--out-dir", str(tiny_run.run_dir.parent), "--run-name", "tiny"]
+    before = {path: path.stat().st_mtime_ns for path in tiny_run.run_dir.rglob("*")}
+    with pytest.raises(train_script.UserError, match="already exists"):
+        train_script.train(train_script.parse_args(flags))
+    assert {path: path.stat().st_mtime_ns for path in tiny_run.run_dir.rglob("*")} == before
+
+
+def test_smoke_test_trains_two_steps_and_leaves_nothing(
+    train_script, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert train_script.main(["--smoke-test", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["device"] == "cpu" and result["steps"] == 2
+    assert math.isfinite(result["loss_first"]) and math.isfinite(result["loss_last"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_build_optimizer_skips_weight_decay_on_biases_and_norms():
+    model = {{ cookiecutter.__model_class }}(width=4)
+    decay, no_decay = build_optimizer(model, "adamw", 1e-3, 0.1).param_groups
+    assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+    assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("stop_at", "step_in_epoch"), [(4, 4), (6, 0)], ids=["mid-epoch", "epoch-end"]
+)
+def test_a_stopped_run_resumes_to_the_same_weights(train_script, tmp_path, stop_at, step_in_epoch):
+    # 6 steps an epoch; one run stops after `stop_at` steps and is resumed to the end.
+    flags = [*TINY_RUN_FLAGS, "--epochs", "2", "--out-dir", str(tmp_path)]
+    train_script.main([*flags, "--run-name", "straight"])
+    train_script.main([*flags, "--run-name", "stopped", "--max-steps", str(stop_at)])
+    last = tmp_path / "stopped" / "checkpoints" / "last.pt"
+    assert torch.load(last, weights_only=True)["state"]["step_in_epoch"] == step_in_epoch
+    train_script.main(["--resume", str(last), "--max-steps", "0"])
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["state"] == straight["state"]
+    for name, tensor in straight["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
+    assert scalar_steps(tmp_path / "stopped", "train/loss") == [2, 4, 6, 8, 10, 12]

@@ -1,0 +1,122 @@
+"""DataLoaders whose order and augmentation are functions of (seed, epoch), for any task.
+
+Shared by every data set in data.py: a seeded shuffle that a resumed run can start part-way,
+per-sample seeding of random augmentation, torchrun sharding, and workers that leave stop
+signals to the main process.
+"""
+
+import signal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+
+class ResumableSampler(DistributedSampler):
+    """A seeded shuffle per epoch that can start part-way; it yields (epoch, index) pairs.
+
+    DistributedSampler makes the order a function of (seed, epoch) and gives each of
+    `num_replicas` processes every num_replicas-th sample of it (with one replica, all of
+    them). `set_epoch(epoch, skip=n)` drops the first n samples of this process's share,
+    which is how a run resumed in the middle of an epoch avoids training twice on the batches
+    it already saw. The epoch travels with each index so that the workers, which hold their
+    own copy of the data set, know it (see EpochSeeded).
+    """
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        indices = list(super().__iter__())[getattr(self, "skip", 0) :]
+        return iter([(self.epoch, index) for index in indices])
+
+    def __len__(self) -> int:
+        return self.num_samples - getattr(self, "skip", 0)
+
+
+class EvaluationShard(Sampler):
+    """Every `num_replicas`-th sample from `rank` on, in order, as (0, index) pairs.
+
+    Unlike DistributedSampler it never pads the shards to equal length: a padded sample would
+    be counted twice, and metrics summed over the ranks would differ from a single process's.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0) -> None:
+        self.indices = range(rank, len(dataset), num_replicas)
+
+    def __iter__(self):
+        return ((0, index) for index in self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class EpochSeeded(Dataset):
+    """Draws each sample's random augmentation from its own seed: a function of (seed, epoch,
+    index). Which worker loads a sample, and whether the run was stopped and resumed in
+    between, then changes nothing: resumed runs see the same crops and flips.
+
+    With --num-workers 0 samples load in a background thread of the main process; the
+    global RNG is restored after each sample, but a model that draws random numbers itself
+    (dropout) races with that thread, so exact resumes there need worker processes.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        sample_seed = np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(sample_seed))
+            return self.dataset[index]
+
+
+def build_loader(
+    dataset: Dataset,
+    batch_size: int,
+    train: bool,
+    num_workers: int,
+    seed: int,
+    pin_memory: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    """A DataLoader over this process's share of `dataset` (all of it with one process).
+
+    Training order and augmentation are functions of (seed, epoch): call
+    `loader.sampler.set_epoch(epoch)` before each epoch. Every rank gets as many training
+    batches as the others (the tail that does not divide is dropped), so they step together.
+    """
+    if train:
+        sampler = ResumableSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+    else:
+        sampler = EvaluationShard(dataset, num_replicas=world_size, rank=rank)
+    return DataLoader(
+        EpochSeeded(dataset, seed),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=train,  # equal micro-batches keep gradient accumulation exact
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+        worker_init_fn=ignore_stop_signals,
+    )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In a DataLoader worker: leave Ctrl-C and SIGTERM to the main process.
+
+    A terminal's Ctrl-C and a scheduler's SIGTERM reach the whole process group. A worker
+    killed by one would crash the main process ("DataLoader worker is killed by signal")
+    before it could finish its step and save; the main process stops the workers itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
