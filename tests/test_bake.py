@@ -209,19 +209,22 @@ def test_answers_reach_the_project(baked):
     assert f"class {model_class}(nn.Module):" in model_file.read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known: template lines are written for short names; long ones need ruff's rewrap "
-    "(README, Options). Remove this mark once the template wraps its imports itself.",
-)
-def test_long_names_stay_lint_clean(tmp_path):
-    answers = {"package_name": "plant_disease_scans", "smoke_test": "off"}  # 19 characters
+@pytest.mark.parametrize("task", ["classification", "image_to_image"])
+def test_long_names_stay_lint_and_format_clean(tmp_path, task):
+    # Imports of the package are written one name a line (with ruff's magic trailing comma),
+    # so no name length makes ruff want to rewrap them.
+    answers = {
+        "package_name": "plant_disease_classifier_scans_v2",  # 33 characters
+        "model_name": "wide_residual_network_v2",
+        "task": task,
+        "smoke_test": "off",
+    }
     project = Path(
         cookiecutter(str(REPO), no_input=True, extra_context=answers, output_dir=str(tmp_path))
     )
-    result = run(project, sys.executable, "-m", "ruff", "check", ".")
-    assert result.returncode == 0, result.stdout + result.stderr
+    for command in (("check", "."), ("format", "--check", ".")):
+        result = run(project, sys.executable, "-m", "ruff", *command)
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def run(project: Path, *command: str) -> subprocess.CompletedProcess:
@@ -278,9 +281,10 @@ def test_workflow_sets_up_cached_pip_then_cpu_torch_then_lints_and_tests(everyth
     )
     install = step_index(steps, r'pip install -e "\.\[dev\]"$')
     lint = step_index(steps, r"^ruff check \.$")
+    format_check = step_index(steps, r"^ruff format --check \.$")
     test = step_index(steps, r"^python -m pytest$")
     # CPU torch before the project, or pip would pull the CUDA build to satisfy torch>=2.11.
-    assert steps.index(setup) < cpu_torch < install < lint < test
+    assert steps.index(setup) < cpu_torch < install < lint < format_check < test
 
 
 def test_pre_commit_runs_ruff_pinned_like_the_dev_extra(everything_on):

@@ -42,8 +42,15 @@ from {{ cookiecutter.package_name }}.data import (
 {% endif %}    preview_grid,
 )
 from {{ cookiecutter.package_name }}.engine import cli
-from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState, save_checkpoint, save_epoch_checkpoints
-from {{ cookiecutter.package_name }}.engine.device import DEVICE_CHOICES, select_device
+from {{ cookiecutter.package_name }}.engine.checkpoint import (
+    TrainState,
+    save_checkpoint,
+    save_epoch_checkpoints,
+)
+from {{ cookiecutter.package_name }}.engine.device import (
+    DEVICE_CHOICES,
+    select_device,
+)
 from {{ cookiecutter.package_name }}.engine.distributed import (
     barrier,
     gradient_sync,
@@ -56,13 +63,29 @@ from {{ cookiecutter.package_name }}.engine.distributed import (
     world_size,
     wrap_model,
 )
-from {{ cookiecutter.package_name }}.engine.errors import DivergedError, UserError, run_cli
+from {{ cookiecutter.package_name }}.engine.errors import (
+    DivergedError,
+    UserError,
+    run_cli,
+)
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
-from {{ cookiecutter.package_name }}.engine.graphs import log_module_graph, require_torchviz, save_autograd_graph
+from {{ cookiecutter.package_name }}.engine.graphs import (
+    log_module_graph,
+    require_torchviz,
+    save_autograd_graph,
+)
 from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
-from {{ cookiecutter.package_name }}.engine.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
-from {{ cookiecutter.package_name }}.engine.precision import AMP_CHOICES, MixedPrecision
+from {{ cookiecutter.package_name }}.engine.optim import (
+    OPTIMIZERS,
+    SCHEDULERS,
+    build_optimizer,
+    build_scheduler,
+)
+from {{ cookiecutter.package_name }}.engine.precision import (
+    AMP_CHOICES,
+    MixedPrecision,
+)
 from {{ cookiecutter.package_name }}.engine.prefetch import BackgroundLoader
 from {{ cookiecutter.package_name }}.engine.reporting import (
     SilentWriter,
@@ -180,7 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         help="optimizer steps of linear warm-up (at most a quarter of the run)",
     )
-{% if cookiecutter.task == 'image_to_image' %}    add("--pixel-loss", choices={{ cookiecutter.model_name }}.PIXEL_LOSSES, default="l1", help="per-pixel loss")
+{% if cookiecutter.task == 'image_to_image' %}    add(
+        "--pixel-loss",
+        choices={{ cookiecutter.model_name }}.PIXEL_LOSSES,
+        default="l1",
+        help="per-pixel loss",
+    )
     add(
         "--perceptual-weights",
         default="auto",

@@ -25,15 +25,24 @@ from {{ cookiecutter.package_name }}.data import (
     build_datasets,
     comparison_grid,
 )
-from {{ cookiecutter.package_name }}.engine.checkpoint import load_checkpoint, load_model_weights
+from {{ cookiecutter.package_name }}.engine.checkpoint import (
+    load_checkpoint,
+    load_model_weights,
+)
 from {{ cookiecutter.package_name }}.engine.cli import (
     image_size,
     non_negative_int,
     positive_float,
     positive_int,
 )
-from {{ cookiecutter.package_name }}.engine.device import DEVICE_CHOICES, select_device
-from {{ cookiecutter.package_name }}.engine.errors import UserError, run_cli
+from {{ cookiecutter.package_name }}.engine.device import (
+    DEVICE_CHOICES,
+    select_device,
+)
+from {{ cookiecutter.package_name }}.engine.errors import (
+    UserError,
+    run_cli,
+)
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
 

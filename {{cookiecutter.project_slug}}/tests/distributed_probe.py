@@ -14,7 +14,11 @@ import torch
 import torch.distributed as dist
 
 from {{ cookiecutter.package_name }}.data import build_datasets
-from {{ cookiecutter.package_name }}.engine.distributed import process_group, rank, world_size
+from {{ cookiecutter.package_name }}.engine.distributed import (
+    process_group,
+    rank,
+    world_size,
+)
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
 from tests.conftest import load_script

@@ -9,7 +9,10 @@ from {{ cookiecutter.package_name }}.engine.checkpoint import (
     save_checkpoint,
 )
 from {{ cookiecutter.package_name }}.engine.errors import UserError
-from {{ cookiecutter.package_name }}.engine.optim import build_optimizer, build_scheduler
+from {{ cookiecutter.package_name }}.engine.optim import (
+    build_optimizer,
+    build_scheduler,
+)
 from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
 
 

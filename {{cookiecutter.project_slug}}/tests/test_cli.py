@@ -6,7 +6,10 @@ import sys
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }}.engine.errors import UserError, user_message
+from {{ cookiecutter.package_name }}.engine.errors import (
+    UserError,
+    user_message,
+)
 
 from .conftest import PROJECT_ROOT
 

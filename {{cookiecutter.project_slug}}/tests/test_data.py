@@ -5,7 +5,11 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from {{ cookiecutter.package_name }}.data import SHAPES, SyntheticShapes, build_datasets
+from {{ cookiecutter.package_name }}.data import (
+    SHAPES,
+    SyntheticShapes,
+    build_datasets,
+)
 from {{ cookiecutter.package_name }}.engine.errors import UserError
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
 

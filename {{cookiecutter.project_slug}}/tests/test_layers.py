@@ -1,7 +1,10 @@
 import torch
 from torch import nn
 
-from {{ cookiecutter.package_name }}.layers import ConvNormAct, ResidualBlock
+from {{ cookiecutter.package_name }}.layers import (
+    ConvNormAct,
+    ResidualBlock,
+)
 
 
 def test_conv_norm_act_keeps_size_at_stride_1_and_halves_it_at_stride_2():

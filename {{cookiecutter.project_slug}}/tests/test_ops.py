@@ -1,7 +1,10 @@
 import torch
 from torchvision.transforms import v2
 
-from {{ cookiecutter.package_name }}.ops import denormalize, topk_correct
+from {{ cookiecutter.package_name }}.ops import (
+    denormalize,
+    topk_correct,
+)
 
 
 def test_topk_correct_counts_hits_per_k():

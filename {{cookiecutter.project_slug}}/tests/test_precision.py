@@ -11,7 +11,10 @@ from torch.utils.tensorboard import SummaryWriter
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
 from {{ cookiecutter.package_name }}.engine.errors import UserError
 from {{ cookiecutter.package_name }}.engine.optim import build_scheduler
-from {{ cookiecutter.package_name }}.engine.precision import MixedPrecision, resolve_amp_dtype
+from {{ cookiecutter.package_name }}.engine.precision import (
+    MixedPrecision,
+    resolve_amp_dtype,
+)
 
 from .conftest import TINY_RUN_FLAGS
 

@@ -10,7 +10,10 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from {{ cookiecutter.package_name }}.engine.errors import UserError
-from {{ cookiecutter.package_name }}.engine.graphs import log_module_graph, save_autograd_graph
+from {{ cookiecutter.package_name }}.engine.graphs import (
+    log_module_graph,
+    save_autograd_graph,
+)
 from {{ cookiecutter.package_name }}.engine.reporting import HPARAM_METRICS
 {% if cookiecutter.task == 'image_to_image' %}from {{ cookiecutter.package_name }}.losses import RestorationLoss
 {% else %}from {{ cookiecutter.package_name }}.losses import ClassificationLoss

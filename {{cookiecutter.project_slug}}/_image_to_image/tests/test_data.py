@@ -4,7 +4,10 @@ import pytest
 import torch
 from PIL import Image
 
-from {{ cookiecutter.package_name }}.data import SyntheticScenes, build_datasets
+from {{ cookiecutter.package_name }}.data import (
+    SyntheticScenes,
+    build_datasets,
+)
 from {{ cookiecutter.package_name }}.engine.errors import UserError
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
 

@@ -1,6 +1,11 @@
 import torch
 
-from {{ cookiecutter.package_name }}.layers import ConvNormAct, DoubleConv, DownBlock, UpBlock
+from {{ cookiecutter.package_name }}.layers import (
+    ConvNormAct,
+    DoubleConv,
+    DownBlock,
+    UpBlock,
+)
 
 
 def test_conv_norm_act_keeps_size_at_stride_1_and_halves_it_at_stride_2():

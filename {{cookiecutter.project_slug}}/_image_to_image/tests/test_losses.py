@@ -3,7 +3,11 @@ import torch
 from torch import nn
 
 from {{ cookiecutter.package_name }}.engine.errors import UserError
-from {{ cookiecutter.package_name }}.losses import PixelLoss, RestorationLoss, VGGPerceptualLoss
+from {{ cookiecutter.package_name }}.losses import (
+    PixelLoss,
+    RestorationLoss,
+    VGGPerceptualLoss,
+)
 from {{ cookiecutter.package_name }}.losses import perceptual as perceptual_module
 
 # weights=None everywhere: random VGG weights, so no test downloads anything.

@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }}.ops import corrupt, denormalize, psnr, ssim
-from {{ cookiecutter.package_name }}.ops.metrics import SSIM_K1, SSIM_K2, gaussian_window
+from {{ cookiecutter.package_name }}.ops import (
+    corrupt,
+    denormalize,
+    psnr,
+    ssim,
+)
+from {{ cookiecutter.package_name }}.ops.metrics import (
+    SSIM_K1,
+    SSIM_K2,
+    gaussian_window,
+)
 
 
 def test_psnr_of_a_known_mse():
