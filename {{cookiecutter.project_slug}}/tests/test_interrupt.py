@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.engine.errors import DivergedError
+from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
 
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, scalar_steps
 
@@ -198,3 +199,10 @@ def test_weights_that_are_no_longer_finite_are_never_saved(train_script, tmp_pat
         train_script.train(train_script.parse_args(flags))
     last = torch.load(tmp_path / "inf" / "checkpoints" / "last.pt", weights_only=True)
     assert last["state"]["global_step"] == 2
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    with StopRequest() as stop, pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and stop.exit_code == 130
+        os.kill(os.getpid(), signal.SIGINT)

@@ -1,16 +1,9 @@
 """Every bad input a user can give: one sentence on stderr, exit code 2, nothing on disk changed."""
 
-import os
-import shutil
-import signal
-import sys
-
 import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.engine.checkpoint import FORMAT_VERSION
-from {{ cookiecutter.package_name }}.engine.errors import run_cli
-from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
 
 from .test_data import write_image_folder
 
@@ -105,28 +98,5 @@ CASES = [fp16_on_the_cpu, missing_data_dir, empty_split, image_smaller_than_the_
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])
-def test_bad_input_is_one_sentence_exit_2_and_changes_nothing(
-    case, tiny_run, train_script, tmp_path, monkeypatch, capsys
-):
-    from .conftest import TINY_RUN_FLAGS
-
-    run = tmp_path / "runs" / "tiny"
-    shutil.copytree(tiny_run.run_dir, run)
-    flags, message = case(tmp_path, run)
-    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    argv = flags if "--resume" in flags else [*TINY_RUN_FLAGS, *flags]
-    monkeypatch.setattr(sys, "argv", ["train.py", *argv, "--out-dir", str(tmp_path / "runs")])
-    assert run_cli(train_script.main, prog="train.py") == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("train.py: error: ") and "\n" not in error
-    assert message in error
-    # What was there is unchanged (an error found while training, like a broken image, may
-    # leave the new run's own folder beside it, never touch another).
-    assert {path: path.read_bytes() for path in before} == before
-
-
-def test_a_second_ctrl_c_stops_at_once():
-    with StopRequest() as stop, pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
-        assert stop.requested and stop.exit_code == 130
-        os.kill(os.getpid(), signal.SIGINT)
+def test_bad_input_is_one_sentence_exit_2_and_changes_nothing(case, bad_input_run):
+    bad_input_run(case)
