@@ -1,10 +1,8 @@
 """Every bad input a user can give: one sentence on stderr, exit code 2, nothing on disk changed."""
 
 import pytest
-import torch
 
-from {{ cookiecutter.package_name }}.engine.checkpoint import FORMAT_VERSION
-
+from .bad_input_cases import SHARED_CASES
 from .test_data import write_image_folder
 
 CLASSES = {"train": ["cat", "dog"], "val": ["cat", "dog"]}
@@ -36,29 +34,6 @@ def hflip_changed_on_resume(tmp_path, run):
     return flags, "--no-hflip differs from the run being resumed (it had --hflip on)"
 
 
-def max_steps_reached(tmp_path, run):
-    flags = ["--resume", str(run / "checkpoints" / "last.pt"), "--epochs", "3", "--max-steps", "12"]
-    return flags, "--max-steps 12 is reached; pass --max-steps 0"
-
-
-def truncated_checkpoint(tmp_path, run):
-    bad = tmp_path / "truncated.pt"
-    bad.write_bytes((run / "checkpoints" / "last.pt").read_bytes()[:5000])
-    return ["--resume", str(bad)], "is not a readable checkpoint"
-
-
-def not_a_checkpoint(tmp_path, run):
-    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
-    return ["--resume", str(tmp_path / "foreign.pt")], "not a checkpoint of this project"
-
-
-def newer_format(tmp_path, run):
-    payload = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    payload["format_version"] = FORMAT_VERSION + 1
-    torch.save(payload, tmp_path / "newer.pt")
-    return ["--resume", str(tmp_path / "newer.pt")], "newer than the"
-
-
 def other_number_of_classes(tmp_path, run):
     write_image_folder(tmp_path / "data", {"train": ["a", "b", "c"], "val": ["a", "b", "c"]})
     last = run / "checkpoints" / "last.pt"
@@ -66,20 +41,8 @@ def other_number_of_classes(tmp_path, run):
     return [*flags, "--data-dir", str(tmp_path / "data")], "--dataset folder differs"
 
 
-def cuda_without_a_gpu(tmp_path, run):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    return ["--device", "cuda"], "--device cuda was asked for"
-
-
-def fp16_on_the_cpu(tmp_path, run):
-    return ["--device", "cpu", "--amp", "fp16"], "--amp fp16 needs a GPU"
-
-
-CASES = [fp16_on_the_cpu, missing_data_dir, val_classes_differ, unreadable_image,
-         unreadable_image_in_a_worker, hflip_changed_on_resume, max_steps_reached,
-         truncated_checkpoint, not_a_checkpoint, newer_format, other_number_of_classes,
-         cuda_without_a_gpu]  # fmt: skip
+CASES = [*SHARED_CASES, missing_data_dir, val_classes_differ, unreadable_image,
+         unreadable_image_in_a_worker, hflip_changed_on_resume, other_number_of_classes]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])
