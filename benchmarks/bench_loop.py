@@ -1,16 +1,20 @@
 """Loop overhead: the generated train_one_epoch vs a bare loop (and Lightning), interleaved.
 
     python benchmarks/bench_loop.py [--project DIR] [--rounds 5] [--steps 60] [--device cpu]
+        [--only tiny_mlp]
 
 Every loop trains the same model (a fresh copy of one initialisation) with the same optimizer
 on the same in-memory batches, and is timed the same way: the model is wrapped so that each
 forward call records a timestamp, and a loop's step time is the median gap between forwards
 (the first few steps are warm-up and skipped). The loops take turns within each round, so
-machine noise hits them alike; each line reports the median over rounds and the ratio to the
-bare loop (target for ours: <= 1.03).
+machine noise hits them alike; each line reports the median over rounds and the median of
+the rounds' ratios to the bare loop (target for ours: <= 1.03).
 
-Also measured: the BackgroundGenerator's effect with --num-workers 0 (data made in the loop):
-ours over a DataLoader of the synthetic set vs the bare loop over the same DataLoader.
+Every measurement also runs ours with --no-prefetch-thread, which isolates what the
+BackgroundGenerator's hand-off costs; `*_adds_ms` is the median per-round difference to the
+bare loop in ms a step. Also measured: the BackgroundGenerator's effect with --num-workers 0
+(data made in the loop): ours over a DataLoader of the synthetic set vs the bare loop over
+the same DataLoader.
 Lightning's Trainer runs only when `lightning` is installed (it is not a test dependency).
 Prints one JSON line per measurement.
 """
@@ -91,14 +95,14 @@ def bare_loop(model, batches, criterion, device) -> None:
         torch.cuda.synchronize()
 
 
-def our_loop(train, model, batches, criterion, device, scratch: Path) -> None:
+def our_loop(train, model, batches, criterion, device, scratch: Path, flags=()) -> None:
     """The generated loop: BackgroundGenerator, tqdm, timing, logging every 20 steps."""
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    args = train.parse_args(["--log-every", "20", "--epochs", "1", "--device", device.type])
+    args = train.parse_args(["--log-every", "20", "--epochs", "1", "--device", device.type, *flags])
     state = train.TrainState()
     with SummaryWriter(scratch) as writer, contextlib.redirect_stderr(io.StringIO()):
         train.train_one_epoch(
@@ -136,7 +140,8 @@ def lightning_loop(model, batches, criterion, device) -> None:
 
 
 def models(train, device):
-    """name -> (model factory, batch factory): the project's model, and a tiny MLP."""
+    """name -> (model factory, batch factory): the project's model, a tiny MLP, and a near-empty
+    model whose step is almost all loop and optimizer overhead (what the loop adds, in ms)."""
     import torch
     from torch import nn
 
@@ -157,9 +162,13 @@ def models(train, device):
         return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
                              nn.Linear(64, 10))  # fmt: skip
 
+    def pair_batches(steps):
+        return [(torch.randn(2, 4), torch.randint(0, 2, (2,))) for _ in range(steps)]
+
     return {
         "project_model": (lambda: model_class(num_classes=6, width=16), image_batches),
         "tiny_mlp": (mlp, vector_batches),
+        "near_empty": (lambda: nn.Linear(4, 2), pair_batches),
     }
 
 
@@ -180,13 +189,18 @@ def compare(loops: dict, factory, batches, device, rounds: int) -> dict[str, lis
 
 
 def report(bench: str, model: str, times: dict[str, list[float]], device) -> None:
-    """One JSON line: median step time per loop, and each loop's ratio to the bare loop."""
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    record = {"bench": bench, "model": model, "device": device.type}
-    for name, median in medians.items():
-        record[f"{name}_ms"] = round(1000 * median, 4)
+    """One JSON line: median step time per loop, and each loop's ratio to the bare loop.
+
+    The ratio is the median over rounds of the round's own ratio: the loops of one round ran
+    seconds apart, so a slow spell of the machine cancels out.
+    """
+    record = {"bench": bench, "model": model, "device": device.type, "rounds": len(times["bare"])}
+    for name, values in times.items():
+        record[f"{name}_ms"] = round(1000 * statistics.median(values), 4)
         if name != "bare":
-            record[f"{name}_vs_bare"] = round(median / medians["bare"], 4)
+            pairs = list(zip(values, times["bare"], strict=True))
+            record[f"{name}_vs_bare"] = round(statistics.median(a / b for a, b in pairs), 4)
+            record[f"{name}_adds_ms"] = round(1000 * statistics.median(a - b for a, b in pairs), 4)
     print(json.dumps(record), flush=True)
 
 
@@ -196,6 +210,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="turns of every loop")
     parser.add_argument("--steps", type=int, default=60, help="steps per loop and turn")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--only", choices=["project_model", "tiny_mlp", "near_empty"],
+                        help="one model only")  # fmt: skip
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
@@ -208,16 +224,23 @@ def main() -> None:
         criterion = nn.CrossEntropyLoss()
         with_lightning = importlib.util.find_spec("lightning") is not None
         for model_name, (factory, make_batches) in models(train, device).items():
+            if options.only and model_name != options.only:
+                continue
             batches = make_batches(options.steps)
             loops = {
                 "bare": lambda m, b: bare_loop(m, b, criterion, device),
                 "ours": lambda m, b: our_loop(train, m, b, criterion, device, scratch / "tb"),
+                "ours_no_prefetch_thread": lambda m, b: our_loop(
+                    train, m, b, criterion, device, scratch / "tb", ["--no-prefetch-thread"]
+                ),
             }
             if with_lightning:
                 loops["lightning"] = lambda m, b: lightning_loop(m, b, criterion, device)
             times = compare(loops, factory, batches, device, options.rounds)
             report("loop_overhead", model_name, times, device)
 
+        if options.only:
+            return
         # The BackgroundGenerator with no workers: data made in the loop, in its thread or not.
         data = train.build_datasets("synthetic", image_size=32, synthetic_size=128 * options.steps)
         loader = train.build_loader(data.train, 128, True, 0, 0)
@@ -226,6 +249,9 @@ def main() -> None:
         loops = {
             "bare": lambda m, b: bare_loop(m, loader, criterion, device),
             "ours": lambda m, b: our_loop(train, m, loader, criterion, device, scratch / "tb"),
+            "ours_no_prefetch_thread": lambda m, b: our_loop(
+                train, m, loader, criterion, device, scratch / "tb", ["--no-prefetch-thread"]
+            ),
         }
         times = compare(loops, factory, None, device, options.rounds)
         report("background_generator_no_workers", "project_model", times, device)

@@ -71,7 +71,7 @@ def expected_files(package: str, model: str, answers: dict) -> set[str]:
             "test_checkpoint",
             "test_cli", "test_data", "test_distributed", "test_interrupt", "test_layers",
             "test_losses", "test_model", "test_ops", "test_precision", "test_runs",
-            "test_tensorboard", "test_training",
+            "test_prefetch", "test_tensorboard", "test_timing", "test_training",
         )),
     }  # fmt: skip
     if answers.get("task") == "image_to_image":

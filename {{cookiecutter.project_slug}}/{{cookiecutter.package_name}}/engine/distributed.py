@@ -113,10 +113,10 @@ def wrap_model(model: nn.Module, device: torch.device, sync_batchnorm: bool) -> 
 def gradient_sync(model: nn.Module, enabled: bool) -> contextlib.AbstractContextManager:
     """DDP's no_sync() when `enabled` is False: accumulation's non-final micro-steps keep
     their gradients local instead of all-reducing them every micro-batch."""
-    no_sync = getattr(model, "no_sync", None)  # DDP's (also reached through torch.compile)
-    if enabled or no_sync is None:
+    if enabled:  # the common case, decided before the (slow) attribute lookup on a Module
         return contextlib.nullcontext()
-    return no_sync()
+    no_sync = getattr(model, "no_sync", None)  # DDP's (also reached through torch.compile)
+    return no_sync() if no_sync is not None else contextlib.nullcontext()
 
 
 def sum_across_ranks(tensor: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,8 @@ from .run_dir import create_run_dir, plain, save_args
 
 # Flags a resumed run may change; every other flag is the checkpoint's own.
 CHANGEABLE_ON_RESUME = frozenset(
-    {"epochs", "max_steps", "num_workers", "device", "log_every", "ckpt_every_steps",
+    {"epochs", "max_steps", "num_workers", "prefetch_thread", "device", "log_every",
+     "ckpt_every_steps",
      "download", "data_dir", "out_dir", "run_name", "resume", "debug", "smoke_test",
      "channels_last", "compile", "sync_bn", "log_graph", "viz_graph"}
 )  # fmt: skip

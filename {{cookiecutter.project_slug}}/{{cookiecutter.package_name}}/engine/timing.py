@@ -1,11 +1,15 @@
 """Where the time goes: waiting for data vs computing, and the compute efficiency.
 
-Data time is the host's wait for the next batch (the loader's cost that the step did not
-hide). Compute time is the rest of the wall time. Compute efficiency = compute / (data +
-compute). CUDA and MPS run asynchronously, so per-step host timers would only see kernel
-launches; instead the device is synchronised once per report (a log step, which reads the
-loss anyway), so the wall time of the window includes all the queued work and nothing is
-synchronised on the steps in between.
+Compute efficiency = compute time / (data + compute) time over a window of steps; the
+window's wall time is read after the device has finished its queued work (a log step, which
+reads the loss anyway), so samples/s is true and nothing synchronises on the steps between.
+
+On the CPU the host's timers are the truth: data time is the wait for the next batch. A GPU
+runs behind the host, so host timers would only see kernel launches (and count as "waiting
+for data" a wait the GPU spent busy with earlier steps). On CUDA every step therefore records
+two events on the stream, after the batch's copy and after the step's kernels; the GPU's time
+between each pair is compute, the rest of the window is the GPU starved for data. MPS keeps
+the host timers (one synchronise per window still makes its wall time and samples/s true).
 """
 
 import time
@@ -23,6 +27,7 @@ class StepTimer:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        self.uses_events = device.type == "cuda"
         self._slow_reports, self._hinted = 0, False
         self.reset()
 
@@ -41,15 +46,22 @@ class StepTimer:
         """Start a new measuring window now."""
         self._window_start = self._step_end = time.perf_counter()
         self._data_s = 0.0
+        self._spans: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._batches = self._samples = 0
 
     def data_ready(self) -> None:
-        """The batch has arrived: the time since the previous step ended was spent waiting."""
-        self._data_s += time.perf_counter() - self._step_end
+        """The batch has arrived (its copy to the device is queued): the step starts."""
+        if self.uses_events:
+            self._span_start = self._record_event()
+        else:
+            self._data_s += time.perf_counter() - self._step_end
 
     def step_done(self, batch_size: int) -> None:
         """The batch's forward/backward (and update, if any) has been queued or done."""
-        self._step_end = time.perf_counter()
+        if self.uses_events:
+            self._spans.append((self._span_start, self._record_event()))
+        else:
+            self._step_end = time.perf_counter()
         self._batches += 1
         self._samples += batch_size
 
@@ -57,13 +69,25 @@ class StepTimer:
         """Per-batch data and compute ms, compute efficiency and samples/s; starts a new window."""
         synchronize(self.device)  # the window's wall time must include the queued device work
         wall_s = max(time.perf_counter() - self._window_start, 1e-9)
-        data_s = min(self._data_s, wall_s)
+        compute_s = min(self._compute_seconds(wall_s), wall_s)
         batches = max(self._batches, 1)
         result = {
-            "data_ms": 1000 * data_s / batches,
-            "compute_ms": 1000 * (wall_s - data_s) / batches,
-            "compute_efficiency": (wall_s - data_s) / wall_s,
+            "data_ms": 1000 * (wall_s - compute_s) / batches,
+            "compute_ms": 1000 * compute_s / batches,
+            "compute_efficiency": compute_s / wall_s,
             "samples_per_s": self._samples / wall_s,
         }
         self.reset()
         return result
+
+    def _compute_seconds(self, wall_s: float) -> float:
+        """The window's compute time: the GPU's busy spans, or the wall time less data waits."""
+        if self.uses_events:  # the events are complete: report() synchronised first
+            return sum(start.elapsed_time(end) for start, end in self._spans) / 1000
+        return wall_s - self._data_s
+
+    @staticmethod
+    def _record_event() -> torch.cuda.Event:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()  # on the current stream, behind the work queued so far
+        return event
