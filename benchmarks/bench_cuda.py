@@ -5,7 +5,8 @@
 1. Data pipeline: the generated loop over the default pipeline (synthetic data, the default
    --num-workers, pinned memory) vs the same loop over batches already on the GPU; target:
    pipeline samples/s >= 0.90 of compute-only, and the compute efficiency the loop reports
-   within +-0.05 of that ratio. Also the candidate the project does not ship yet: the seed's
+   within +-0.05 of that ratio. The same with --no-prefetch-thread, and the candidate the
+   project does not ship yet: the seed's
    "data_prefetcher", which copies the next batch on a side CUDA stream while this one
    computes (StreamPrefetcher below); it goes into the project only if it beats the default.
 2. Precision and layout: the project's model at width 64 (ResNet-style) at 32 px and 128 px,
@@ -120,10 +121,14 @@ def data_pipeline(train, factory, device, steps: int, image_size: int, scratch: 
     record = {"bench": "cuda_data_pipeline", "image_size": image_size, "batch": BATCH,
               "num_workers": workers, "compute_only_samples_per_s": round(compute_only),
               "target_ratio": 0.90, "gpu": torch.cuda.get_device_name()}  # fmt: skip
-    pipelines = {"pipeline": loader, "stream_prefetch": StreamPrefetcher(loader, device)}
-    for name, batches in pipelines.items():
+    pipelines = {  # name: (batches, flags)
+        "pipeline": (loader, []),
+        "no_prefetch_thread": (loader, ["--no-prefetch-thread"]),
+        "stream_prefetch": (StreamPrefetcher(loader, device), []),
+    }
+    for name, (batches, flags) in pipelines.items():
         folder = scratch / f"{name}{image_size}"
-        samples_per_s = timed_epoch(train, model, batches, device, [], folder)
+        samples_per_s = timed_epoch(train, model, batches, device, flags, folder)
         ratio, efficiency = samples_per_s / compute_only, reported_efficiency(folder)
         record[f"{name}_samples_per_s"] = round(samples_per_s)
         record[f"{name}_ratio"] = round(ratio, 3)
