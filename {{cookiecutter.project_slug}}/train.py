@@ -123,7 +123,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 # ------------------------------------------------------------------------- Argparse
 def build_parser() -> argparse.ArgumentParser:
     """Every flag, grouped; the defaults show in --help and are saved with each run."""
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     add = parser.add_argument_group("data").add_argument

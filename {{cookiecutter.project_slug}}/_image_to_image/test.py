@@ -30,6 +30,7 @@ from {{ cookiecutter.package_name }}.engine.checkpoint import (
     load_model_weights,
 )
 from {{ cookiecutter.package_name }}.engine.cli import (
+    ArgumentParser,
     image_size,
     non_negative_int,
     positive_float,
@@ -61,7 +62,7 @@ DATA_SETTINGS = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; data flags left unset fall back to the checkpoint's."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

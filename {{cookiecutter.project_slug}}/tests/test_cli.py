@@ -24,6 +24,12 @@ from .conftest import PROJECT_ROOT
         (["--dataset", "imagenet"], "argument --dataset: invalid choice"),
         (["--image-size", "4"], "argument --image-size: 4 is out of range"),
         (["--run-name", "../escape"], "argument --run-name: '../escape' is a path"),
+        (
+            ["--prefetch-thread=no"],
+            "--prefetch-thread takes no value (got 'no'); write just --prefetch-thread or "
+            "--no-prefetch-thread",
+        ),
+        (["--compile=yes"], "--compile takes no value (got 'yes'); write just --compile"),
     ],
 )
 def test_impossible_flags_exit_2_with_the_reason(train_script, capsys, flags, message):

@@ -1,7 +1,21 @@
-"""argparse types that reject impossible numbers with a message naming the allowed range."""
+"""argparse types that reject impossible numbers with a message naming the allowed range,
+and a parser whose errors say how to write an on/off flag."""
 
 import argparse
+import re
 from pathlib import Path
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser; a value given to an on/off flag gets an error that names the fix."""
+
+    def error(self, message: str):
+        valued_switch = re.fullmatch(r"argument (\S+): ignored explicit argument (.+)", message)
+        if valued_switch:
+            flags, value = valued_switch.groups()
+            spellings = " or ".join(flags.split("/"))
+            message = f"{flags.split('/')[0]} takes no value (got {value}); write just {spellings}"
+        super().error(message)
 
 
 def _number(cast, text: str, accept, expected: str):
