@@ -124,7 +124,9 @@ def data_pipeline(train, factory, device, steps: int, image_size: int, scratch: 
     pipelines = {  # name: (batches, flags)
         "pipeline": (loader, []),
         "no_prefetch_thread": (loader, ["--no-prefetch-thread"]),
-        "stream_prefetch": (StreamPrefetcher(loader, device), []),
+        # Without the thread, as the seed wrote it: the copy stream's waits must be queued by
+        # the thread that queues the compute, in step with it.
+        "stream_prefetch": (StreamPrefetcher(loader, device), ["--no-prefetch-thread"]),
     }
     for name, (batches, flags) in pipelines.items():
         folder = scratch / f"{name}{image_size}"

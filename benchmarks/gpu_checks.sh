@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Every check that needs a CUDA GPU, in one run: a lent GPU machine gives minutes, not hours.
 #
-#   pip wheel -w .wheels cookiecutter prefetch_generator torchinfo   # here, where PyPI is reachable
-#   bash benchmarks/gpu_checks.sh [OUT_DIR]                           # there (carry .wheels)
+# Here, where PyPI is reachable: wheels for the GPU machine's Python (3.12 there), since
+# pyyaml, markupsafe and charset-normalizer ship per-version binaries:
+#   pip download -d .wheels --only-binary=:all: --python-version 3.12 cookiecutter torchinfo
+#   pip wheel -w .wheels --no-deps prefetch_generator               # it has no wheel on PyPI
+# There (carry .wheels):
+#   bash benchmarks/gpu_checks.sh [OUT_DIR]
 #
 # 1. bakes the default project with smoke_test=required: its smoke step trains on every
 #    backend the machine has, CUDA included;
@@ -11,17 +15,20 @@
 # 3. trains under torchrun (NCCL, one process) with bf16, channels_last and compile;
 # 4. benchmarks: loop overhead on CUDA (bench_loop.py), then the data pipeline and the
 #    precision / layout / compile variants (bench_cuda.py). Their JSON lines are the numbers.
-# Without a CUDA device it stops after step 2 (whose CUDA tests then skip).
-set -u
+# Without a CUDA device it stops after step 2 (whose CUDA tests then skip). Exits non-zero if
+# any step failed.
+set -u -o pipefail
 out=$(realpath -m "${1:-${OUT:-/tmp/gpu_checks}}")
 repo=$(pwd)
+rm -rf "$out/bake" "$out/runs"
 mkdir -p "$out"
+failed=0
 if [ -d .wheels ]; then
     pip install --quiet --no-index --find-links .wheels cookiecutter prefetch_generator torchinfo
 fi
 step() {
     echo "=== $*"
-    "$@" 2>&1 | tail -n 40
+    "$@" 2>&1 | tail -n 40 || { failed=1; echo "=== FAILED: $*"; }
 }
 python -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__,
       torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device')"
@@ -31,10 +38,11 @@ project="$out/bake/image-classifier"
 cd "$project" || exit 1
 step python -m pytest -q -rs tests/test_precision.py tests/test_timing.py tests/test_prefetch.py \
     tests/test_cli.py
-python -c "import torch; raise SystemExit(not torch.cuda.is_available())" || exit 0
+python -c "import torch; raise SystemExit(not torch.cuda.is_available())" || exit $failed
 
 step torchrun --nproc_per_node=1 train.py --epochs 1 --max-steps 40 --log-every 10 \
     --amp bf16 --channels-last --compile --out-dir "$out/runs"
 cd "$repo" || exit 1
 step python benchmarks/bench_loop.py --project "$project" --device cuda --rounds 3 --steps 200
 step python benchmarks/bench_cuda.py --project "$project" --steps 200
+exit $failed

@@ -126,13 +126,13 @@ def sum_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def max_across_ranks(value: int, device: torch.device) -> int:
-    """The largest of every rank's `value` (a host sync; called only at log steps)."""
+def max_across_ranks(value: float, device: torch.device) -> float:
+    """The largest of every rank's `value`, an int or a float (a host sync: log steps only)."""
     if not is_distributed():
         return value
     tensor = torch.tensor(value, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return int(tensor.item())
+    return type(value)(tensor.item())
 
 
 def on_main_process(function: Callable[[], T]) -> T:

@@ -10,6 +10,9 @@ for data" a wait the GPU spent busy with earlier steps). On CUDA every step ther
 two events on the stream, after the batch's copy and after the step's kernels; the GPU's time
 between each pair is compute, the rest of the window is the GPU starved for data. MPS keeps
 the host timers (one synchronise per window still makes its wall time and samples/s true).
+
+Under torchrun a process whose loader is slow holds the others up in the gradient all-reduce,
+where their GPUs look busy; so every process reports the data time of the most starved one.
 """
 
 import time
@@ -17,6 +20,7 @@ import time
 import torch
 
 from .device import synchronize
+from .distributed import max_across_ranks
 
 
 class StepTimer:
@@ -69,10 +73,12 @@ class StepTimer:
         """Per-batch data and compute ms, compute efficiency and samples/s; starts a new window."""
         synchronize(self.device)  # the window's wall time must include the queued device work
         wall_s = max(time.perf_counter() - self._window_start, 1e-9)
-        compute_s = min(self._compute_seconds(wall_s), wall_s)
+        own_data_s = wall_s - min(self._compute_seconds(wall_s), wall_s)
+        data_s = min(max_across_ranks(own_data_s, self.device), wall_s)
+        compute_s = wall_s - data_s
         batches = max(self._batches, 1)
         result = {
-            "data_ms": 1000 * (wall_s - compute_s) / batches,
+            "data_ms": 1000 * data_s / batches,
             "compute_ms": 1000 * compute_s / batches,
             "compute_efficiency": compute_s / wall_s,
             "samples_per_s": self._samples / wall_s,
@@ -86,8 +92,7 @@ class StepTimer:
             return sum(start.elapsed_time(end) for start, end in self._spans) / 1000
         return wall_s - self._data_s
 
-    @staticmethod
-    def _record_event() -> torch.cuda.Event:
+    def _record_event(self) -> torch.cuda.Event:
         event = torch.cuda.Event(enable_timing=True)
-        event.record()  # on the current stream, behind the work queued so far
+        event.record(torch.cuda.current_stream(self.device))  # behind the work queued so far
         return event
