@@ -616,21 +616,16 @@ def train_one_epoch(
             targets = targets.to(device, non_blocking=True)
             timer.data_ready()
             # Forward / backward. The loss is divided by the size of its accumulation group
-            # (the last group of an epoch may be short), so the update uses the mean gradient;
-            # a group of one skips the division (and its autograd node).
+            # (the last group of an epoch may be short), so the update uses the mean gradient.
             # Under DDP only a group's last micro-batch all-reduces the gradients.
             is_update = (index + 1) % accum == 0 or index + 1 == num_batches
             group_size = min(accum, num_batches - index // accum * accum)
-{% if cookiecutter.task == 'image_to_image' %}            with gradient_sync(model, enabled=is_update):
+            with gradient_sync(model, enabled=is_update):
                 with precision.autocast():
                     outputs = model(images)
                     loss = criterion(outputs, targets)
-                precision.backward(loss / group_size if group_size > 1 else loss)
-{% else %}            with gradient_sync(model, enabled=is_update):
-                with precision.autocast():
-                    loss = criterion(model(images), targets)
-                precision.backward(loss / group_size if group_size > 1 else loss)
-{% endif %}            step_losses.append(loss.detach())
+                precision.backward(loss, group_size)
+            step_losses.append(loss.detach())
             if is_update:
                 lr = scheduler.get_last_lr()[0]  # the rate this step uses (a float: no sync)
                 precision.step(model, optimizer, args.grad_clip)

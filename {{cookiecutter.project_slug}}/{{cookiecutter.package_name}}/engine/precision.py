@@ -38,8 +38,11 @@ class MixedPrecision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def backward(self, loss: torch.Tensor) -> None:
-        """Backward pass of the (scaled, for fp16) loss."""
+    def backward(self, loss: torch.Tensor, group_size: int = 1) -> None:
+        """Backward pass of loss / group_size (the mean over an accumulation group), scaled for
+        fp16; a group of one skips the division and its autograd node."""
+        if group_size > 1:
+            loss = loss / group_size
         self.scaler.scale(loss).backward()
 
     def step(self, model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float) -> None:
