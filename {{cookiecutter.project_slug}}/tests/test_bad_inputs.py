@@ -29,6 +29,12 @@ def unreadable_image_in_a_worker(tmp_path, run):
     return [*flags, "--num-workers", "1"], message
 
 
+def one_class(tmp_path, run):
+    write_image_folder(tmp_path / "data", {"train": ["cat"], "val": ["cat"]})
+    flags = ["--dataset", "folder", "--data-dir", str(tmp_path / "data")]
+    return flags, "holds one class folder (cat); a classifier needs at least two"
+
+
 def hflip_changed_on_resume(tmp_path, run):
     flags = ["--resume", str(run / "checkpoints" / "last.pt"), "--epochs", "3", "--no-hflip"]
     return flags, "--no-hflip differs from the run being resumed (it had --hflip on)"
@@ -42,7 +48,7 @@ def other_number_of_classes(tmp_path, run):
 
 
 CASES = [*SHARED_CASES, missing_data_dir, val_classes_differ, unreadable_image,
-         unreadable_image_in_a_worker, hflip_changed_on_resume, other_number_of_classes]  # fmt: skip
+         unreadable_image_in_a_worker, one_class, hflip_changed_on_resume, other_number_of_classes]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])

@@ -34,7 +34,8 @@ from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
 # squared-gradient average: where a gradient is ~0 its rounding sets the sign of a whole
 # lr-sized step, and which weights that hits depends on the CPU's kernels.
 {% if cookiecutter.task == 'image_to_image' %}DDP_FLAGS = [*TINY_RUN_FLAGS, "--norm", "group", "--optimizer", "sgd", "--epochs", "1"]
-{% else %}DDP_FLAGS = [*TINY_RUN_FLAGS, "--norm", "group", "--no-hflip", "--optimizer", "sgd", "--epochs", "1"]
+{% else %}DDP_FLAGS = [*TINY_RUN_FLAGS, "--norm", "group", "--no-hflip", "--optimizer", "sgd",
+             "--epochs", "1"]  # fmt: skip
 {% endif %}TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 

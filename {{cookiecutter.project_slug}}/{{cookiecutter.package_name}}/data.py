@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 from torchvision.utils import make_grid
 
 from .engine.errors import UserError
+from .engine.image_files import image_sizes, load_rgb_image
 from .ops import denormalize
 
 DATASETS = ("synthetic", "folder", "cifar10", "mnist", "fashion_mnist")
@@ -169,15 +169,6 @@ class ImageFolderDataset(datasets.ImageFolder):
         return classes, {name: index for index, name in enumerate(classes)}
 
 
-def load_rgb_image(path: str) -> Image.Image:
-    """Open an image file as RGB (grayscale scans too); a damaged file is a UserError naming it."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except OSError as error:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-        raise UserError(f"cannot read the image {path} ({error}); remove or replace it") from None
-
-
 def _image_folder(data_dir: Path, image_size: int, hflip: bool) -> DataBundle:
     """DIR/train/<class>/* and DIR/val/<class>/*, any size, grayscale or RGB (loaded as RGB)."""
     if not data_dir.is_dir():
@@ -202,11 +193,18 @@ def _image_folder(data_dir: Path, image_size: int, hflip: bool) -> DataBundle:
                 f"{data_dir / split} holds no images in class folders ({error}); "
                 f"put them under {data_dir / split}/<class>/"
             ) from None
+    if len(splits["train"].classes) < 2:
+        raise UserError(
+            f"{data_dir}/train holds one class folder ({splits['train'].classes[0]}); a "
+            "classifier needs at least two, so add a folder of images for each other class"
+        )
     if splits["train"].classes != splits["val"].classes:
         raise UserError(
             f"the class folders of {data_dir}/train ({', '.join(splits['train'].classes)}) and "
             f"{data_dir}/val ({', '.join(splits['val'].classes)}) differ; give both the same set"
         )
+    for dataset in splits.values():  # now, before any run folder exists (headers only)
+        image_sizes([Path(path) for path, _ in dataset.samples])
     return DataBundle(
         splits["train"], splits["val"], splits["train"].classes, 3, IMAGENET_MEAN, IMAGENET_STD
     )

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from torchvision.utils import make_grid
 
 from .engine.errors import UserError
+from .engine.image_files import image_sizes, load_rgb_image
 from .ops import CORRUPTIONS, STRENGTH, corrupt
 
 DATASETS = ("synthetic", "folder")
@@ -113,8 +113,8 @@ class ImageFiles(Dataset):
             raise UserError(f"{root} holds no images ({suffixes}); put clean images there")
         self.image_size, self.train = image_size, train
         self.crops_per_image = crops_per_image if train else 1
-        for path in self.files:  # now, not minutes into training (reads headers only)
-            width, height = image_dimensions(path)
+        # Now, not minutes into training: headers only, in parallel.
+        for path, (width, height) in zip(self.files, image_sizes(self.files), strict=True):
             if min(width, height) < image_size:
                 raise UserError(
                     f"the image {path} is {width}x{height} px, smaller than --image-size "
@@ -202,24 +202,6 @@ def check_corruption(corruption: str, strength: float | None, image_size: int) -
             f"({meaning}); give a value {allowed}"
         )
     return strength
-
-
-def image_dimensions(path: Path) -> tuple[int, int]:
-    """(width, height) from the file's header; an unreadable file is a UserError naming it."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except OSError as error:
-        raise UserError(f"cannot read the image {path} ({error}); remove or replace it") from None
-
-
-def load_rgb_image(path: str) -> Image.Image:
-    """Open an image file as RGB (grayscale scans too); a damaged file is a UserError naming it."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except OSError as error:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-        raise UserError(f"cannot read the image {path} ({error}); remove or replace it") from None
 
 
 def _image_folder(data_dir: Path, image_size: int, crops_per_image: int) -> tuple[Dataset, Dataset]:

@@ -1,7 +1,12 @@
 """Errors a user can cause, reported as one sentence instead of a traceback."""
 
+import multiprocessing
+import signal
 import sys
 from collections.abc import Callable, Sequence
+
+# How long a killed worker process may take to be reaped before the script exits anyway.
+WORKER_REAP_SECONDS = 5.0
 
 
 class UserError(Exception):
@@ -27,6 +32,27 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str) -> in
     except KeyboardInterrupt:  # a second Ctrl-C: the user asked to stop at once
         print(f"{prog}: stopped at once by Ctrl-C; nothing more was saved", file=sys.stderr)
         return 130
+    finally:
+        stop_worker_processes()
+
+
+def stop_worker_processes() -> None:
+    """Kill the DataLoader worker processes still alive, however the script ends.
+
+    Workers ignore SIGTERM (engine/loader.py leaves stop signals to the main process), and
+    after an error the traceback keeps their DataLoader alive, so nothing shuts them down:
+    the interpreter's exit would send them SIGTERM and then wait for them forever. They hold
+    nothing worth saving (a resumed run loads its batches again).
+    """
+    workers = [child for child in multiprocessing.active_children() if child.daemon]
+    if not workers:  # DataLoader workers are daemonic; any other child is left alone
+        return
+    if hasattr(signal, "SIGCHLD"):  # torch's handler would raise "worker killed" for each
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for worker in workers:
+        worker.kill()
+    for worker in workers:
+        worker.join(WORKER_REAP_SECONDS)
 
 
 def user_message(error: UserError) -> str:

@@ -1,0 +1,97 @@
+"""Image files: checked before any run folder exists, decoded without clipping, and a file that
+breaks while loading ends the script with its sentence, never a hang."""
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from {{ cookiecutter.package_name }}.engine.errors import UserError, run_cli
+from {{ cookiecutter.package_name }}.engine.image_files import image_sizes, load_rgb_image
+
+from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
+
+
+def write_folder_data(root, count: int = 8) -> None:
+    """root/{train,val}/{a,b}/*.png: noise images of 40x36 px, enough for --image-size 32."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for number in range(count):
+                pixels = rng.integers(0, 256, size=(36, 40, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{number}.png")
+
+
+def folder_flags(data_dir, out_dir) -> list[str]:
+    return [*TINY_RUN_FLAGS, "--dataset", "folder", "--data-dir", str(data_dir),
+            "--epochs", "1", "--out-dir", str(out_dir)]  # fmt: skip
+
+
+def test_a_file_that_is_no_image_is_refused_before_any_run_folder_exists(train_script, tmp_path):
+    write_folder_data(tmp_path / "data")
+    (tmp_path / "data" / "val" / "a" / "bad.png").write_text("garbage")
+    with pytest.raises(UserError, match=r"cannot read the image .*bad\.png.*remove or replace it"):
+        train_script.main(folder_flags(tmp_path / "data", tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_truncated_image_ends_train_py_with_its_sentence_while_workers_run(tmp_path):
+    # Its header is sound, so only a DataLoader worker finds the damage, during validation.
+    write_folder_data(tmp_path / "data")
+    damaged = tmp_path / "data" / "val" / "b" / "3.png"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    flags = [*folder_flags(tmp_path / "data", tmp_path / "runs"), "--num-workers", "1"]
+    finished = subprocess.run(
+        [sys.executable, "train.py", *flags], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        timeout=300,  # the bug this guards against is a process that never exits
+    )  # fmt: skip
+    assert finished.returncode == 2, finished.stderr[-2000:]
+    error = finished.stderr.strip().splitlines()[-1]
+    assert error.startswith("train.py: error: cannot read the image ") and "3.png" in error
+
+
+def ignore_sigterm_and_wait() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as DataLoader workers do
+    time.sleep(600)
+
+
+def test_run_cli_kills_worker_processes_on_an_error_exit():
+    fork = multiprocessing.get_context("fork")  # as DataLoader workers start on Linux
+    worker = fork.Process(target=ignore_sigterm_and_wait, daemon=True)
+    worker.start()
+
+    def failing_main(argv):
+        raise UserError("the data broke")
+
+    try:
+        assert run_cli(failing_main, prog="train.py") == 2
+        assert not worker.is_alive()
+    finally:
+        if worker.is_alive():
+            os.kill(worker.pid, signal.SIGKILL)
+
+
+def test_image_sizes_come_from_the_headers_in_order(tmp_path):
+    sizes = [(40, 36), (17, 90), (64, 64)]
+    paths = []
+    for number, size in enumerate(sizes):
+        paths.append(tmp_path / f"{number}.jpg")
+        Image.new("RGB", size).save(paths[-1])
+    assert image_sizes(paths) == sizes
+
+
+def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path):
+    values = np.linspace(0, 65535, 64 * 64).round().astype(np.uint16).reshape(64, 64)
+    Image.fromarray(values).save(tmp_path / "scan.png")
+    loaded = np.asarray(load_rgb_image(tmp_path / "scan.png"))
+    assert loaded.shape == (64, 64, 3) and loaded.dtype == np.uint8
+    expected = np.rint(values / 257).astype(np.uint8)  # 65535 / 255 = 257 exactly
+    assert np.array_equal(loaded[..., 0], expected) and np.array_equal(loaded[..., 2], expected)
+    assert (loaded == 255).mean() < 0.01  # PIL's own convert("RGB") makes 99% of it 255
