@@ -63,13 +63,13 @@ def expected_files(package: str, model: str, answers: dict) -> set[str]:
         f"{package}/ops/__init__.py", f"{package}/ops/metrics.py", f"{package}/ops/image.py",
         *(f"{package}/engine/{name}.py" for name in (
             "__init__", "checkpoint", "cli", "device", "distributed", "errors", "evaluation",
-            "graphs", "interrupt", "loader", "optim", "precision", "prefetch", "reporting",
+            "graphs", "image_files", "interrupt", "loader", "optim", "precision", "prefetch", "reporting",
             "resume", "run_dir", "timing",
         )),
         *(f"tests/{name}.py" for name in (
             "__init__", "bad_input_cases", "conftest", "distributed_probe", "test_bad_inputs",
             "test_checkpoint",
-            "test_cli", "test_data", "test_distributed", "test_interrupt", "test_layers",
+            "test_cli", "test_data", "test_distributed", "test_image_files", "test_interrupt", "test_layers",
             "test_losses", "test_model", "test_ops", "test_precision", "test_runs",
             "test_prefetch", "test_tensorboard", "test_timing", "test_training",
         )),
