@@ -93,6 +93,7 @@ from {{ cookiecutter.package_name }}.engine.reporting import (
     log_hparams,
     log_training,
     log_validation,
+    run_summary,
 )
 from {{ cookiecutter.package_name }}.engine.resume import (
     find_latest_checkpoint,
@@ -352,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace) -> TrainResult:
     """The whole recipe, stage by stage."""
+    run_started = time.perf_counter()
     if args.viz_graph:
         require_torchviz()  # now, not after the run
     # Dataset transform + dataset / dataloader (the device is picked first: only CUDA
@@ -521,6 +523,9 @@ def train(args: argparse.Namespace) -> TrainResult:
                 f"{error}, so the run stopped; {kept}; lower --lr (or lengthen --warmup-steps) and start again"
             ) from None
     barrier()  # no rank leaves while rank 0 still writes the last checkpoint
+    if is_main_process() and not (stop.requested or args.smoke_test):
+        elapsed = time.perf_counter() - run_started
+        tqdm.write(run_summary(last_checkpoint.parent, state, args.epochs, args.max_steps, elapsed))
     if stop.requested:
         launcher = "torchrun <the same flags> train.py" if is_distributed() else "python train.py"
         tqdm.write(
@@ -548,22 +553,27 @@ def create_writer(
         return SilentWriter()
     # A resumed run drops the events logged after its checkpoint: no step appears twice.
     writer = SummaryWriter(run_dir, purge_step=None if is_new_run else state.global_step + 1)
+    processes = world_size()
+    batch_line = (
+        f"effective batch: {args.batch_size} x {args.accum_steps} accumulated x {processes} "
+        f"process(es) = {args.batch_size * args.accum_steps * processes}"
+    )
+    if not is_new_run:  # its summary and first look at the data are in the run folder already
+        tqdm.write(
+            f"resumed {run_dir} from step {state.global_step} (epoch {state.epoch + 1}, "
+            f"{state.step_in_epoch} steps into it)  device: {device}  {batch_line}"
+        )
+        return writer
     with torch.random.fork_rng(devices=[]):  # the dummy input and samples draw random numbers
         input_size = (1, data.in_channels, args.image_size, args.image_size)
         model_summary = str(summary(model, input_size, device=device, verbose=0, mode="eval"))
-        if is_new_run:
-            (run_dir / "model_summary.txt").write_text(model_summary + "\n")
-            writer.add_text("model/summary", f"```\n{model_summary}\n```")
-            writer.add_image("data/train_samples", preview_grid(data.train{% if cookiecutter.task != 'image_to_image' %}, data.mean, data.std{% endif %}))
-            log_hparams(writer, args_to_dict(args))
-            if args.log_graph:
-                log_module_graph(writer, model, torch.zeros(input_size, device=device))
-    processes = world_size()
-    tqdm.write(
-        f"{model_summary}\nrun folder: {run_dir}  device: {device}  effective batch: "
-        f"{args.batch_size} x {args.accum_steps} accumulated x {processes} process(es) = "
-        f"{args.batch_size * args.accum_steps * processes}"
-    )
+        (run_dir / "model_summary.txt").write_text(model_summary + "\n")
+        writer.add_text("model/summary", f"```\n{model_summary}\n```")
+        writer.add_image("data/train_samples", preview_grid(data.train{% if cookiecutter.task != 'image_to_image' %}, data.mean, data.std{% endif %}))
+        log_hparams(writer, args_to_dict(args))
+        if args.log_graph:
+            log_module_graph(writer, model, torch.zeros(input_size, device=device))
+    tqdm.write(f"{model_summary}\nrun folder: {run_dir}  device: {device}  {batch_line}")
     return writer
 
 
@@ -598,12 +608,13 @@ def train_one_epoch(
     accum, num_batches, processes = args.accum_steps, len(loader), world_size()
     step_losses, logged = [], []  # kept on the device: no sync until a log step reads them
     optimizer.zero_grad(set_to_none=True)
-    # Use prefetch_generator and tqdm to iterate through data.
+    # Use prefetch_generator and tqdm to iterate through data. The bar is moved by hand after
+    # each batch: iterating tqdm counts a batch only when the next one is asked for, so a loop
+    # that stops (end of epoch, --max-steps, a signal) would end one short.
     load_ahead = BackgroundLoader if args.prefetch_thread else contextlib.nullcontext
     with (
         load_ahead(loader) as batches,
         tqdm(
-            batches,
             total=num_batches,
             desc=f"epoch {state.epoch + 1}/{args.epochs}",
             mininterval=0.5,
@@ -611,7 +622,7 @@ def train_one_epoch(
             disable=not is_main_process(),
         ) as progress,
     ):
-        for index, (images, targets) in enumerate(progress):
+        for index, (images, targets) in enumerate(batches):
             images = images.to(device, non_blocking=True, memory_format=memory_format)
             targets = targets.to(device, non_blocking=True)
             timer.data_ready()
@@ -627,7 +638,7 @@ def train_one_epoch(
                 precision.backward(loss, group_size)
             step_losses.append(loss.detach())
             if is_update:
-                lr = scheduler.get_last_lr()[0]  # the rate this step uses (a float: no sync)
+                lr = optimizer.param_groups[0]["lr"]  # the rate this step uses (a float: no sync)
                 precision.step(model, optimizer, args.grad_clip)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -635,6 +646,7 @@ def train_one_epoch(
                 state.step_in_epoch += 1
             # The processes step in lockstep, so samples/s counts all of them.
             timer.step_done(targets.size(0) * processes)
+            progress.update()
             if not is_update:
                 continue
             # Update writer: every --log-every optimizer steps, at the end of the epoch, before

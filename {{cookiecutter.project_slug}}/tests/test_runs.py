@@ -114,3 +114,58 @@ def test_a_stopped_run_resumes_to_the_same_weights(train_script, tmp_path, stop_
     for name, tensor in straight["model"].items():
         assert torch.equal(resumed["model"][name], tensor), name
     assert scalar_steps(tmp_path / "stopped", "train/loss") == [2, 4, 6, 8, 10, 12]
+
+
+def test_a_finished_run_counts_every_batch_and_ends_with_its_summary(
+    train_script, tmp_path, capsys
+):
+    flags = [*TINY_RUN_FLAGS, "--epochs", "1", "--out-dir", str(tmp_path), "--run-name", "done"]
+    assert train_script.main(flags) == 0
+    out, err = capsys.readouterr()
+    assert "6/6 [" in err.split("\r")[-1]  # 96 samples / 16: six batches
+    checkpoints = tmp_path / "done" / "checkpoints"
+    assert "finished all 1 epoch(s), 6 steps in " in out
+    assert f"saved in {checkpoints / 'best.pt'}" in out
+    assert f"last checkpoint: {checkpoints / 'last.pt'}" in out
+    evaluate = f"evaluate:  python test.py --checkpoint {checkpoints / 'best.pt'}"
+    assert out.rstrip().endswith(evaluate)
+
+
+def test_a_max_steps_stop_says_so_and_how_to_continue(train_script, tmp_path, capsys):
+    flags = [*TINY_RUN_FLAGS, "--epochs", "2", "--max-steps", "3", "--out-dir", str(tmp_path),
+             "--run-name", "short"]  # fmt: skip
+    assert train_script.main(flags) == 0
+    out, err = capsys.readouterr()
+    assert "3/6" in err.split("\r")[-1]  # the bar ends at the batch the stop came after
+    last = tmp_path / "short" / "checkpoints" / "last.pt"
+    assert "stopped by --max-steps 3 at step 3, in epoch 1 of 2" in out
+    assert f"continue:  python train.py --resume {last} --max-steps 0" in out
+
+
+def test_a_resumed_run_says_where_it_resumed_instead_of_the_model_summary(
+    tiny_run, train_script, tmp_path, capsys
+):
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    capsys.readouterr()
+    train_script.main(["--resume", str(run_dir / "checkpoints" / "last.pt"), "--epochs", "3"])
+    out = capsys.readouterr().out
+    assert "Total params" not in out
+    assert f"resumed {run_dir.resolve()} from step 12 (epoch 3, 0 steps into it)" in out
+
+
+def test_a_finished_run_resumed_with_more_epochs_trains_on_the_new_schedule(
+    tiny_run, train_script, tmp_path
+):
+    # The saved cosine ended at rate 0; the longer one is part-way down at step 12 of 18.
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    last = run_dir / "checkpoints" / "last.pt"
+    before = torch.load(last, weights_only=True)["model"]
+    flags = ["--resume", str(last), "--epochs", "3", "--max-steps", "13", "--log-every", "1"]
+    train_script.main(flags)
+    after = torch.load(last, weights_only=True)["model"]
+    assert any(not torch.equal(after[name], tensor) for name, tensor in before.items())
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    first = events.Scalars("train/lr")[-1]
+    expected = 3e-3 * 0.5 * (1 + math.cos(math.pi * (12 - 2) / (18 - 2)))  # warm-up 2
+    assert first.step == 13 and first.value == pytest.approx(expected, rel=1e-6)

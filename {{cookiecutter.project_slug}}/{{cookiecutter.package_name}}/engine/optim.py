@@ -51,3 +51,20 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, kind, warmup_steps, total_steps)
     )
+
+
+def apply_schedule(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR
+) -> None:
+    """Give every parameter group the schedule's rate for the schedule's current step.
+
+    A resumed run's schedule may be longer than the saved one (--epochs raised after the run
+    finished): the optimizer state it loaded holds the rate the old schedule ended at, 0 after
+    a cosine, which the next step would use. Same formula as LambdaLR, so an unchanged
+    schedule gives bitwise the rate it saved.
+    """
+    step = scheduler.last_epoch
+    for group, base_lr, factor in zip(
+        optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+    ):
+        group["lr"] = base_lr * factor(step)

@@ -1,12 +1,14 @@
 """What the loop reports: TensorBoard scalars, the tqdm postfix and one line per epoch."""
 
 import math
+from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
+from .checkpoint import TrainState
 from .errors import DivergedError
 from .timing import StepTimer
 
@@ -79,6 +81,37 @@ class SilentWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         return None
+
+
+# How the end-of-run summary names and prints the metric that picks best.pt.
+{% if cookiecutter.task == 'image_to_image' %}BEST_METRIC_NAME, BEST_METRIC_FORMAT = "val PSNR", "{:.2f} dB"
+{% else %}BEST_METRIC_NAME, BEST_METRIC_FORMAT = "val accuracy", "{:.2%}"
+{% endif %}
+
+def run_summary(
+    checkpoints: Path, state: TrainState, epochs: int, max_steps: int, seconds: float
+) -> str:
+    """The lines a finished (or --max-steps-stopped) run ends with: what it reached, where
+    its checkpoints are, and the commands that come next."""
+    best, last = checkpoints / "best.pt", checkpoints / "last.pt"
+    minutes, rest = divmod(round(seconds), 60)
+    if state.epoch < epochs:  # --max-steps ended it
+        reached = (
+            f"stopped by --max-steps {max_steps} at step {state.global_step}, in epoch "
+            f"{state.epoch + 1} of {epochs}"
+        )
+    else:
+        reached = f"finished all {epochs} epoch(s), {state.global_step} steps"
+    lines = [f"{reached} in {minutes}m{rest:02d}s"]
+    if state.best_metric is not None:
+        best_value = BEST_METRIC_FORMAT.format(state.best_metric)
+        lines.append(f"best {BEST_METRIC_NAME}: {best_value}, saved in {best}")
+    lines.append(f"last checkpoint: {last}")
+    if state.epoch < epochs:
+        lines.append(f"continue:  python train.py --resume {last} --max-steps 0")
+    if best.exists():
+        lines.append(f"evaluate:  python test.py --checkpoint {best}")
+    return "\n".join(lines)
 
 
 # The tags the HParams dashboard shows beside each run's hyper-parameters (their latest values).

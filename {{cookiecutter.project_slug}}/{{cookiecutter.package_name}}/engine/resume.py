@@ -10,6 +10,7 @@ from torch import nn
 from .checkpoint import TrainState, load_checkpoint, load_model_weights, restore_rng_state
 from .distributed import world_size
 from .errors import UserError
+from .optim import apply_schedule
 from .precision import MixedPrecision
 from .run_dir import create_run_dir, plain, save_args
 
@@ -120,6 +121,7 @@ def restore_training(
     load_model_weights(model, checkpoint, args.resume)
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
+    apply_schedule(optimizer, scheduler)  # --epochs may have lengthened the schedule
     if precision is not None:
         precision.load_state_dict(checkpoint.get("scaler"))
     restore_rng_state(checkpoint["rng"])
