@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.engine import checkpoint as ckpt
+from {{ cookiecutter.package_name }}.engine import run_dir as run_dir_module
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
 from {{ cookiecutter.package_name }}.engine.errors import run_cli
 from {{ cookiecutter.package_name }}.engine.resume import open_run_dir
@@ -96,6 +97,14 @@ def test_a_run_folder_in_use_is_refused_and_left_untouched(
 def test_a_finished_run_releases_its_folder(tiny_run):
     with lock_held_elsewhere(tiny_run.run_dir):  # it would fail if this process still held it
         pass
+
+
+def test_without_fcntl_run_folders_go_unlocked(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_dir_module, "fcntl", None)  # as on Windows
+    with RunDirLock() as lock:
+        lock.acquire(tmp_path)
+        assert not lock.held
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_full_disk_at_start_leaves_no_run_folder(train_script, tmp_path, monkeypatch, capsys):
