@@ -69,7 +69,8 @@ def expected_files(package: str, model: str, answers: dict) -> set[str]:
         *(f"tests/{name}.py" for name in (
             "__init__", "bad_input_cases", "conftest", "distributed_probe", "test_bad_inputs",
             "test_checkpoint",
-            "test_cli", "test_data", "test_distributed", "test_image_files", "test_interrupt", "test_layers",
+            "test_cli", "test_data", "test_distributed", "test_faults", "test_image_files",
+            "test_interrupt", "test_layers",
             "test_losses", "test_model", "test_ops", "test_precision", "test_runs",
             "test_prefetch", "test_tensorboard", "test_timing", "test_training",
         )),

@@ -101,7 +101,11 @@ from {{ cookiecutter.package_name }}.engine.resume import (
     parse_resumed_args,
     restore_training,
 )
-from {{ cookiecutter.package_name }}.engine.run_dir import args_to_dict
+from {{ cookiecutter.package_name }}.engine.run_dir import (
+    RunDirLock,
+    args_to_dict,
+    save_text,
+)
 from {{ cookiecutter.package_name }}.engine.timing import StepTimer
 
 # Below this many optimizer steps in all, a run rarely gets far: say so at the start.
@@ -439,12 +443,15 @@ def train(args: argparse.Namespace) -> TrainResult:
         )
     scheduler = build_scheduler(optimizer, args.scheduler, warmup_steps, total_steps)
 
-    # Load checkpoint if needed (on every rank), then the run folder (made by rank 0 alone)
+    # Load checkpoint if needed (on every rank), then the run folder (made by rank 0 alone,
+    # and locked by it until the loop ends: a second process is refused, not mixed in).
     state = restore_training(args, model, optimizer, scheduler, precision)
+    run_lock = RunDirLock()
     run_dir, is_new_run = on_main_process(
         lambda: open_run_dir(
             args,
             state,
+            run_lock,
             world_size=world_size(),
             effective_batch=args.batch_size * args.accum_steps * world_size(),
         )
@@ -472,7 +479,7 @@ def train(args: argparse.Namespace) -> TrainResult:
 
     # Main loop
     losses: list[float] = []
-    with writer, StopRequest() as stop:
+    with run_lock, writer, StopRequest() as stop:
         try:
             while state.epoch < args.epochs and not reached_max_steps(state, args):
                 started, epoch_label = time.perf_counter(), f"epoch {state.epoch + 1}/{args.epochs}"
@@ -567,7 +574,7 @@ def create_writer(
     with torch.random.fork_rng(devices=[]):  # the dummy input and samples draw random numbers
         input_size = (1, data.in_channels, args.image_size, args.image_size)
         model_summary = str(summary(model, input_size, device=device, verbose=0, mode="eval"))
-        (run_dir / "model_summary.txt").write_text(model_summary + "\n")
+        save_text(run_dir / "model_summary.txt", model_summary + "\n")
         writer.add_text("model/summary", f"```\n{model_summary}\n```")
         writer.add_image("data/train_samples", preview_grid(data.train{% if cookiecutter.task != 'image_to_image' %}, data.mean, data.std{% endif %}))
         log_hparams(writer, args_to_dict(args))

@@ -1,3 +1,6 @@
+import errno
+import os
+
 import pytest
 import torch
 
@@ -71,11 +74,15 @@ def test_a_write_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monk
 
     def crash_midway(payload, file):
         file.write(b"half a checkpoint")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(ckpt.torch, "save", crash_midway)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UserError) as refusal:
         save(path, model, optimizer, scheduler)
+    assert str(refusal.value).startswith(f"writing {path} failed: no space left on the device")
+    assert str(refusal.value).endswith(
+        f"the last good checkpoint is {path}: continue from it with --resume {path}"
+    )
     assert path.read_bytes() == before
     assert load_checkpoint(path)["state"]["global_step"] == 9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary left

@@ -4,13 +4,16 @@ A checkpoint holds only tensors and plain Python types (no pickled classes), so 
 never runs code from the file.
 """
 
+import errno
 import os
 import random
 import re
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -122,18 +125,38 @@ def save_epoch_checkpoints(checkpoint_dir: Path, is_best: bool, **parts) -> None
 def atomic_save(payload: dict, path: Path) -> None:
     """torch.save to a temporary file beside `path`, fsync it, then rename it over `path`.
 
-    A crash at any moment leaves either the old file or the new one, never half of one.
+    A crash at any moment leaves either the old file or the new one, never half of one; a
+    failed write (a full disk) is a UserError naming the last good checkpoint.
     """
-    _atomic_write(Path(path), lambda file: torch.save(payload, file))
+    path = Path(path)
+    try:
+        atomic_write(path, lambda file: torch.save(payload, file))
+    except OSError as error:
+        raise UserError(checkpoint_write_failure(path, error, tensor_bytes(payload))) from None
 
 
 def atomic_copy(source: Path, target: Path) -> None:
     """Copy a finished checkpoint (e.g. last.pt to best.pt) with the same guarantee."""
-    with open(source, "rb") as original:
-        _atomic_write(Path(target), lambda file: shutil.copyfileobj(original, file))
+    target = Path(target)
+    try:
+        with open(source, "rb") as original:
+            atomic_write(target, lambda file: shutil.copyfileobj(original, file))
+    except OSError as error:
+        raise UserError(
+            checkpoint_write_failure(target, error, Path(source).stat().st_size)
+        ) from None
 
 
-def _atomic_write(path: Path, write) -> None:
+# torch's C++ writer reports a failed write (a full disk) as a RuntimeError with one of these.
+TORCH_WRITE_FAILURES = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`.
+
+    Any failure removes the temporary file and leaves `path` as it was; torch's C++ text for
+    a failed write becomes an OSError, so callers handle one kind of error.
+    """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as file:
@@ -141,8 +164,65 @@ def _atomic_write(path: Path, write) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno is not None:  # name the file being written, not its temporary twin
+            error.filename = str(path)
+        raise
+    except RuntimeError as error:
+        if not any(text in str(error) for text in TORCH_WRITE_FAILURES):
+            raise
+        message = f"torch could not write the file ({first_line(error)})"
+        raise OSError(errno.EIO, message, str(path)) from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def tensor_bytes(payload: object) -> int:
+    """The bytes of every tensor in a (nested) checkpoint payload: about its size on disk."""
+    if isinstance(payload, torch.Tensor):
+        return payload.numel() * payload.element_size()
+    if isinstance(payload, dict):
+        return sum(tensor_bytes(value) for value in payload.values())
+    if isinstance(payload, list | tuple):
+        return sum(tensor_bytes(value) for value in payload)
+    return 0
+
+
+def write_failure(path: Path, error: OSError, needed: int | None = None) -> str:
+    """Why writing `path` failed and what fixes it, as part of a sentence."""
+    folder = path.parent
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"writing {path} failed ({error.strerror}): the folder {folder} is not writable; "
+            "make it writable, or copy the run folder somewhere writable and resume from the copy"
+        )
+    free = shutil.disk_usage(folder).free if folder.is_dir() else None
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT) or (
+        needed is not None and free is not None and free < needed
+    )
+    if not full:
+        return f"writing {path} failed ({error.strerror or first_line(error)}); check the disk and {folder}"
+    space = f"it needs about {megabytes(needed)}, " if needed else ""
+    available = f"{megabytes(free)} free" if free is not None else "the disk is full"
+    return (
+        f"writing {path} failed: no space left on the device ({space}{available}); free some space"
+    )
+
+
+def checkpoint_write_failure(path: Path, error: OSError, needed: int | None) -> str:
+    """The sentence for a checkpoint that could not be written: why, and the last good one."""
+    last = path.parent / "last.pt"  # always written first, and never replaced by a failed write
+    kept = (
+        f"the last good checkpoint is {last}: continue from it with --resume {last}"
+        if last.is_file()
+        else "no checkpoint of this run was saved yet"
+    )
+    return f"{write_failure(path, error, needed)}; {kept}"
+
+
+def megabytes(size: int) -> str:
+    """A size in bytes as megabytes with one decimal, e.g. '12.3 MB'."""
+    return f"{size / 1e6:.1f} MB"
 
 
 def load_checkpoint(path: str | Path) -> dict:

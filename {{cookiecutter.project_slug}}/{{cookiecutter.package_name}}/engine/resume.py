@@ -1,18 +1,31 @@
 """Start a new run folder, or continue a run from its checkpoint."""
 
 import argparse
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .checkpoint import TrainState, load_checkpoint, load_model_weights, restore_rng_state
+from .checkpoint import (
+    TrainState,
+    load_checkpoint,
+    load_model_weights,
+    restore_rng_state,
+    write_failure,
+)
 from .distributed import world_size
 from .errors import UserError
 from .optim import apply_schedule
 from .precision import MixedPrecision
-from .run_dir import create_run_dir, plain, save_args
+from .run_dir import (
+    RunDirLock,
+    create_run_dir,
+    plain,
+    remove_stale_temporaries,
+    save_args,
+)
 
 # Flags a resumed run may change; every other flag is the checkpoint's own.
 CHANGEABLE_ON_RESUME = frozenset(
@@ -130,23 +143,57 @@ def restore_training(
 
 
 def open_run_dir(
-    args: argparse.Namespace, state: TrainState, **resolved: object
+    args: argparse.Namespace,
+    state: TrainState,
+    lock: RunDirLock | None = None,
+    **resolved: object,
 ) -> tuple[Path, bool]:
-    """The run folder and whether it is new, with this start's args saved in it.
+    """The run folder and whether it is new, locked by `lock`, with this start's args saved in it.
 
     With --resume the run continues in the folder the checkpoint belongs to; the args of
     this start are saved beside the original ones, never over them. Only one process may
-    call this (rank 0 under torchrun).
+    call this (rank 0 under torchrun); the caller releases `lock` when training ends.
     """
+    lock = lock or RunDirLock()
     if args.resume is not None:
         run_dir = Path(args.resume).resolve().parent.parent  # <run>/checkpoints/last.pt
         if (run_dir / "args.json").is_file():
-            stem, suffix = f"args-resume-step{state.global_step}", 1
-            while (run_dir / f"{stem}.json").exists():  # resumed from the same step before
-                stem, suffix = f"args-resume-step{state.global_step}-{suffix}", suffix + 1
-            save_args(run_dir, args, stem=stem, **resolved)
+            try:
+                continue_in(run_dir, args, state, lock, resolved)
+            except OSError as error:  # a full disk, a read-only folder
+                lock.release()
+                kept = f"the last good checkpoint {args.resume} is untouched"
+                raise UserError(
+                    f"{write_failure(failed_path(error, run_dir), error)}; {kept}"
+                ) from None
             return run_dir, False
     # A new run, or a checkpoint moved out of its run folder: a new folder.
     run_dir = create_run_dir(args.out_dir, args.run_name)
-    save_args(run_dir, args, **resolved)
+    try:
+        lock.acquire(run_dir)
+        save_args(run_dir, args, **resolved)
+    except OSError as error:  # e.g. a full disk: leave no empty run folder behind
+        lock.release()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        kept = f"; the checkpoint {args.resume} is untouched" if args.resume else ""
+        failure = write_failure(failed_path(error, run_dir), error)
+        raise UserError(f"{failure}; the new run folder {run_dir} was removed{kept}") from None
     return run_dir, True
+
+
+def failed_path(error: OSError, run_dir: Path) -> Path:
+    """The file an OSError names, else the run folder."""
+    return Path(error.filename) if error.filename else run_dir
+
+
+def continue_in(
+    run_dir: Path, args: argparse.Namespace, state: TrainState, lock: RunDirLock, resolved: dict
+) -> None:
+    """Lock a resumed run's folder, clear what killed processes left, and save this start's args."""
+    lock.acquire(run_dir)
+    for folder in (run_dir, run_dir / "checkpoints"):
+        remove_stale_temporaries(folder, all_stale=lock.held)
+    stem, suffix = f"args-resume-step{state.global_step}", 1
+    while (run_dir / f"{stem}.json").exists():  # resumed from the same step before
+        stem, suffix = f"args-resume-step{state.global_step}-{suffix}", suffix + 1
+    save_args(run_dir, args, stem=stem, **resolved)
