@@ -12,7 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }}
+# The model module under a fixed name, so no model_name answer can collide with a name here.
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 from {{ cookiecutter.package_name }}.data import (
     DATASETS,
     DEFAULT_NUM_WORKERS,
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             f"but this data has {data.classes}; evaluate it on matching data"
         )
 
-    model = {{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
+    model = architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
     load_model_weights(model, checkpoint, args.checkpoint)
     device = select_device(args.device)
     model.to(device)

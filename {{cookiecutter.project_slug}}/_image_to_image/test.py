@@ -17,7 +17,10 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }}
+# The model module under a fixed name, so no model_name answer can collide with a name here.
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 from {{ cookiecutter.package_name }}.data import (
     CORRUPTIONS,
     DATASETS,
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["corruption"],
         settings["corruption_strength"],
     )
-    model = {{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
+    model = architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
     load_model_weights(model, checkpoint, args.checkpoint)
     device = select_device(args.device)
     model.to(device)
