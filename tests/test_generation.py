@@ -254,6 +254,18 @@ def test_a_slug_naming_no_folder_gets_a_sentence_and_nothing_is_written(
 
 
 @needs_template
+def test_generation_ends_with_the_next_steps(capfd: pytest.CaptureFixture) -> None:
+    bake(project_name="Road Signs")
+    out = capfd.readouterr().out
+    assert out.endswith(
+        'Next steps:\n    cd road-signs\n    pip install -e ".[dev]"\n'
+        "    git init && pre-commit install   # no git init inside an existing repository\n"
+        "    python train.py\n"
+        "    python test.py --checkpoint runs/<run>/checkpoints/best.pt\n"
+    )
+
+
+@needs_template
 def test_a_misspelt_answer_key_on_the_command_line_is_warned_about(tmp_path: Path) -> None:
     code, output = run_cli(tmp_path, "modle_name=tiny", "smoke_test=off", "github_actions=no")
     assert code == 0, output

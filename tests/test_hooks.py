@@ -277,6 +277,44 @@ def test_rendered_hook_reads_nasty_answers_back_unchanged(
     assert not (tmp_path / "PWNED").exists()
 
 
+# --- post_gen_project: the CI matrix and the next steps ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("floor", "versions"),
+    [("3.10", ["3.10", "3.12"]), ("3.11", ["3.11", "3.12"]), ("3.12", ["3.12"])],
+)
+def test_ci_matrix_holds_the_declared_floor_and_the_newest_python(
+    tmp_path: Path, floor: str, versions: list[str]
+) -> None:
+    workflow = REPO / "{{cookiecutter.project_slug}}" / post.WORKFLOW
+    (tmp_path / post.WORKFLOW).parent.mkdir(parents=True)
+    (tmp_path / post.WORKFLOW).write_text(workflow.read_text())
+    post.write_ci_matrix(tmp_path, {**GOOD, "python_requires": floor})
+    written = (tmp_path / post.WORKFLOW).read_text()
+    assert written.count("python: [") == 1
+    assert f"python: {json.dumps(versions)}" in written
+    # Only that line changed: GitHub's own expressions are left as they were.
+    assert written.count("${{") == workflow.read_text().count("${{")
+
+
+def test_ci_matrix_is_skipped_without_a_workflow(tmp_path: Path) -> None:
+    post.write_ci_matrix(tmp_path, {**GOOD, "github_actions": False})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("pre_commit", [True, False])
+def test_next_steps_name_install_train_and_test(tmp_path: Path, pre_commit: bool) -> None:
+    steps = post.next_steps(tmp_path / "road-signs", {**GOOD, "pre_commit": pre_commit})
+    lines = [line.strip() for line in steps.splitlines()]
+    assert lines[0] == "Next steps:"
+    assert lines[1:3] == ["cd road-signs", 'pip install -e ".[dev]"']
+    assert lines[-2:] == [
+        "python train.py", "python test.py --checkpoint runs/<run>/checkpoints/best.pt"
+    ]  # fmt: skip
+    assert any(line.startswith("git init && pre-commit install") for line in lines) == pre_commit
+
+
 # --- post_gen_project: exclusions -------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from {{ cookiecutter.package_name }}.engine.checkpoint import (
 )
 from {{ cookiecutter.package_name }}.engine.cli import (
     ArgumentParser,
+    HelpFormatter,
     image_size,
     non_negative_int,
     positive_int,
@@ -50,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; data flags left unset fall back to the checkpoint's."""
     parser = ArgumentParser(
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="a .pt file train.py wrote")
     parser.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's")

@@ -127,7 +127,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Every flag, grouped; the defaults show in --help and are saved with each run."""
     parser = cli.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter
     )
     add = parser.add_argument_group("data").add_argument
     add("--dataset", choices=DATASETS, default="synthetic", help="data set to train on")

@@ -34,6 +34,7 @@ from {{ cookiecutter.package_name }}.engine.checkpoint import (
 )
 from {{ cookiecutter.package_name }}.engine.cli import (
     ArgumentParser,
+    HelpFormatter,
     image_size,
     non_negative_int,
     positive_float,
@@ -67,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; data flags left unset fall back to the checkpoint's."""
     parser = ArgumentParser(
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add = parser.add_argument
     add("--checkpoint", type=Path, required=True, help="a .pt file train.py wrote")
