@@ -1,4 +1,4 @@
-"""Remove what the answers exclude, then prove the new project trains (the smoke step).
+"""Trim the project to the answers, write its CI matrix, smoke-train it, print the next steps.
 
 Cookiecutter renders this file with Jinja and runs it inside the new project folder; a
 non-zero exit makes it delete the project (unless --keep-project-on-failure is given).

@@ -26,9 +26,9 @@ PEP440 = re.compile(
 LOWER_WITH_UNDER = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 SLUG = re.compile(r"[a-z][a-z0-9_-]*")
 # Plain ASCII only: the address lands inside TOML and Markdown without escaping.
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # A key=value argument of the cookiecutter command line (an answer given as extra context).
 ANSWER_ARGUMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
 # What the generated project, its tests and its packaging import (and its own train/test
 # scripts); a package of the same name would shadow them.
@@ -157,8 +157,8 @@ def jinja_errors(answers: dict[str, Any]) -> list[str]:
     """
     return [
         f"ERROR: {name} {value!r} still holds Jinja template syntax after cookiecutter rendered "
-        f"it; remove the braces (answers are rendered as templates: never paste answers from an "
-        f"untrusted file)."
+        "it; remove the braces (answers are rendered as templates: never paste answers from an "
+        "untrusted file)."
         for name, value in answers.items()
         if not name.startswith("_")
         and isinstance(value, str)
