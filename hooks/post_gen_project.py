@@ -1,4 +1,4 @@
-"""Remove what the answers exclude, then prove the new project trains (the smoke step).
+"""Trim the project to the answers, write its CI matrix, smoke-train it, print the next steps.
 
 Cookiecutter renders this file with Jinja and runs it inside the new project folder; a
 non-zero exit makes it delete the project (unless --keep-project-on-failure is given).
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,11 @@ EXCLUSIONS: list[tuple[Condition, list[str]]] = [
 OVERLAYS: list[tuple[Condition, str]] = [
     (is_image_to_image, TASK_OVERLAY),
 ]
+# The GitHub workflow is copied without rendering (its expressions are GitHub's): this hook writes
+# its Python matrix, the floor the project declares and the newest Python it supports.
+WORKFLOW = Path(".github/workflows/ci.yml")
+MATRIX_LINE = re.compile(r"^(?P<indent>\s*)python: \[.*\]$", re.MULTILINE)
+NEWEST_PYTHON = "3.12"
 MODES = ("auto", "required", "off")
 BACKENDS = ("cpu", "cuda", "mps")
 DEFAULT_TIMEOUT = 300.0
@@ -146,6 +152,32 @@ def apply_overlays(project: Path, answers: dict[str, Any]) -> list[str]:
                 moved.append(relative.as_posix())
         shutil.rmtree(source, ignore_errors=True)
     return moved
+
+
+def ci_pythons(answers: dict[str, Any]) -> list[str]:
+    """The Pythons CI tests: the declared floor (python_requires) and the newest, once each."""
+    return list(dict.fromkeys([str(answers.get("python_requires", NEWEST_PYTHON)), NEWEST_PYTHON]))
+
+
+def write_ci_matrix(project: Path, answers: dict[str, Any]) -> None:
+    """Write the workflow's Python matrix line (no workflow, e.g. github_actions=no: nothing)."""
+    path = project / WORKFLOW
+    if not path.is_file():
+        return
+    versions = ", ".join(f'"{version}"' for version in ci_pythons(answers))
+    text, count = MATRIX_LINE.subn(rf"\g<indent>python: [{versions}]", path.read_text(), count=1)
+    if count != 1:
+        raise SmokeError(f"{WORKFLOW} has no 'python: [...]' matrix line to write.")
+    path.write_text(text)
+
+
+def next_steps(project: Path, answers: dict[str, Any]) -> str:
+    """What to type after generation: install, train, evaluate (and pre-commit, if chosen)."""
+    steps = [f"cd {project.name}", 'pip install -e ".[dev]"']
+    if answers.get("pre_commit") is True:
+        steps.append("git init && pre-commit install   # no git init inside an existing repository")
+    steps += ["python train.py", "python test.py --checkpoint runs/<run>/checkpoints/best.pt"]
+    return "Next steps:\n" + "".join(f"    {step}\n" for step in steps)
 
 
 def read_settings(answers: dict[str, Any], environ: Mapping[str, str]) -> Settings:
@@ -324,8 +356,12 @@ def main() -> int:
     apply_overlays(project, answers)
     before = snapshot(project)
     try:
+        write_ci_matrix(project, answers)
         settings = read_settings(answers, os.environ)
-        return 0 if settings.mode == "off" else smoke(project, settings)
+        code = 0 if settings.mode == "off" else smoke(project, settings)
+        if code == 0:
+            print(next_steps(project, answers), end="")
+        return code
     except SmokeError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1

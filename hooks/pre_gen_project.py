@@ -7,11 +7,15 @@ The module stays importable unrendered (the answers are read in main()) so tests
 
 from __future__ import annotations
 
+import difflib
 import json
 import keyword
+import os
 import re
+import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 # PEP 440 Appendix B: the canonical public version form (what PyPI shows); no local "+tag".
@@ -23,6 +27,8 @@ LOWER_WITH_UNDER = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 SLUG = re.compile(r"[a-z][a-z0-9_-]*")
 # Plain ASCII only: the address lands inside TOML and Markdown without escaping.
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# A key=value argument of the cookiecutter command line (an answer given as extra context).
+ANSWER_ARGUMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 # What the generated project, its tests and its packaging import (and its own train/test
 # scripts); a package of the same name would shadow them.
@@ -34,6 +40,15 @@ DEPENDENCIES = {
 STDLIB = sys.stdlib_module_names
 # Module names inside the generated package (DESIGN.md section 2).
 PACKAGE_MODULES = {"layers", "losses", "ops", "data", "engine", "utils", "__init__"}
+# Classes the model module re-exports beside the model class (scripts reach them through it):
+# a model class of the same name could not live in that module.
+MODEL_MODULE_CLASSES = {"ClassificationLoss", "RestorationLoss"}
+# Longest names that keep every generated line within ruff's 100 columns (the model's class
+# name sits inside code lines, the package name only in import lines).
+MAX_PACKAGE_NAME = 40
+MAX_MODEL_NAME = 32
+# Spelled without braces side by side: cookiecutter renders this file with Jinja.
+JINJA_MARKERS = tuple("{" + mark for mark in ("{", "%", "#"))
 
 Check = Callable[[Any, dict[str, Any]], bool]
 
@@ -68,6 +83,21 @@ def not_in(names: Iterable[str]) -> Check:
     return lambda value, _: value.casefold() not in taken
 
 
+def at_most(length: int) -> Check:
+    """Check that a name has at most `length` characters."""
+    return lambda value, _: len(value) <= length
+
+
+def model_class_free(value: Any, _: dict[str, Any]) -> bool:
+    """Check that the model's class name (CapWords form) is not a class its module re-exports."""
+    return model_class(value) not in MODEL_MODULE_CLASSES
+
+
+def model_class(model_name: str) -> str:
+    """The class name cookiecutter.json derives from model_name (its __model_class)."""
+    return model_name.title().replace("_", "")
+
+
 def differs_from(other: str) -> Check:
     """Check that the answer is not the same as another answer."""
     return lambda value, answers: value != answers.get(other)
@@ -87,6 +117,8 @@ def yes_no(answer: str) -> Rule:
 PACKAGE, MODEL = "image_classifier", "small_resnet"  # examples shown in refusals
 MIN_COOKIECUTTER = (2, 7)
 TEXT = "must be one line of printable text"
+TOO_LONG = "is longer than {} characters"
+LOSS_CLASS = "would give the model class the name of a loss class its module re-exports"
 FOLDER = "is not a folder name of lowercase letters, digits, - and _ that starts with a letter"
 
 # At most one message per answer: the first failing row of that answer (rows run in order).
@@ -97,11 +129,14 @@ RULES: list[Rule] = [
     Rule("package_name", not_keyword, "is a Python keyword", PACKAGE),
     Rule("package_name", not_in(DEPENDENCIES), "shadows the {value} library", PACKAGE),
     Rule("package_name", not_in(STDLIB), "shadows the standard-library module {value}", PACKAGE),
+    Rule("package_name", at_most(MAX_PACKAGE_NAME), TOO_LONG.format(MAX_PACKAGE_NAME), PACKAGE),
     choice("task", ["classification", "image_to_image"]),
     Rule("model_name", matches(LOWER_WITH_UNDER), "is not a lower_with_under name", MODEL),
     Rule("model_name", not_keyword, "is a Python keyword", MODEL),
     Rule("model_name", not_in(PACKAGE_MODULES), "clashes with the package's {value} module", MODEL),
     Rule("model_name", differs_from("package_name"), "is the package name too", MODEL),
+    Rule("model_name", at_most(MAX_MODEL_NAME), TOO_LONG.format(MAX_MODEL_NAME), MODEL),
+    Rule("model_name", model_class_free, LOSS_CLASS, MODEL),
     Rule("description", one_line, TEXT, "Trains a model."),
     Rule("author_name", one_line, TEXT, "Ada Lovelace"),
     Rule("author_email", matches(EMAIL), "is not an email address", "you@example.com"),
@@ -114,10 +149,27 @@ RULES: list[Rule] = [
 ]
 
 
+def jinja_errors(answers: dict[str, Any]) -> list[str]:
+    """One sentence per answer that still holds Jinja after cookiecutter rendered it.
+
+    Such an answer would be stored in .cookiecutter.json and run again as a template when that
+    file is fed back to cookiecutter, so it is never accepted.
+    """
+    return [
+        f"ERROR: {name} {value!r} still holds Jinja template syntax after cookiecutter rendered "
+        "it; remove the braces (answers are rendered as templates: never paste answers from an "
+        "untrusted file)."
+        for name, value in answers.items()
+        if not name.startswith("_")
+        and isinstance(value, str)
+        and any(mark in value for mark in JINJA_MARKERS)
+    ]
+
+
 def check_answers(answers: dict[str, Any], rules: Sequence[Rule] = RULES) -> list[str]:
     """Return one error sentence per wrong answer (empty when all are fine)."""
-    errors: list[str] = []
-    refused: set[str] = set()
+    errors = jinja_errors(answers)
+    refused = {error.split()[1] for error in errors}
     for rule in rules:
         if rule.answer in refused:
             continue
@@ -142,12 +194,48 @@ def cookiecutter_version_error(version: str) -> list[str]:
     ]
 
 
+def command_line_keys(argv: Sequence[str]) -> list[str]:
+    """The keys of the key=value answers of a cookiecutter command line (none for others)."""
+    if not any(Path(arg).name in ("cookiecutter", "cookiecutter.exe") for arg in argv[:3]):
+        return []
+    return [arg.split("=", 1)[0] for arg in argv if ANSWER_ARGUMENT.match(arg)]
+
+
+def parent_command_line() -> list[str]:
+    """The arguments of the process running this hook (cookiecutter); empty where unreadable."""
+    try:  # Linux
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+        return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    except OSError:
+        pass
+    try:  # macOS and other Unixes: ps joins the arguments with spaces, enough to find key=
+        command = ["ps", "-ww", "-o", "args=", "-p", str(os.getppid())]
+        return subprocess.run(command, capture_output=True, text=True, timeout=5).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return []
+
+
+def unknown_key_warnings(keys: Iterable[str], known: Sequence[str]) -> list[str]:
+    """One warning per key that is not an answer of this template, naming the closest one."""
+    warnings = []
+    for key in dict.fromkeys(keys):
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"the answers are {', '.join(known)}."
+        warnings.append(f"WARNING: {key} is not an answer of this template (ignored); {hint}")
+    return warnings
+
+
 def main() -> int:
     """Validate the rendered answers; print every refusal and exit 1 if there is one."""
     import cookiecutter  # hooks run in the interpreter that runs cookiecutter
 
     # tojson writes ' < > & as \u escapes, so no answer can close this '''-quoted raw literal.
     answers = json.loads(r'''{{ cookiecutter | tojson }}''')  # fmt: skip
+    known = sorted(name for name in answers if not name.startswith("_"))
+    for warning in unknown_key_warnings(command_line_keys(parent_command_line()), known):
+        print(warning, file=sys.stderr)
     errors = cookiecutter_version_error(cookiecutter.__version__) + check_answers(answers)
     for error in errors:
         print(error, file=sys.stderr)

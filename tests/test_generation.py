@@ -99,6 +99,8 @@ REFUSED = [
     ({"version": "1.0-beta"}, "ERROR: version '1.0-beta' is not a canonical PEP 440 version"),
     ({"description": "two\nlines"}, "ERROR: description 'two\\nlines' must be one line"),
     ({"author_name": ""}, "ERROR: author_name '' must be one line of printable text"),
+    # Rendered once by cookiecutter (--no-input), the answer still holds Jinja: never stored.
+    ({"description": "{{ '{{' }} 7*7 }}"}, "ERROR: description '{{ 7*7 }}' still holds Jinja"),
 ]
 
 
@@ -166,10 +168,9 @@ PAYLOADS = {
     "backslashes": "C:\\new\\table \\' \\\" ends with \\",
     "code": "__import__('os').system('touch PWNED')",
     "html": "</script><!-- & --> <b>",
-    "jinja": "{{ 7*7 }} {% raw %}",
 }
-# --no-input renders answers as Jinja first, so Jinja in them is tested separately below.
-CLI_PAYLOADS = {name: text for name, text in PAYLOADS.items() if name != "jinja"}
+# Jinja in answers is refused (the hook tests), and --no-input renders it first: see below.
+CLI_PAYLOADS = PAYLOADS
 SAFE_NAMES = {"project_slug": "inert-project", "package_name": "inert_project"}
 
 
@@ -223,6 +224,53 @@ def test_jinja_on_the_command_line_is_rendered_by_cookiecutter_not_by_the_hooks(
     # With --no-input, cookiecutter itself renders every answer as a template (before any hook).
     project = bake(**SAFE_NAMES, description="{{ 7*7 }}")
     assert_inert(tmp_path, project, {"description": "49", "author_name": "Your Name"})
+
+
+@needs_template
+@pytest.mark.parametrize("field", ["project_name", "description", "author_name"])
+def test_jinja_in_a_replayed_answer_is_refused_and_never_stored(
+    tmp_path: Path, capfd: pytest.CaptureFixture, field: str
+) -> None:
+    # A replay (or .cookiecutter.json fed back) is not rendered before the hooks: the payload
+    # reaches them verbatim and would be stored, to run when the answers are next rendered.
+    with pytest.raises(FailedHookException):
+        bake_replay(tmp_path, **SAFE_NAMES, **{field: "{{ 7*7 }} {% raw %}"})
+    assert f"ERROR: {field} '{{{{ 7*7 }}}} {{% raw %}}' still holds Jinja" in capfd.readouterr().err
+    assert_nothing_written(tmp_path)
+
+
+@needs_template
+@pytest.mark.parametrize("slug", ["", "."])
+def test_a_slug_naming_no_folder_gets_a_sentence_and_nothing_is_written(
+    tmp_path: Path, slug: str
+) -> None:
+    code, output = run_cli(tmp_path, f"project_slug={slug}", "smoke_test=off")
+    assert code == 1
+    assert output.strip() == (
+        f"ERROR: project_slug {slug!r} is not a folder name of lowercase letters, digits, - and _ "
+        "that starts with a letter; pick another, e.g. 'image-classifier'."
+    )
+    assert_nothing_written(tmp_path)
+
+
+@needs_template
+def test_generation_ends_with_the_next_steps(capfd: pytest.CaptureFixture) -> None:
+    bake(project_name="Road Signs")
+    out = capfd.readouterr().out
+    assert out.endswith(
+        'Next steps:\n    cd road-signs\n    pip install -e ".[dev]"\n'
+        "    git init && pre-commit install   # no git init inside an existing repository\n"
+        "    python train.py\n"
+        "    python test.py --checkpoint runs/<run>/checkpoints/best.pt\n"
+    )
+
+
+@needs_template
+def test_a_misspelt_answer_key_on_the_command_line_is_warned_about(tmp_path: Path) -> None:
+    code, output = run_cli(tmp_path, "modle_name=tiny", "smoke_test=off", "github_actions=no")
+    assert code == 0, output
+    warning = "WARNING: modle_name is not an answer of this template (ignored); did you mean "
+    assert f"{warning}model_name?" in output
 
 
 @needs_project

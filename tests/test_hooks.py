@@ -12,6 +12,7 @@ from types import ModuleType
 
 import pytest
 from cookiecutter.environment import StrictEnvironment
+from cookiecutter.exceptions import FailedHookException
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
 
@@ -58,7 +59,7 @@ def test_defaults_pass() -> None:
         {"version": "2!1.0.post2.dev3"},
         {"author_email": "first.last+tag@sub.example.co.uk"},
         {"project_name": "Café « Zürich » it's \"quoted\""},
-        {"description": "Uses {{ jinja }} and \\ backslashes and ''' quotes"},
+        {"description": "Uses { braces } and \\ backslashes and ''' quotes"},
         {"python_requires": "3.12", "license": "none", "smoke_test": "off"},
         {"package_name": "match"},  # soft keywords are fine module names
     ],
@@ -98,6 +99,10 @@ BAD = [
     ("model_name", "data", "clashes with the package's data module"),
     ("model_name", "engine", "clashes with the package's engine module"),
     ("model_name", "image_classifier", "is the package name too"),
+    ("model_name", "classification_loss", "would give the model class the name of a loss class"),
+    ("model_name", "restoration_loss", "would give the model class the name of a loss class"),
+    ("model_name", "m" * 33, "is longer than 32 characters"),
+    ("package_name", "p" * 41, "is longer than 40 characters"),
     ("project_name", "", "must be one line of printable text"),
     ("project_name", "two\nlines", "must be one line of printable text"),
     ("description", "bell\a", "must be one line of printable text"),
@@ -125,6 +130,77 @@ def test_bad_answer_refused_with_one_sentence(answer: str, value: str, reason: s
     assert errors[0].startswith(f"ERROR: {answer} {value!r} {reason}")
     assert re.search(r"; pick another, e\.g\. ('.+'|True)\.\Z", errors[0]), errors[0]
     assert "\n" not in errors[0]
+
+
+def test_names_at_the_length_limits_pass() -> None:
+    answers = {"package_name": "p" * pre.MAX_PACKAGE_NAME, "model_name": "m" * pre.MAX_MODEL_NAME}
+    assert pre.check_answers({**GOOD, **answers}) == []
+
+
+JINJA_LEFT = {"{{": "{{ 7*7 }}", "{%": "a {% raw %} b", "{#": "x {# note #}"}
+
+
+@pytest.mark.parametrize("answer", ["project_name", "description", "author_name", "version"])
+@pytest.mark.parametrize("text", JINJA_LEFT.values(), ids=JINJA_LEFT.keys())
+def test_an_answer_still_holding_jinja_is_refused_with_one_sentence(answer: str, text: str) -> None:
+    # Such an answer would be stored in .cookiecutter.json and rendered again on regeneration.
+    errors = pre.check_answers({**GOOD, answer: text})
+    assert errors == [
+        f"ERROR: {answer} {text!r} still holds Jinja template syntax after cookiecutter rendered "
+        "it; remove the braces (answers are rendered as templates: never paste answers from an "
+        "untrusted file)."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "keys"),
+    [
+        (["/venv/bin/python", "/venv/bin/cookiecutter", "gh:o/t", "--no-input", "a=1", "b_2="],
+         ["a", "b_2"]),
+        (["python", "-m", "cookiecutter", ".", "-o", "out", "task=image_to_image"], ["task"]),
+        (["cookiecutter.exe", ".", "--output-dir=x", "x y=z"], []),
+        (["python", "-m", "pytest", "-k", "a=b"], []),  # not cookiecutter: arguments say nothing
+        ([], []),
+    ],
+)  # fmt: skip
+def test_command_line_keys(argv: list[str], keys: list[str]) -> None:
+    assert pre.command_line_keys(argv) == keys
+
+
+def test_a_misspelt_answer_key_is_warned_about_with_the_closest_key() -> None:
+    known = sorted(name for name in GOOD if not name.startswith("_"))
+    warnings = pre.unknown_key_warnings(
+        ["modle_name", "task", "nonexistent_key", "modle_name"], known
+    )
+    assert warnings[0] == (
+        "WARNING: modle_name is not an answer of this template (ignored); did you mean model_name?"
+    )
+    assert warnings[1].startswith("WARNING: nonexistent_key is not an answer of this template")
+    assert "the answers are author_email, author_name, " in warnings[1] and len(warnings) == 2
+
+
+def test_defaults_follow_the_task() -> None:
+    context = generate_context(REPO / "cookiecutter.json", extra_context={"task": "image_to_image"})
+    answers = prompt_for_config(context, no_input=True)
+    assert (answers["project_name"], answers["project_slug"]) == (
+        "Image Restorer",
+        "image-restorer",
+    )
+    assert (answers["package_name"], answers["model_name"]) == ("image_restorer", "small_unet")
+    assert (GOOD["project_name"], GOOD["model_name"]) == ("Image Classifier", "small_resnet")
+
+
+@pytest.mark.parametrize("slug", ["", ".", "./", "..", " "])
+def test_a_slug_naming_no_new_folder_is_refused_before_cookiecutter_makes_the_folder(
+    slug: str,
+) -> None:
+    context = generate_context(REPO / "cookiecutter.json", extra_context={"project_slug": slug})
+    with pytest.raises(FailedHookException) as refused:
+        prompt_for_config(context, no_input=True)
+    assert str(refused.value) == (
+        f"ERROR: project_slug {slug!r} is not a folder name of lowercase letters, digits, - and _ "
+        "that starts with a letter; pick another, e.g. 'image-classifier'."
+    )
 
 
 def test_refusal_message_names_answer_reason_and_example() -> None:
@@ -199,6 +275,44 @@ def test_rendered_hook_reads_nasty_answers_back_unchanged(
     assert module.main() == 0
     assert seen == [answers]
     assert not (tmp_path / "PWNED").exists()
+
+
+# --- post_gen_project: the CI matrix and the next steps ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("floor", "versions"),
+    [("3.10", ["3.10", "3.12"]), ("3.11", ["3.11", "3.12"]), ("3.12", ["3.12"])],
+)
+def test_ci_matrix_holds_the_declared_floor_and_the_newest_python(
+    tmp_path: Path, floor: str, versions: list[str]
+) -> None:
+    workflow = REPO / "{{cookiecutter.project_slug}}" / post.WORKFLOW
+    (tmp_path / post.WORKFLOW).parent.mkdir(parents=True)
+    (tmp_path / post.WORKFLOW).write_text(workflow.read_text())
+    post.write_ci_matrix(tmp_path, {**GOOD, "python_requires": floor})
+    written = (tmp_path / post.WORKFLOW).read_text()
+    assert written.count("python: [") == 1
+    assert f"python: {json.dumps(versions)}" in written
+    # Only that line changed: GitHub's own expressions are left as they were.
+    assert written.count("${{") == workflow.read_text().count("${{")
+
+
+def test_ci_matrix_is_skipped_without_a_workflow(tmp_path: Path) -> None:
+    post.write_ci_matrix(tmp_path, {**GOOD, "github_actions": False})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("pre_commit", [True, False])
+def test_next_steps_name_install_train_and_test(tmp_path: Path, pre_commit: bool) -> None:
+    steps = post.next_steps(tmp_path / "road-signs", {**GOOD, "pre_commit": pre_commit})
+    lines = [line.strip() for line in steps.splitlines()]
+    assert lines[0] == "Next steps:"
+    assert lines[1:3] == ["cd road-signs", 'pip install -e ".[dev]"']
+    assert lines[-2:] == [
+        "python train.py", "python test.py --checkpoint runs/<run>/checkpoints/best.pt"
+    ]  # fmt: skip
+    assert any(line.startswith("git init && pre-commit install") for line in lines) == pre_commit
 
 
 # --- post_gen_project: exclusions -------------------------------------------------------------

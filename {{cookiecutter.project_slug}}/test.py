@@ -12,7 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }}
+# The model module under a fixed name, so no model_name answer can collide with a name here.
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 from {{ cookiecutter.package_name }}.data import (
     DATASETS,
     DEFAULT_NUM_WORKERS,
@@ -24,6 +27,7 @@ from {{ cookiecutter.package_name }}.engine.checkpoint import (
 )
 from {{ cookiecutter.package_name }}.engine.cli import (
     ArgumentParser,
+    HelpFormatter,
     image_size,
     non_negative_int,
     positive_int,
@@ -47,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; data flags left unset fall back to the checkpoint's."""
     parser = ArgumentParser(
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="a .pt file train.py wrote")
     parser.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's")
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             f"but this data has {data.classes}; evaluate it on matching data"
         )
 
-    model = {{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
+    model = architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
     load_model_weights(model, checkpoint, args.checkpoint)
     device = select_device(args.device)
     model.to(device)

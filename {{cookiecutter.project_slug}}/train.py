@@ -32,7 +32,10 @@ from torch.utils.tensorboard import SummaryWriter
 from torchinfo import summary
 from tqdm import tqdm
 
-from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }}
+# The model module under a fixed name, so no model_name answer can collide with a name here.
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 from {{ cookiecutter.package_name }}.data import (
 {% if cookiecutter.task == 'image_to_image' %}    CORRUPTIONS,
 {% endif %}    DATASETS,
@@ -129,7 +132,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Every flag, grouped; the defaults show in --help and are saved with each run."""
     parser = cli.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter
     )
     add = parser.add_argument_group("data").add_argument
     add("--dataset", choices=DATASETS, default="synthetic", help="data set to train on")
@@ -218,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 {% if cookiecutter.task == 'image_to_image' %}    add(
         "--pixel-loss",
-        choices={{ cookiecutter.model_name }}.PIXEL_LOSSES,
+        choices=architecture.PIXEL_LOSSES,
         default="l1",
         help="per-pixel loss",
     )
@@ -240,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--width", type=cli.positive_int, default=16, help="channels of the first stage")
 {% endif %}    add(
         "--norm",
-        choices={{ cookiecutter.model_name }}.NORMS,
+        choices=architecture.NORMS,
         default="batch",
         help="normalisation layers; group needs no batch statistics (small batches per process)",
     )
@@ -411,11 +414,11 @@ def train(args: argparse.Namespace) -> TrainResult:
         "width": args.width,
         "norm": args.norm,
     }
-{% endif %}    model = {{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(**model_config)
+{% endif %}    model = architecture.{{ cookiecutter.__model_class }}(**model_config)
 
     # Create loss
 {% if cookiecutter.task == 'image_to_image' %}    criterion = build_criterion(args)
-{% else %}    criterion = {{ cookiecutter.model_name }}.ClassificationLoss(args.label_smoothing)
+{% else %}    criterion = architecture.ClassificationLoss(args.label_smoothing)
 {% endif %}
     # Device setting (and the speed settings that come with it)
     model.to(device)
@@ -696,7 +699,7 @@ def build_criterion(args: argparse.Namespace) -> nn.Module:
     """
     weights, scale = args.perceptual_weights, args.perceptual_scale
     if scale > 0 and weights == "auto":
-        if {{ cookiecutter.model_name }}.imagenet_weights_cached():
+        if architecture.imagenet_weights_cached():
             weights = "imagenet"
         else:
             tqdm.write(
@@ -709,7 +712,7 @@ def build_criterion(args: argparse.Namespace) -> nn.Module:
             f"--perceptual-weights {weights} is not a file; give a VGG16 state dict file, "
             "or one of auto, imagenet, random"
         )
-    return {{ cookiecutter.model_name }}.RestorationLoss(
+    return architecture.RestorationLoss(
         args.pixel_loss, scale, None if weights == "random" else weights
     )
 

@@ -17,7 +17,10 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }}
+# The model module under a fixed name, so no model_name answer can collide with a name here.
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 from {{ cookiecutter.package_name }}.data import (
     CORRUPTIONS,
     DATASETS,
@@ -31,6 +34,7 @@ from {{ cookiecutter.package_name }}.engine.checkpoint import (
 )
 from {{ cookiecutter.package_name }}.engine.cli import (
     ArgumentParser,
+    HelpFormatter,
     image_size,
     non_negative_int,
     positive_float,
@@ -64,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; data flags left unset fall back to the checkpoint's."""
     parser = ArgumentParser(
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add = parser.add_argument
     add("--checkpoint", type=Path, required=True, help="a .pt file train.py wrote")
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["corruption"],
         settings["corruption_strength"],
     )
-    model = {{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
+    model = architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
     load_model_weights(model, checkpoint, args.checkpoint)
     device = select_device(args.device)
     model.to(device)

@@ -21,7 +21,10 @@ from {{ cookiecutter.package_name }}.engine.distributed import (
 )
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
-from tests.conftest import load_script
+
+# Relative (the probe runs as -m tests.distributed_probe), so its place among the imports
+# does not depend on how the package name sorts against "tests".
+from .conftest import load_script
 
 
 def weights_fingerprint(model: torch.nn.Module) -> list[float]:

@@ -4,6 +4,9 @@ import os
 import pytest
 import torch
 
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 from {{ cookiecutter.package_name }}.engine import checkpoint as ckpt
 from {{ cookiecutter.package_name }}.engine.checkpoint import (
     TrainState,
@@ -16,11 +19,10 @@ from {{ cookiecutter.package_name }}.engine.optim import (
     build_optimizer,
     build_scheduler,
 )
-from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
 
 
 def trained_parts(num_classes=3):
-    model = {{ cookiecutter.__model_class }}({{ 'out_channels' if cookiecutter.task == 'image_to_image' else 'num_classes' }}=num_classes, width=4)
+    model = architecture.{{ cookiecutter.__model_class }}({{ 'out_channels' if cookiecutter.task == 'image_to_image' else 'num_classes' }}=num_classes, width=4)
     optimizer = build_optimizer(model, "adamw", 1e-2, 0.01)
     scheduler = build_scheduler(optimizer, "cosine", 1, 10)
     model(torch.randn(4, 3, 8, 8)).sum().backward()

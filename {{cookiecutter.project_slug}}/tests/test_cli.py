@@ -99,3 +99,14 @@ def test_a_worker_error_is_reported_as_its_sentence():
         "last):\n  File ...\npkg.engine.errors.UserError: cannot read the image x.png (bad)"
     )
     assert user_message(wrapped) == "cannot read the image x.png (bad)"
+
+
+@pytest.mark.parametrize("script", ["train_script", "test_script"])
+def test_help_states_each_default_once(script, request, capsys):
+    # A help text that names its default (e.g. "default: the checkpoint's") gets no second one.
+    with pytest.raises(SystemExit) as exit_info:
+        request.getfixturevalue(script).parse_args(["--help"])
+    assert exit_info.value.code == 0
+    flags = " ".join(capsys.readouterr().out.split()).split(" -")  # one chunk per flag
+    assert [chunk for chunk in flags if chunk.count("default") > 1] == []
+    assert any("(default: " in chunk for chunk in flags)  # the formatter still adds the rest

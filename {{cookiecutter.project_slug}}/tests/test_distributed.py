@@ -16,6 +16,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 from {{ cookiecutter.package_name }}.data import build_datasets
 from {{ cookiecutter.package_name }}.engine import distributed
 from {{ cookiecutter.package_name }}.engine.checkpoint import load_checkpoint
@@ -23,7 +26,6 @@ from {{ cookiecutter.package_name }}.engine.device import select_device
 from {{ cookiecutter.package_name }}.engine.errors import UserError
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
-from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
 
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
 
@@ -146,7 +148,7 @@ def test_a_ddp_checkpoint_continues_in_a_single_process(ddp, train_script, tmp_p
 def test_validation_under_ddp_equals_the_single_process_numbers(ddp):
     out_dir, report = ddp
     checkpoint = load_checkpoint(out_dir / "ddp" / "checkpoints" / "last.pt")
-    model = {{ cookiecutter.__model_class }}(**checkpoint["model_config"])
+    model = architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
     model.load_state_dict(checkpoint["model"])
 {% if cookiecutter.task == 'image_to_image' %}    data = build_datasets("synthetic", None, 32, 0, 96)
 {% else %}    data = build_datasets("synthetic", None, 32, False, 0, 96, False)
@@ -210,7 +212,7 @@ def one_process_group():
 
 
 def test_sync_bn_on_the_cpu_is_refused_with_the_fix(one_process_group):
-    model = {{ cookiecutter.__model_class }}(width=4)
+    model = architecture.{{ cookiecutter.__model_class }}(width=4)
     with pytest.raises(UserError, match="--sync-bn needs CUDA GPUs; on the CPU use --norm group"):
         distributed.wrap_model(model, torch.device("cpu"), sync_batchnorm=True)
     wrapped = distributed.wrap_model(model, torch.device("cpu"), sync_batchnorm=False)
@@ -221,7 +223,7 @@ def test_sync_bn_on_the_cpu_is_refused_with_the_fix(one_process_group):
 def test_without_torchrun_nothing_is_wrapped_or_reduced(monkeypatch):
     for name in distributed.TORCHRUN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    model = {{ cookiecutter.__model_class }}(width=4)
+    model = architecture.{{ cookiecutter.__model_class }}(width=4)
     with distributed.process_group(torch.device("cpu")):
         assert not distributed.is_distributed() and distributed.world_size() == 1
         assert distributed.wrap_model(model, torch.device("cpu"), sync_batchnorm=True) is model

@@ -59,7 +59,7 @@ def test_sigterm_saves_last_pt_and_the_resumed_run_matches_a_straight_one(train_
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     train_script, tmp_path, monkeypatch
 ):
-    class DivergingLoss(train_script.{{ cookiecutter.model_name }}.{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}):
+    class DivergingLoss(train_script.architecture.{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}):
         calls = 0
 
         def forward(self, logits, targets):
@@ -67,7 +67,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
             loss = super().forward(logits, targets)
             return loss * float("nan") if DivergingLoss.calls > 6 else loss  # from step 7
 
-    monkeypatch.setattr(train_script.{{ cookiecutter.model_name }}, "{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}", DivergingLoss)
+    monkeypatch.setattr(train_script.architecture, "{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}", DivergingLoss)
     flags = [*TINY_RUN_FLAGS, "--epochs", "3", "--out-dir", str(tmp_path), "--run-name", "nan"]
     with pytest.raises(DivergedError, match="training loss became nan by step 8"):
         train_script.train(train_script.parse_args(flags))
@@ -165,7 +165,7 @@ def test_a_stop_on_an_epochs_last_step_still_validates_that_epoch(
 
 
 def test_a_nan_before_any_checkpoint_leaves_none_and_says_so(train_script, tmp_path, monkeypatch):
-    class NanFromStep3(train_script.{{ cookiecutter.model_name }}.{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}):
+    class NanFromStep3(train_script.architecture.{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}):
         calls = 0
 
         def forward(self, logits, targets):
@@ -173,7 +173,7 @@ def test_a_nan_before_any_checkpoint_leaves_none_and_says_so(train_script, tmp_p
             loss = super().forward(logits, targets)
             return loss * float("nan") if NanFromStep3.calls >= 3 else loss
 
-    monkeypatch.setattr(train_script.{{ cookiecutter.model_name }}, "{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}", NanFromStep3)
+    monkeypatch.setattr(train_script.architecture, "{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}", NanFromStep3)
     flags = [*TINY_RUN_FLAGS, "--log-every", "100", "--ckpt-every-steps", "4",
              "--out-dir", str(tmp_path), "--run-name", "nan"]  # fmt: skip
     with pytest.raises(

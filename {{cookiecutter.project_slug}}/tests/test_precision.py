@@ -91,7 +91,7 @@ def test_compiled_model_trains_and_saves_plain_keys(train_script, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_no_host_device_sync_outside_log_steps_on_cuda(train_script, tmp_path, monkeypatch):
     device = torch.device("cuda")
-    model = train_script.{{ cookiecutter.model_name }}.{{ cookiecutter.__model_class }}(width=8).to(device)
+    model = train_script.architecture.{{ cookiecutter.__model_class }}(width=8).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = build_scheduler(optimizer, "cosine", 2, 20)
     batches = [(torch.randn(8, 3, 16, 16).pin_memory(), torch.randint(0, 10, (8,)).pin_memory())

@@ -8,8 +8,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 from {{ cookiecutter.package_name }}.engine.optim import build_optimizer
-from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
 
 from .conftest import TINY_RUN_FLAGS, scalar_steps
 
@@ -91,7 +93,7 @@ def test_smoke_test_trains_two_steps_and_leaves_nothing(
 
 
 def test_build_optimizer_skips_weight_decay_on_biases_and_norms():
-    model = {{ cookiecutter.__model_class }}(width=4)
+    model = architecture.{{ cookiecutter.__model_class }}(width=4)
     decay, no_decay = build_optimizer(model, "adamw", 1e-3, 0.1).param_groups
     assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
     assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0

@@ -9,6 +9,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 from {{ cookiecutter.package_name }}.engine.errors import UserError
 from {{ cookiecutter.package_name }}.engine.graphs import (
     log_module_graph,
@@ -17,8 +20,7 @@ from {{ cookiecutter.package_name }}.engine.graphs import (
 from {{ cookiecutter.package_name }}.engine.reporting import HPARAM_METRICS
 {% if cookiecutter.task == 'image_to_image' %}from {{ cookiecutter.package_name }}.losses import RestorationLoss
 {% else %}from {{ cookiecutter.package_name }}.losses import ClassificationLoss
-{% endif %}from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
-
+{% endif %}
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
 
 
@@ -67,7 +69,7 @@ def test_hparams_hold_every_flag_and_name_the_final_metrics(tiny_run):
 
 
 def test_log_module_graph_adds_the_graph_and_leaves_batchnorm_statistics(tmp_path):
-    model = {{ cookiecutter.__model_class }}(width=4).train()
+    model = architecture.{{ cookiecutter.__model_class }}(width=4).train()
     before = {name: buffer.clone() for name, buffer in model.named_buffers()}
     with SummaryWriter(tmp_path) as writer:
         log_module_graph(writer, model, torch.zeros(1, 3, 16, 16))
@@ -89,7 +91,7 @@ def test_viz_graph_without_torchviz_stops_before_training_with_the_install_hint(
 
 def test_autograd_graph_is_written_for_one_step_of_a_copy_of_the_model(tmp_path):
     pytest.importorskip("torchviz")
-    model = {{ cookiecutter.__model_class }}(width=4).train()
+    model = architecture.{{ cookiecutter.__model_class }}(width=4).train()
     before = {name: buffer.clone() for name, buffer in model.named_buffers()}
 {% if cookiecutter.task == 'image_to_image' %}    dataset = [(torch.rand(3, 16, 16), torch.rand(3, 16, 16)) for _ in range(2)]
     message = save_autograd_graph(model, RestorationLoss(), dataset, tmp_path, torch.device("cpu"))

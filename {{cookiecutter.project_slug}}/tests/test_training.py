@@ -7,9 +7,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
 from {{ cookiecutter.package_name }}.engine.optim import build_scheduler
-from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
 
 from .conftest import TINY_RUN_FLAGS, scalar_steps
 
@@ -42,7 +44,7 @@ def test_overfitting_one_small_batch_drives_the_loss_down(train_script, tmp_path
 def make_group_norm_model():
     # GroupNorm: no batch statistics, so micro-batches and one big batch are comparable.
     torch.manual_seed(0)
-    return {{ cookiecutter.__model_class }}(num_classes=3, width=4, norm="group")
+    return architecture.{{ cookiecutter.__model_class }}(num_classes=3, width=4, norm="group")
 
 
 def test_accumulation_equals_one_big_batch_including_a_short_last_group(train_script, tmp_path):

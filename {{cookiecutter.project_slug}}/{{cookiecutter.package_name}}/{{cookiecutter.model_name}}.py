@@ -7,11 +7,18 @@ and the metric that belong to it, so the scripts never reach into layers/, losse
 import torch
 from torch import nn
 
-from .layers import NORMS, ConvNormAct, ResidualBlock, norm_layer_for
+# The building blocks through their module: no model class name can shadow them.
+from . import layers
+from .layers import NORMS
 from .losses import ClassificationLoss
 from .ops import topk_correct
 
-__all__ = ["NORMS", "ClassificationLoss", "{{ cookiecutter.__model_class }}", "topk_correct"]
+__all__ = [
+    "NORMS",
+    "ClassificationLoss",
+    "{{ cookiecutter.__model_class }}",
+    "topk_correct",
+]
 
 
 class {{ cookiecutter.__model_class }}(nn.Module):
@@ -32,17 +39,17 @@ class {{ cookiecutter.__model_class }}(nn.Module):
         norm: str = "batch",
     ) -> None:
         super().__init__()
-        norm_layer = norm_layer_for(norm)
+        norm_layer = layers.norm_layer_for(norm)
         self.in_channels = in_channels
         self.num_classes = num_classes
-        self.stem = ConvNormAct(in_channels, width, norm_layer=norm_layer)
+        self.stem = layers.ConvNormAct(in_channels, width, norm_layer=norm_layer)
         stages = []
         channels = width
         for stage_index in range(3):
             out_channels = width * 2**stage_index
             for block_index in range(blocks_per_stage):
                 stride = 2 if stage_index > 0 and block_index == 0 else 1
-                stages.append(ResidualBlock(channels, out_channels, stride, norm_layer))
+                stages.append(layers.ResidualBlock(channels, out_channels, stride, norm_layer))
                 channels = out_channels
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(

@@ -1,31 +1,32 @@
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }}
-from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 
 
 @pytest.mark.parametrize(("channels", "size"), [(3, (32, 32)), (1, (17, 23)), (3, (8, 8))])
 def test_model_maps_images_to_images_of_the_same_shape_at_any_size(channels, size):
-    model = {{ cookiecutter.__model_class }}(channels, channels, width=8, depth=3)
+    model = architecture.{{ cookiecutter.__model_class }}(channels, channels, width=8, depth=3)
     x = torch.rand(2, channels, *size)
     assert model(x).shape == x.shape
 
 
 def test_the_untrained_model_is_the_identity():
     # The zero-initialised last layer adds nothing to the residual path at first.
-    model = {{ cookiecutter.__model_class }}(width=8).eval()
+    model = architecture.{{ cookiecutter.__model_class }}(width=8).eval()
     x = torch.rand(2, 3, 16, 16)
     torch.testing.assert_close(model(x), x)
 
 
 def test_other_output_channels_are_predicted_directly():
-    model = {{ cookiecutter.__model_class }}(in_channels=1, out_channels=3, width=8, depth=2)
+    model = architecture.{{ cookiecutter.__model_class }}(1, out_channels=3, width=8, depth=2)
     assert not model.residual and model(torch.rand(1, 1, 16, 16)).shape == (1, 3, 16, 16)
 
 
 def test_gradients_reach_every_parameter():
-    model = {{ cookiecutter.__model_class }}(width=8, depth=2)
+    model = architecture.{{ cookiecutter.__model_class }}(width=8, depth=2)
     torch.nn.init.normal_(model.head.weight)  # zero-init would stop gradients to lower layers
     x = torch.rand(2, 3, 16, 16)
     (model(x) - x.flip(-1)).abs().mean().backward()
@@ -33,7 +34,7 @@ def test_gradients_reach_every_parameter():
 
 
 def test_eval_mode_is_deterministic_and_batch_independent():
-    model = {{ cookiecutter.__model_class }}(width=8).eval()
+    model = architecture.{{ cookiecutter.__model_class }}(width=8).eval()
     torch.nn.init.normal_(model.head.weight)
     x = torch.rand(4, 3, 16, 16)
     torch.testing.assert_close(model(x)[:2], model(x[:2]), rtol=1e-5, atol=1e-5)
@@ -41,10 +42,10 @@ def test_eval_mode_is_deterministic_and_batch_independent():
 
 def test_a_depth_below_one_is_refused():
     with pytest.raises(ValueError, match="depth"):
-        {{ cookiecutter.__model_class }}(depth=0)
+        architecture.{{ cookiecutter.__model_class }}(depth=0)
 
 
 def test_the_model_module_exports_what_the_scripts_use():
     # train.py and test.py import only the model module (the seed's file organisation).
     for name in ("{{ cookiecutter.__model_class }}", "RestorationLoss", "psnr", "ssim"):
-        assert hasattr({{ cookiecutter.model_name }}, name), name
+        assert hasattr(architecture, name), name

@@ -8,9 +8,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
 from {{ cookiecutter.package_name }}.engine.optim import build_scheduler
-from {{ cookiecutter.package_name }}.{{ cookiecutter.model_name }} import {{ cookiecutter.__model_class }}
 
 from .conftest import TINY_RUN_FLAGS, scalar_steps
 
@@ -44,7 +46,7 @@ def test_overfitting_one_small_batch_drives_the_loss_down(train_script, tmp_path
 def make_group_norm_model():
     # GroupNorm: no batch statistics, so micro-batches and one big batch are comparable.
     torch.manual_seed(0)
-    model = {{ cookiecutter.__model_class }}(width=4, depth=2, norm="group")
+    model = architecture.{{ cookiecutter.__model_class }}(width=4, depth=2, norm="group")
     nn.init.normal_(model.head.weight, std=0.1)  # zero would leave the lower layers no gradient
     return model
 
@@ -110,7 +112,7 @@ def test_auto_perceptual_weights_offline_train_with_the_pixel_loss(
     train_script, monkeypatch, capsys
 ):
     monkeypatch.setattr(
-        train_script.{{ cookiecutter.model_name }},
+        train_script.architecture,
         "imagenet_weights_cached",
         lambda: False,
     )
@@ -121,13 +123,13 @@ def test_auto_perceptual_weights_offline_train_with_the_pixel_loss(
 
 def test_auto_perceptual_weights_use_imagenet_when_cached(train_script, monkeypatch):
     monkeypatch.setattr(
-        train_script.{{ cookiecutter.model_name }},
+        train_script.architecture,
         "imagenet_weights_cached",
         lambda: True,
     )
     built = []
     monkeypatch.setattr(
-        train_script.{{ cookiecutter.model_name }}, "RestorationLoss", lambda *args: built.append(args)
+        train_script.architecture, "RestorationLoss", lambda *args: built.append(args)
     )
     train_script.build_criterion(train_script.parse_args([]))
     assert built == [("l1", 0.1, "imagenet")]

@@ -7,7 +7,9 @@ and the metrics that belong to it, so the scripts never reach into layers/, loss
 import torch
 from torch import nn
 
-from .layers import NORMS, DoubleConv, DownBlock, UpBlock, norm_layer_for
+# The building blocks through their module: no model class name can shadow them.
+from . import layers
+from .layers import NORMS
 from .losses import PIXEL_LOSSES, RestorationLoss, imagenet_weights_cached
 from .ops import psnr, ssim
 
@@ -41,18 +43,18 @@ class {{ cookiecutter.__model_class }}(nn.Module):
         norm: str = "batch",
     ) -> None:
         super().__init__()
-        norm_layer = norm_layer_for(norm)
+        norm_layer = layers.norm_layer_for(norm)
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.residual = in_channels == out_channels
         channels = [width * 2**level for level in range(depth + 1)]
-        self.stem = DoubleConv(in_channels, width, norm_layer)
+        self.stem = layers.DoubleConv(in_channels, width, norm_layer)
         self.downs = nn.ModuleList(
-            DownBlock(channels[i], channels[i + 1], norm_layer) for i in range(depth)
+            layers.DownBlock(channels[i], channels[i + 1], norm_layer) for i in range(depth)
         )
         self.ups = nn.ModuleList(
-            UpBlock(channels[i + 1], channels[i], channels[i], norm_layer)
+            layers.UpBlock(channels[i + 1], channels[i], channels[i], norm_layer)
             for i in reversed(range(depth))
         )
         self.head = nn.Conv2d(width, out_channels, 1)

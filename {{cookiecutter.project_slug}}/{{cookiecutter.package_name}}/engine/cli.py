@@ -1,5 +1,6 @@
 """argparse types that reject impossible numbers with a message naming the allowed range,
-and a parser whose errors say how to write an on/off flag."""
+a parser whose errors say how to write an on/off flag, and a help formatter that states each
+default once."""
 
 import argparse
 import re
@@ -16,6 +17,16 @@ class ArgumentParser(argparse.ArgumentParser):
             spellings = " or ".join(flags.split("/"))
             message = f"{flags.split('/')[0]} takes no value (got {value}); write just {spellings}"
         super().error(message)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: ...)" to a flag's help, unless the help already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # e.g. "name of the run folder (default: a timestamp)" needs no "(default: None)" too.
+        if action.help and "default" in action.help:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _number(cast, text: str, accept, expected: str):
