@@ -281,6 +281,7 @@ def tiny_run_flags(project: Path) -> list[str]:
     return ast.literal_eval(value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("task", "model"), [("classification", "model"), ("image_to_image", "checkpoint")]
 )
@@ -305,8 +306,16 @@ def test_ruff_check_is_clean(baked):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_baked_projects_own_tests_pass(baked):
-    project, _ = baked
+# Each task's own suite runs once, on its default bake: the other bakes differ only in names
+# and optional files, which the fast lane checks (file set, compile, ruff) and the natural-name
+# test above trains.
+TASK_BAKES = ["defaults", "image-to-image"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", TASK_BAKES)
+def test_the_baked_projects_own_tests_pass(bake_of, key):
+    project, _ = bake_of(key)
     result = run(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
