@@ -37,6 +37,7 @@ from {{ cookiecutter.package_name }}.data import (
 {% if cookiecutter.task == 'image_to_image' %}    CORRUPTIONS,
 {% endif %}    DATASETS,
     DEFAULT_NUM_WORKERS,
+    TASK,
     DataBundle,
     build_datasets,
 {% if cookiecutter.task == 'image_to_image' %}    comparison_grid,
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 {% endif %}    add(
         "--num-workers",
-        type=cli.non_negative_int,
+        type=cli.num_workers,
         default=DEFAULT_NUM_WORKERS,
         help="DataLoader worker processes (0: load in the training process)",
     )
@@ -269,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument_group("run").add_argument
     add("--device", choices=DEVICE_CHOICES, default="auto", help="auto: cuda, then mps, then cpu")
-    add("--seed", type=cli.non_negative_int, default=0, help="random seed")
+    add("--seed", type=cli.seed, default=0, help="random seed")
     add("--deterministic", action="store_true", help="deterministic kernels (slower)")
     add(
         "--log-every",
@@ -320,7 +321,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     if str(args.resume) == "auto":
         args.resume = find_latest_checkpoint(args.out_dir, args.run_name)
-    resumed = parse_resumed_args(parser, argv, args.resume)
+    resumed = parse_resumed_args(parser, argv, args.resume, TASK)
     resumed.resume = args.resume
     return resumed
 
@@ -455,6 +456,7 @@ def train(args: argparse.Namespace) -> TrainResult:
 
     # Everything a checkpoint holds besides the state, which the loop keeps changing.
     parts = {
+        "task": TASK,
         "model": model,
         "model_config": model_config,
         "classes": data.classes,
