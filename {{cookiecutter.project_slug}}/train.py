@@ -221,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--perceptual-weights",
         default="auto",
-        help="VGG16 weights of the perceptual loss: auto (ImageNet's if cached, else no "
-        "perceptual term), imagenet (download if needed), random, or a .pt file",
+        help="VGG16 weights of the perceptual loss: auto (ImageNet's, downloaded once into "
+        "torch's cache; offline: no perceptual term), imagenet (the same, but offline is an "
+        "error), random, or a .pt file",
     )
     add(
         "--perceptual-scale",
@@ -674,17 +675,19 @@ def train_one_epoch(
 def build_criterion(args: argparse.Namespace) -> nn.Module:
     """Pixel loss plus, when --perceptual-scale > 0, the VGG16 perceptual term.
 
-    auto never touches the network: a download of 528 MB would stall a run (or hang
-    offline), so it uses ImageNet weights only when torch's cache already has them.
+    auto downloads ImageNet's VGG16 weights (528 MB, once) into torch's cache when the
+    network answers within seconds; offline it trains with the pixel loss alone.
     """
     weights, scale = args.perceptual_weights, args.perceptual_scale
     if scale > 0 and weights == "auto":
-        if {{ cookiecutter.model_name }}.imagenet_weights_cached():
+        fetch = {{ cookiecutter.model_name }}.fetch_imagenet_weights
+        # Rank 0 downloads first; the others then find the file in the cache they share.
+        if on_main_process(fetch) and fetch():
             weights = "imagenet"
         else:
             tqdm.write(
-                "perceptual loss off: the ImageNet VGG16 weights are not in torch's cache "
-                "(--perceptual-weights imagenet downloads them); training with the pixel loss"
+                "perceptual loss off: the ImageNet VGG16 weights are not in torch's cache and "
+                "could not be downloaded (offline?); training with the pixel loss"
             )
             scale = 0.0
     elif weights not in ("imagenet", "random", "auto") and not Path(weights).is_file():

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .layers import NORMS, DoubleConv, DownBlock, UpBlock, norm_layer_for
-from .losses import PIXEL_LOSSES, RestorationLoss, imagenet_weights_cached
+from .losses import PIXEL_LOSSES, RestorationLoss, fetch_imagenet_weights
 from .ops import psnr, ssim
 
 __all__ = [
@@ -16,7 +16,7 @@ __all__ = [
     "PIXEL_LOSSES",
     "RestorationLoss",
     "{{ cookiecutter.__model_class }}",
-    "imagenet_weights_cached",
+    "fetch_imagenet_weights",
     "psnr",
     "ssim",
 ]
