@@ -680,8 +680,11 @@ def build_criterion(args: argparse.Namespace) -> nn.Module:
     """
     weights, scale = args.perceptual_weights, args.perceptual_scale
     if scale > 0 and weights == "auto":
-        fetch = {{ cookiecutter.model_name }}.fetch_imagenet_weights
         # Rank 0 downloads first; the others then find the file in the cache they share.
+        # The smoke test stays quick and offline: it takes the weights only if cached.
+        def fetch() -> bool:
+            return {{ cookiecutter.model_name }}.fetch_imagenet_weights(download=not args.smoke_test)
+
         if on_main_process(fetch) and fetch():
             weights = "imagenet"
         else:

@@ -173,6 +173,15 @@ def test_auto_perceptual_weights_download_when_the_network_answers(
     assert len(calls) == 1 and (empty_torch_cache / "vgg16-397923af.pth").is_file()
 
 
+def test_the_smoke_test_never_downloads(train_script, empty_torch_cache, monkeypatch):
+    def forbidden(url):
+        raise AssertionError("the smoke test checked the network")
+
+    monkeypatch.setattr(perceptual_module, "host_answers", forbidden)
+    criterion = train_script.build_criterion(train_script.parse_args(["--smoke-test"]))
+    assert criterion.perceptual is None
+
+
 def test_imagenet_weights_offline_are_one_sentence(empty_torch_cache, monkeypatch):
     monkeypatch.setattr(perceptual_module, "host_answers", lambda url: False)
     with pytest.raises(UserError, match="could not download the ImageNet weights of vgg16"):
@@ -206,6 +215,21 @@ def test_a_failed_download_leaves_nothing_in_the_cache(empty_torch_cache, monkey
     monkeypatch.setattr(torch.hub, "urlopen", lambda request: BrokenResponse(size, 5000))
     assert not perceptual_module.fetch_imagenet_weights()
     assert list(empty_torch_cache.iterdir()) == []
+
+
+def test_the_connect_check_goes_to_the_proxy_when_one_is_set(monkeypatch):
+    tried = []
+
+    def refuse(address, timeout):
+        tried.append(address)
+        raise ConnectionRefusedError("refused")
+
+    monkeypatch.setattr(perceptual_module.socket, "create_connection", refuse)
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    perceptual_module.host_answers("https://download.pytorch.org/models/x.pth", timeout=1)
+    assert tried == [("proxy.example", 3128)]
 
 
 def test_an_unanswered_connection_gives_up_after_the_timeout(monkeypatch):

@@ -8,6 +8,7 @@ edges and colour, deep ones texture and shape.
 import pickle
 import socket
 import threading
+import urllib.request
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,15 +58,24 @@ def imagenet_weights_cached(arch: str = "vgg16") -> bool:
     return imagenet_weights_path(arch).is_file()
 
 
-def host_answers(url: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
-    """True when `url`'s host accepts a TCP connection within `timeout` seconds (DNS included)."""
+def _first_hop(url: str) -> tuple[str, int]:
+    """The host and port a download of `url` connects to: its proxy's, if the environment sets one."""
     parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname):
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def host_answers(url: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
+    """True when `url`'s host (or proxy) accepts a TCP connection within `timeout` seconds,
+    DNS lookup included."""
+    host, port = _first_hop(url)
     answered: list[bool] = []
 
     def connect() -> None:
         try:
-            socket.create_connection((parts.hostname, port), timeout=timeout).close()
+            socket.create_connection((host, port), timeout=timeout).close()
             answered.append(True)
         except OSError:
             pass
@@ -78,12 +88,13 @@ def host_answers(url: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
     return bool(answered)
 
 
-def fetch_imagenet_weights(arch: str = "vgg16") -> bool:
+def fetch_imagenet_weights(arch: str = "vgg16", download: bool = True) -> bool:
     """Put torchvision's ImageNet weights of `arch` in the torch hub cache, downloading them
-    (with a progress bar) if missing; False, with nothing left in the cache, when that fails."""
+    (with a progress bar) if missing and `download`; False, with nothing left in the cache,
+    when that fails."""
     target = imagenet_weights_path(arch)
-    if target.is_file():
-        return True
+    if target.is_file() or not download:
+        return target.is_file()
     url = ARCHS[arch].url
     if not host_answers(url):
         return False
@@ -102,9 +113,8 @@ def load_vgg_features(arch: str, weights: str | Path | None) -> nn.Sequential:
     """VGG `features` with ImageNet weights ("imagenet"), a local file's, or random ones (None)."""
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-    vgg = getattr(models, arch)(weights=None)
     if weights is None:
-        return vgg.features
+        return getattr(models, arch)(weights=None).features
     if weights == "imagenet":
         if not fetch_imagenet_weights(arch):
             raise UserError(
@@ -113,10 +123,10 @@ def load_vgg_features(arch: str, weights: str | Path | None) -> nn.Sequential:
                 "local weights file, or turn the perceptual term off"
             )
         weights = imagenet_weights_path(arch)
-    return _features_from_file(vgg, Path(weights), arch)
+    return _features_from_file(Path(weights), arch)
 
 
-def _features_from_file(vgg: nn.Module, path: Path, arch: str) -> nn.Sequential:
+def _features_from_file(path: Path, arch: str) -> nn.Sequential:
     """Load a state dict of the whole VGG (features.* keys) or of its features alone."""
     expected = f"give a {arch} state dict saved with torch.save, or auto, imagenet or random"
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
@@ -132,12 +142,13 @@ def _features_from_file(vgg: nn.Module, path: Path, arch: str) -> nn.Sequential:
         raise UserError(
             f"cannot read the VGG weights file {path} ({type(error).__name__}); {expected}"
         ) from None
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
         raise UserError(f"{path} holds no state dict; save one with torch.save(vgg.state_dict())")
     if any(key.startswith("features.") for key in state):
         state = {
             k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
         }
+    vgg = getattr(models, arch)(weights=None)  # built only now: a bad file fails fast
     try:
         vgg.features.load_state_dict(state)
     except RuntimeError as error:
