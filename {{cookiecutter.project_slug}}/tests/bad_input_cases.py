@@ -60,7 +60,8 @@ def edited_checkpoint(tmp_path, run, **stored_args) -> list[str]:
 
 def stored_batch_size_zero(tmp_path, run):
     flags = edited_checkpoint(tmp_path, run, batch_size=0)
-    return flags, "stores --batch-size 0, which the command line refuses (0 is out of range"
+    message = "stores --batch-size 0, which the command line refuses (0 is out of range; expected "
+    return flags, message + "an integer of 1 or more); use a checkpoint as train.py wrote it"
 
 
 def stored_lr_nan(tmp_path, run):
@@ -69,7 +70,8 @@ def stored_lr_nan(tmp_path, run):
 
 def stored_run_name_outside_out_dir(tmp_path, run):
     flags = edited_checkpoint(tmp_path, run, run_name="../../escaped_run")
-    return flags, "stores --run-name ../../escaped_run, which the command line refuses"
+    message = "stores --run-name ../../escaped_run, which the command line refuses ('../../"
+    return flags, message + "escaped_run' is a path; give a plain folder name); give --run-name"
 
 
 def cuda_without_a_gpu(tmp_path, run):

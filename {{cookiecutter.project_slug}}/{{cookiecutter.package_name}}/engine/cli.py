@@ -4,7 +4,7 @@ and a parser whose errors say how to write an on/off flag."""
 import argparse
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from pathlib import Path
 
 from .errors import UserError
@@ -93,12 +93,16 @@ def folder_name(text: str) -> str:
 
 
 def check_stored_values(
-    parser: argparse.ArgumentParser, stored: Mapping[str, object], source: Path
+    parser: argparse.ArgumentParser,
+    stored: Mapping[str, object],
+    source: Path,
+    overridable: Container[str] | None = None,
 ) -> None:
     """Refuse values read from a file (a checkpoint's args) that the command line would refuse.
 
     Each value goes through its flag's own type and choices, so an edited checkpoint
-    (batch_size 0, lr nan, run_name ../../X) stops here with a sentence.
+    (batch_size 0, lr nan, run_name ../../X) stops here with a sentence. The sentence offers
+    the flag as the fix when it is `overridable` (every flag when that is None).
     """
     for action in parser._actions:
         if action.dest not in stored or stored[action.dest] is None or not action.option_strings:
@@ -111,7 +115,9 @@ def check_stored_values(
                 choices = ", ".join(map(str, action.choices))
                 raise argparse.ArgumentTypeError(f"{value!r} is not one of {choices}")
         except argparse.ArgumentTypeError as error:
+            fix = "use a checkpoint as train.py wrote it"
+            if overridable is None or action.dest in overridable:
+                fix = f"give {flag} with a valid value, or {fix}"
             raise UserError(
-                f"{source} stores {flag} {value}, which the command line refuses ({error}); "
-                f"give {flag} with a valid value, or use a checkpoint that train.py wrote unedited"
+                f"{source} stores {flag} {value}, which the command line refuses ({error}); {fix}"
             ) from None

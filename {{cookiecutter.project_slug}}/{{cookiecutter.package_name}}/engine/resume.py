@@ -50,7 +50,7 @@ def parse_resumed_args(
     saved = load_checkpoint(path, task)["args"]
     given = vars(parser.parse_args(argv, namespace=_namespace_of_unset(parser)))
     not_given = {name: value for name, value in saved.items() if given.get(name) is _UNSET}
-    check_stored_values(parser, not_given, path)
+    check_stored_values(parser, not_given, path, overridable=CHANGEABLE_ON_RESUME)
     for name, value in given.items():
         if value is _UNSET or name in CHANGEABLE_ON_RESUME or name not in saved:
             continue
