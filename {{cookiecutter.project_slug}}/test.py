@@ -19,6 +19,7 @@ from {{ cookiecutter.package_name }} import (
 from {{ cookiecutter.package_name }}.data import (
     DATASETS,
     DEFAULT_NUM_WORKERS,
+    TASK,
     build_datasets,
 )
 from {{ cookiecutter.package_name }}.engine.checkpoint import (
@@ -28,9 +29,11 @@ from {{ cookiecutter.package_name }}.engine.checkpoint import (
 from {{ cookiecutter.package_name }}.engine.cli import (
     ArgumentParser,
     HelpFormatter,
+    check_stored_values,
     image_size,
-    non_negative_int,
+    num_workers,
     positive_int,
+    seed,
 )
 from {{ cookiecutter.package_name }}.engine.device import (
     DEVICE_CHOICES,
@@ -49,6 +52,11 @@ DATA_SETTINGS = ("dataset", "data_dir", "image_size", "synthetic_size", "seed")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; data flags left unset fall back to the checkpoint's."""
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> ArgumentParser:
+    """Every flag; the data flags default to None, meaning the checkpoint's value."""
     parser = ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=HelpFormatter,
@@ -58,22 +66,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, help="default: the checkpoint's")
     parser.add_argument("--image-size", type=image_size, help="default: the checkpoint's")
     parser.add_argument("--synthetic-size", type=positive_int, help="default: the checkpoint's")
-    parser.add_argument("--seed", type=non_negative_int, help="default: the checkpoint's")
+    parser.add_argument("--seed", type=seed, help="default: the checkpoint's")
     parser.add_argument("--download", action="store_true", help="download a torchvision set")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="evaluation batch")
     parser.add_argument(
-        "--num-workers", type=non_negative_int, default=DEFAULT_NUM_WORKERS, help="loader workers"
+        "--num-workers", type=num_workers, default=DEFAULT_NUM_WORKERS, help="loader workers"
     )
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="device")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Load the checkpoint, rebuild its model and validation data, evaluate, report."""
     args = parse_args(argv)
-    checkpoint = load_checkpoint(args.checkpoint)
+    checkpoint = load_checkpoint(args.checkpoint, TASK)
     train_args = checkpoint["args"]
+    # Settings taken from the checkpoint pass the flags' own checks: an edited one stops here.
+    stored = {name: train_args[name] for name in DATA_SETTINGS if getattr(args, name) is None}
+    check_stored_values(build_parser(), stored, args.checkpoint)
     settings = {
         name: getattr(args, name) if getattr(args, name) is not None else train_args[name]
         for name in DATA_SETTINGS

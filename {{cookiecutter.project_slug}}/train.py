@@ -40,6 +40,7 @@ from {{ cookiecutter.package_name }}.data import (
 {% if cookiecutter.task == 'image_to_image' %}    CORRUPTIONS,
 {% endif %}    DATASETS,
     DEFAULT_NUM_WORKERS,
+    TASK,
     DataBundle,
     build_datasets,
 {% if cookiecutter.task == 'image_to_image' %}    comparison_grid,
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 {% endif %}    add(
         "--num-workers",
-        type=cli.non_negative_int,
+        type=cli.num_workers,
         default=DEFAULT_NUM_WORKERS,
         help="DataLoader worker processes (0: load in the training process)",
     )
@@ -228,8 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--perceptual-weights",
         default="auto",
-        help="VGG16 weights of the perceptual loss: auto (ImageNet's if cached, else no "
-        "perceptual term), imagenet (download if needed), random, or a .pt file",
+        help="VGG16 weights of the perceptual loss: auto (ImageNet's, downloaded once into "
+        "torch's cache; offline: no perceptual term), imagenet (the same, but offline is an "
+        "error), random, or a .pt file",
     )
     add(
         "--perceptual-scale",
@@ -277,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument_group("run").add_argument
     add("--device", choices=DEVICE_CHOICES, default="auto", help="auto: cuda, then mps, then cpu")
-    add("--seed", type=cli.non_negative_int, default=0, help="random seed")
+    add("--seed", type=cli.seed, default=0, help="random seed")
     add("--deterministic", action="store_true", help="deterministic kernels (slower)")
     add(
         "--log-every",
@@ -328,7 +330,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     if str(args.resume) == "auto":
         args.resume = find_latest_checkpoint(args.out_dir, args.run_name)
-    resumed = parse_resumed_args(parser, argv, args.resume)
+    resumed = parse_resumed_args(parser, argv, args.resume, TASK)
     resumed.resume = args.resume
     return resumed
 
@@ -467,6 +469,7 @@ def train(args: argparse.Namespace) -> TrainResult:
 
     # Everything a checkpoint holds besides the state, which the loop keeps changing.
     parts = {
+        "task": TASK,
         "model": model,
         "model_config": model_config,
         "classes": data.classes,
@@ -694,17 +697,22 @@ def train_one_epoch(
 def build_criterion(args: argparse.Namespace) -> nn.Module:
     """Pixel loss plus, when --perceptual-scale > 0, the VGG16 perceptual term.
 
-    auto never touches the network: a download of 528 MB would stall a run (or hang
-    offline), so it uses ImageNet weights only when torch's cache already has them.
+    auto downloads ImageNet's VGG16 weights (528 MB, once) into torch's cache when the
+    network answers within seconds; offline it trains with the pixel loss alone.
     """
     weights, scale = args.perceptual_weights, args.perceptual_scale
     if scale > 0 and weights == "auto":
-        if architecture.imagenet_weights_cached():
+        # Rank 0 downloads first; the others then find the file in the cache they share.
+        # The smoke test stays quick and offline: it takes the weights only if cached.
+        def fetch() -> bool:
+            return architecture.fetch_imagenet_weights(download=not args.smoke_test)
+
+        if on_main_process(fetch) and fetch():
             weights = "imagenet"
         else:
             tqdm.write(
-                "perceptual loss off: the ImageNet VGG16 weights are not in torch's cache "
-                "(--perceptual-weights imagenet downloads them); training with the pixel loss"
+                "perceptual loss off: the ImageNet VGG16 weights are not in torch's cache and "
+                "could not be downloaded (offline?); training with the pixel loss"
             )
             scale = 0.0
     elif weights not in ("imagenet", "random", "auto") and not Path(weights).is_file():

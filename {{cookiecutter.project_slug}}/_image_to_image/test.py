@@ -25,6 +25,7 @@ from {{ cookiecutter.package_name }}.data import (
     CORRUPTIONS,
     DATASETS,
     DEFAULT_NUM_WORKERS,
+    TASK,
     build_datasets,
     comparison_grid,
 )
@@ -35,10 +36,12 @@ from {{ cookiecutter.package_name }}.engine.checkpoint import (
 from {{ cookiecutter.package_name }}.engine.cli import (
     ArgumentParser,
     HelpFormatter,
+    check_stored_values,
     image_size,
-    non_negative_int,
+    num_workers,
     positive_float,
     positive_int,
+    seed,
 )
 from {{ cookiecutter.package_name }}.engine.device import (
     DEVICE_CHOICES,
@@ -66,6 +69,11 @@ DATA_SETTINGS = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; data flags left unset fall back to the checkpoint's."""
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> ArgumentParser:
+    """Every flag; the data flags default to None, meaning the checkpoint's value."""
     parser = ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=HelpFormatter,
@@ -76,15 +84,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--data-dir", type=Path, help="default: the checkpoint's")
     add("--image-size", type=image_size, help="default: the checkpoint's")
     add("--synthetic-size", type=positive_int, help="default: the checkpoint's")
-    add("--seed", type=non_negative_int, help="default: the checkpoint's")
+    add("--seed", type=seed, help="default: the checkpoint's")
     add("--corruption", choices=CORRUPTIONS, help="default: the checkpoint's")
     add("--corruption-strength", type=positive_float, help="default: the checkpoint's")
     add("--save-samples", type=Path, help="write input | output | target PNGs to this folder")
     add("--batch-size", type=positive_int, default=64, help="evaluation batch")
-    add("--num-workers", type=non_negative_int, default=DEFAULT_NUM_WORKERS, help="loader workers")
+    add("--num-workers", type=num_workers, default=DEFAULT_NUM_WORKERS, help="loader workers")
     add("--device", choices=DEVICE_CHOICES, default="auto", help="device")
     add("--debug", action="store_true", help="show tracebacks of input errors")
-    return parser.parse_args(argv)
+    return parser
 
 
 def sample_writer(folder: Path):
@@ -111,8 +119,11 @@ def sample_writer(folder: Path):
 def main(argv: list[str] | None = None) -> int:
     """Load the checkpoint, rebuild its model and validation data, evaluate, report."""
     args = parse_args(argv)
-    checkpoint = load_checkpoint(args.checkpoint)
+    checkpoint = load_checkpoint(args.checkpoint, TASK)
     train_args = checkpoint["args"]
+    # Settings taken from the checkpoint pass the flags' own checks: an edited one stops here.
+    stored = {name: train_args[name] for name in DATA_SETTINGS if getattr(args, name) is None}
+    check_stored_values(build_parser(), stored, args.checkpoint)
     settings = {
         name: getattr(args, name) if getattr(args, name) is not None else train_args[name]
         for name in DATA_SETTINGS

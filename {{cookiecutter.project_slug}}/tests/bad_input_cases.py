@@ -10,6 +10,10 @@ import torch
 from {{ cookiecutter.package_name }}.engine.checkpoint import FORMAT_VERSION
 
 
+class PickledObject:
+    """A class a pickle can name: weights_only loading must refuse a file holding one."""
+
+
 def max_steps_reached(tmp_path, run):
     flags = ["--resume", str(run / "checkpoints" / "last.pt"), "--epochs", "3", "--max-steps", "12"]
     return flags, "--max-steps 12 is reached; pass --max-steps 0"
@@ -33,6 +37,43 @@ def newer_format(tmp_path, run):
     return ["--resume", str(tmp_path / "newer.pt")], "newer than the"
 
 
+def malicious_checkpoint(tmp_path, run):
+    payload = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    payload["args"] = PickledObject()
+    torch.save(payload, tmp_path / "malicious.pt")
+    message = "holds Python objects other than tensors and plain values, so it was not loaded"
+    return ["--resume", str(tmp_path / "malicious.pt")], message
+
+
+def edited_checkpoint(tmp_path, run, **stored_args) -> list[str]:
+    """Flags resuming a copy of the run's last.pt whose stored args were changed to `stored_args`.
+
+    The copy lies outside any run folder, so a resume would make a new one from its run_name.
+    """
+    payload = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    payload["args"].update(stored_args)
+    path = tmp_path / "edited" / "checkpoints" / "last.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(payload, path)
+    return ["--resume", str(path), "--epochs", "3"]
+
+
+def stored_batch_size_zero(tmp_path, run):
+    flags = edited_checkpoint(tmp_path, run, batch_size=0)
+    message = "stores --batch-size 0, which the command line refuses (0 is out of range; expected "
+    return flags, message + "an integer of 1 or more); use a checkpoint as train.py wrote it"
+
+
+def stored_lr_nan(tmp_path, run):
+    return edited_checkpoint(tmp_path, run, lr=float("nan")), "stores --lr nan, which the command"
+
+
+def stored_run_name_outside_out_dir(tmp_path, run):
+    flags = edited_checkpoint(tmp_path, run, run_name="../../escaped_run")
+    message = "stores --run-name ../../escaped_run, which the command line refuses ('../../"
+    return flags, message + "escaped_run' is a path; give a plain folder name); give --run-name"
+
+
 def cuda_without_a_gpu(tmp_path, run):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -44,4 +85,5 @@ def fp16_on_the_cpu(tmp_path, run):
 
 
 SHARED_CASES = [fp16_on_the_cpu, max_steps_reached, truncated_checkpoint, not_a_checkpoint,
-                newer_format, cuda_without_a_gpu]  # fmt: skip
+                newer_format, malicious_checkpoint, stored_batch_size_zero, stored_lr_nan,
+                stored_run_name_outside_out_dir, cuda_without_a_gpu]  # fmt: skip

@@ -7,9 +7,11 @@ import torch
 from {{ cookiecutter.package_name }} import (
     {{ cookiecutter.model_name }} as architecture,
 )
+from {{ cookiecutter.package_name }}.data import TASK
 from {{ cookiecutter.package_name }}.engine import checkpoint as ckpt
 from {{ cookiecutter.package_name }}.engine.checkpoint import (
     TrainState,
+    checkpoint_task,
     load_checkpoint,
     load_model_weights,
     save_checkpoint,
@@ -19,6 +21,8 @@ from {{ cookiecutter.package_name }}.engine.optim import (
     build_optimizer,
     build_scheduler,
 )
+
+from .bad_input_cases import PickledObject
 
 
 def trained_parts(num_classes=3):
@@ -118,3 +122,58 @@ def test_newer_format_and_other_model_are_refused(tmp_path):
     other, _, _ = trained_parts(num_classes=5)
     with pytest.raises(UserError, match="another model or number of classes"):
         load_model_weights(other, load_checkpoint(tmp_path / "last.pt"), "last.pt")
+
+
+def test_a_pickled_object_is_refused_in_one_whole_sentence(tmp_path):
+    torch.save({"model": PickledObject()}, tmp_path / "malicious.pt")
+    with pytest.raises(UserError) as error:
+        load_checkpoint(tmp_path / "malicious.pt")
+    message = str(error.value)
+    assert "holds Python objects other than tensors" in message and "was not loaded" in message
+    assert "weights_only" not in message and "\n" not in message
+    assert message.endswith("e.g. the run's checkpoints/best.pt")
+
+
+def test_a_long_load_error_is_cut_between_words():
+    line = ckpt.first_line(RuntimeError("word " * 40))
+    assert len(line) <= 120 and line.endswith("word ...")
+
+
+def other_task_checkpoint(tiny_run, tmp_path, legacy: bool):
+    """The tiny run's last.pt relabelled as the other task's, by "task" or (legacy) by its config."""
+    payload = torch.load(tiny_run.run_dir / "checkpoints" / "last.pt", weights_only=True)
+    config = payload["model_config"]
+    if legacy:  # saved before "task" existed: only a classifier's config has num_classes
+        del payload["task"]
+        if "num_classes" in config:
+            del config["num_classes"]
+        else:
+            config["num_classes"] = 6
+    else:
+        payload["task"] = "image_to_image" if TASK == "classification" else "classification"
+    torch.save(payload, tmp_path / "other.pt")
+    return tmp_path / "other.pt"
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["task-key", "older-checkpoint"])
+def test_test_py_refuses_a_checkpoint_of_the_other_task(tiny_run, test_script, tmp_path, legacy):
+    other = "image_to_image" if TASK == "classification" else "classification"
+    path = other_task_checkpoint(tiny_run, tmp_path, legacy)
+    message = f"was trained for the {other} task, not this project's {TASK}; use it with"
+    with pytest.raises(UserError, match=message):
+        test_script.main(["--checkpoint", str(path), "--num-workers", "0"])
+
+
+def test_an_older_checkpoint_of_this_task_is_still_accepted(tiny_run):
+    payload = torch.load(tiny_run.run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert payload["task"] == TASK
+    del payload["task"]
+    assert checkpoint_task(payload) == TASK
+
+
+def test_test_py_refuses_edited_stored_args(tiny_run, test_script, tmp_path):
+    payload = torch.load(tiny_run.run_dir / "checkpoints" / "last.pt", weights_only=True)
+    payload["args"]["image_size"] = 100000
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(UserError, match="stores --image-size 100000, which the command line"):
+        test_script.main(["--checkpoint", str(tmp_path / "edited.pt"), "--num-workers", "0"])

@@ -1,11 +1,13 @@
 """What a user sees on the command line: one sentence and exit code 2 for each bad input."""
 
+import argparse
 import subprocess
 import sys
 
 import pytest
 import torch
 
+from {{ cookiecutter.package_name }}.engine import cli
 from {{ cookiecutter.package_name }}.engine.errors import (
     UserError,
     user_message,
@@ -23,6 +25,16 @@ from .conftest import PROJECT_ROOT
         (["--epochs", "two"], "argument --epochs: 'two' is not a number"),
         (["--dataset", "imagenet"], "argument --dataset: invalid choice"),
         (["--image-size", "4"], "argument --image-size: 4 is out of range"),
+        (
+            ["--image-size", "100000"],
+            "argument --image-size: 100000 is out of range; expected an integer from 8 to 4096",
+        ),
+        (
+            ["--seed", "99999999999"],
+            "argument --seed: 99999999999 is out of range; expected an integer from 0 to 4294967295",
+        ),
+        (["--num-workers", "1000"], "argument --num-workers: 1000 is out of range"),
+        (["--epoch", "3"], "unrecognized arguments: --epoch 3"),  # not taken as --epochs
         (["--run-name", "../escape"], "argument --run-name: '../escape' is a path"),
         (
             ["--prefetch-thread=no"],
@@ -37,6 +49,29 @@ def test_impossible_flags_exit_2_with_the_reason(train_script, capsys, flags, me
         train_script.parse_args(flags)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seed", "99999999999"], "argument --seed: 99999999999 is out of range"),
+        (["--image-size", "100000"], "argument --image-size: 100000 is out of range"),
+        (["--num-workers", "1000"], "argument --num-workers: 1000 is out of range"),
+        (["--batch", "8"], "unrecognized arguments: --batch 8"),  # not taken as --batch-size
+    ],
+)
+def test_test_py_refuses_impossible_flags_too(test_script, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        test_script.parse_args(["--checkpoint", "last.pt", *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_num_workers_are_capped_at_four_per_core(train_script, monkeypatch):
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 3)
+    assert train_script.parse_args(["--num-workers", "12"]).num_workers == 12
+    with pytest.raises(argparse.ArgumentTypeError, match=r"from 0 to 12 \(4 x this machine's 3"):
+        cli.num_workers("13")
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:

@@ -22,6 +22,8 @@ from .ops import denormalize
 
 DATASETS = ("synthetic", "folder", "cifar10", "mnist", "fashion_mnist")
 SPLITS = ("train", "val")
+# What this project trains; saved in checkpoints so test.py refuses another task's.
+TASK = "classification"
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

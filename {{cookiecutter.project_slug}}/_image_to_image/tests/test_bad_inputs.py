@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from .bad_input_cases import SHARED_CASES
+from .bad_input_cases import SHARED_CASES, PickledObject
 from .test_data import write_image_folder
 
 
@@ -51,6 +51,18 @@ def foreign_perceptual_weights(tmp_path, run):
     return ["--perceptual-weights", str(tmp_path / "other.pt")], "does not hold vgg16 weights"
 
 
+def text_file_as_perceptual_weights(tmp_path, run):
+    (tmp_path / "vgg16.txt").write_text("garbage")
+    flags = ["--perceptual-weights", str(tmp_path / "vgg16.txt")]
+    return flags, f"--perceptual-weights {tmp_path / 'vgg16.txt'} is not a torch weights file"
+
+
+def malicious_perceptual_weights(tmp_path, run):
+    torch.save({"features.0.weight": PickledObject()}, tmp_path / "vgg16.pt")
+    flags = ["--perceptual-weights", str(tmp_path / "vgg16.pt")]
+    return flags, "holds Python objects other than tensors, so it was not loaded"
+
+
 def corruption_changed_on_resume(tmp_path, run):
     flags = ["--resume", str(run / "checkpoints" / "last.pt"), "--epochs", "3"]
     return [*flags, "--corruption", "blur"], "--corruption blur differs"
@@ -59,6 +71,7 @@ def corruption_changed_on_resume(tmp_path, run):
 CASES = [*SHARED_CASES, missing_data_dir, empty_split, image_smaller_than_the_crop,
          unreadable_image, unreadable_image_in_a_worker, corruption_too_strong,
          missing_perceptual_weights, foreign_perceptual_weights,
+         text_file_as_perceptual_weights, malicious_perceptual_weights,
          corruption_changed_on_resume]  # fmt: skip
 
 

@@ -1,6 +1,13 @@
+import email.message
+import io
+import threading
+import time
+
 import pytest
 import torch
 from torch import nn
+from torchvision import models
+from torchvision.models import vgg16
 
 from {{ cookiecutter.package_name }}.engine.errors import UserError
 from {{ cookiecutter.package_name }}.losses import (
@@ -84,8 +91,6 @@ def test_layer_weights_scale_each_slice():
 
 
 def test_weights_from_a_local_file_are_loaded(tmp_path):
-    from torchvision.models import vgg16
-
     torch.manual_seed(1)
     source = vgg16(weights=None)
     path = tmp_path / "vgg16.pt"
@@ -100,17 +105,147 @@ def test_a_bad_weights_file_is_one_sentence(tmp_path):
     with pytest.raises(UserError, match="does not hold vgg16 weights"):
         VGGPerceptualLoss("vgg16", weights=path)
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    with pytest.raises(UserError, match="cannot read the VGG weights file"):
+    with pytest.raises(UserError, match="junk.pt is not a torch weights file; give a vgg16"):
         VGGPerceptualLoss("vgg16", weights=tmp_path / "junk.pt")
+    (tmp_path / "damaged.pt").write_bytes(path.read_bytes()[:-200])  # a zip missing its end
+    with pytest.raises(UserError, match="damaged.pt is not a torch weights file"):
+        VGGPerceptualLoss("vgg16", weights=tmp_path / "damaged.pt")
 
 
-def test_imagenet_weights_offline_are_one_sentence(monkeypatch):
-    def offline(*args, **kwargs):
-        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+@pytest.fixture
+def empty_torch_cache(tmp_path, monkeypatch):
+    """An empty torch hub cache in tmp_path, and no way out to the network."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
-    monkeypatch.setattr(perceptual_module.models, "vgg16", offline)
+    def no_network(*args, **kwargs):
+        raise AssertionError("a test touched the network")
+
+    monkeypatch.setattr(perceptual_module.socket, "create_connection", no_network)
+    monkeypatch.setattr(torch.hub, "urlopen", no_network)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def fake_download(calls: list[str]):
+    """A download_url_to_file that writes a random-init VGG16 `features` state dict."""
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        calls.append(url)
+        torch.manual_seed(2)
+        features = vgg16(weights=None).features.state_dict()
+        torch.save({f"features.{key}": value for key, value in features.items()}, dst)
+
+    return download
+
+
+def test_imagenet_weights_are_downloaded_once_into_the_cache(empty_torch_cache, monkeypatch):
+    calls = []
+    monkeypatch.setattr(perceptual_module, "host_answers", lambda url: True)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download(calls))
+    assert perceptual_module.fetch_imagenet_weights() and perceptual_module.fetch_imagenet_weights()
+    assert calls == [models.VGG16_Weights.IMAGENET1K_V1.url]
+    cached = empty_torch_cache / "vgg16-397923af.pth"
+    loss = VGGPerceptualLoss("vgg16", layers=("relu1_2",), weights="imagenet")
+    saved = torch.load(cached, weights_only=True)["features.0.weight"]
+    torch.testing.assert_close(loss.slices[0].conv1_1.weight, saved)
+    assert calls == [models.VGG16_Weights.IMAGENET1K_V1.url]  # the loss used the cached file
+
+
+def test_auto_perceptual_weights_offline_train_with_the_pixel_loss(
+    train_script, empty_torch_cache, monkeypatch, capsys
+):
+    monkeypatch.setattr(perceptual_module, "host_answers", lambda url: False)
+    started = time.monotonic()
+    criterion = train_script.build_criterion(train_script.parse_args([]))
+    assert time.monotonic() - started < 30  # no stall: only the (here faked) connect check ran
+    assert criterion.perceptual is None
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("perceptual loss off: the ImageNet VGG16")
+
+
+def test_auto_perceptual_weights_download_when_the_network_answers(
+    train_script, empty_torch_cache, monkeypatch
+):
+    calls = []
+    monkeypatch.setattr(perceptual_module, "host_answers", lambda url: True)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download(calls))
+    criterion = train_script.build_criterion(train_script.parse_args([]))
+    assert criterion.perceptual is not None and criterion.perceptual_scale == 0.1
+    assert len(calls) == 1 and (empty_torch_cache / "vgg16-397923af.pth").is_file()
+
+
+def test_the_smoke_test_never_downloads(train_script, empty_torch_cache, monkeypatch):
+    def forbidden(url):
+        raise AssertionError("the smoke test checked the network")
+
+    monkeypatch.setattr(perceptual_module, "host_answers", forbidden)
+    criterion = train_script.build_criterion(train_script.parse_args(["--smoke-test"]))
+    assert criterion.perceptual is None
+
+
+def test_imagenet_weights_offline_are_one_sentence(empty_torch_cache, monkeypatch):
+    monkeypatch.setattr(perceptual_module, "host_answers", lambda url: False)
     with pytest.raises(UserError, match="could not download the ImageNet weights of vgg16"):
         VGGPerceptualLoss("vgg16", weights="imagenet")
+    assert not empty_torch_cache.exists() or not any(empty_torch_cache.iterdir())
+
+
+class BrokenResponse(io.BytesIO):
+    """An HTTP response whose connection drops after `size` of `total` bytes."""
+
+    def __init__(self, size: int, total: int) -> None:
+        super().__init__(b"x" * size)
+        self.total = total
+
+    def info(self) -> email.message.Message:
+        headers = email.message.Message()
+        headers["Content-Length"] = str(self.total)
+        return headers
+
+    def read(self, amount: int = -1) -> bytes:
+        chunk = super().read(amount)
+        if not chunk and self.total > self.tell():
+            raise ConnectionResetError("connection reset by peer")
+        return chunk
+
+
+@pytest.mark.parametrize("size", [1000, 5000], ids=["cut-off", "wrong-hash"])
+def test_a_failed_download_leaves_nothing_in_the_cache(empty_torch_cache, monkeypatch, size):
+    # torch's own download code runs; only the connection under it is fake.
+    monkeypatch.setattr(perceptual_module, "host_answers", lambda url: True)
+    monkeypatch.setattr(torch.hub, "urlopen", lambda request: BrokenResponse(size, 5000))
+    assert not perceptual_module.fetch_imagenet_weights()
+    assert list(empty_torch_cache.iterdir()) == []
+
+
+def test_the_connect_check_goes_to_the_proxy_when_one_is_set(monkeypatch):
+    tried = []
+
+    def refuse(address, timeout):
+        tried.append(address)
+        raise ConnectionRefusedError("refused")
+
+    monkeypatch.setattr(perceptual_module.socket, "create_connection", refuse)
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    perceptual_module.host_answers("https://download.pytorch.org/models/x.pth", timeout=1)
+    assert tried == [("proxy.example", 3128)]
+
+
+def test_an_unanswered_connection_gives_up_after_the_timeout(monkeypatch):
+    release = threading.Event()
+
+    def hang(*args, **kwargs):  # like a DNS lookup on a machine without a network
+        release.wait(30)
+        raise OSError("timed out")
+
+    monkeypatch.setattr(perceptual_module.socket, "create_connection", hang)
+    started = time.monotonic()
+    try:
+        assert not perceptual_module.host_answers("https://example.invalid/x.pth", timeout=0.2)
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
 
 
 def test_unknown_layers_and_mismatched_weights_are_refused():

@@ -108,33 +108,6 @@ def test_image_grids_are_logged_every_image_log_every_steps(tiny_run, train_scri
     assert "data/train_samples" in events.Tags()["images"]
 
 
-def test_auto_perceptual_weights_offline_train_with_the_pixel_loss(
-    train_script, monkeypatch, capsys
-):
-    monkeypatch.setattr(
-        train_script.architecture,
-        "imagenet_weights_cached",
-        lambda: False,
-    )
-    criterion = train_script.build_criterion(train_script.parse_args([]))
-    assert criterion.perceptual is None
-    assert "perceptual loss off" in capsys.readouterr().out
-
-
-def test_auto_perceptual_weights_use_imagenet_when_cached(train_script, monkeypatch):
-    monkeypatch.setattr(
-        train_script.architecture,
-        "imagenet_weights_cached",
-        lambda: True,
-    )
-    built = []
-    monkeypatch.setattr(
-        train_script.architecture, "RestorationLoss", lambda *args: built.append(args)
-    )
-    train_script.build_criterion(train_script.parse_args([]))
-    assert built == [("l1", 0.1, "imagenet")]
-
-
 def test_random_perceptual_weights_build_the_vgg_term(train_script):
     args = train_script.parse_args(["--perceptual-weights", "random", "--perceptual-scale", "0.5"])
     criterion = train_script.build_criterion(args)

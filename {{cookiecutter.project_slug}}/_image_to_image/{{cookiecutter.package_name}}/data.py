@@ -24,6 +24,8 @@ from .ops import CORRUPTIONS, STRENGTH, corrupt
 
 DATASETS = ("synthetic", "folder")
 SPLITS = ("train", "val")
+# What this project trains; saved in checkpoints so test.py refuses another task's.
+TASK = "image_to_image"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 # One core feeds each training process (torchrun starts LOCAL_WORLD_SIZE of them on a machine);
 # the others decode and augment. More than 8 workers a process rarely helps; each costs memory.

@@ -10,7 +10,7 @@ from torch import nn
 # The building blocks through their module: no model class name can shadow them.
 from . import layers
 from .layers import NORMS
-from .losses import PIXEL_LOSSES, RestorationLoss, imagenet_weights_cached
+from .losses import PIXEL_LOSSES, RestorationLoss, fetch_imagenet_weights
 from .ops import psnr, ssim
 
 __all__ = [
@@ -18,7 +18,7 @@ __all__ = [
     "PIXEL_LOSSES",
     "RestorationLoss",
     "{{ cookiecutter.__model_class }}",
-    "imagenet_weights_cached",
+    "fetch_imagenet_weights",
     "psnr",
     "ssim",
 ]

@@ -6,9 +6,11 @@ never runs code from the file.
 
 import errno
 import os
+import pickle
 import random
 import re
 import shutil
+import textwrap
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -90,6 +92,7 @@ def save_checkpoint(
     state: TrainState,
     args: dict,
     scaler: dict | None = None,
+    task: str | None = None,
 ) -> None:
     """Write everything needed to evaluate the model or to continue training, atomically.
 
@@ -102,6 +105,7 @@ def save_checkpoint(
         raise DivergedError(f"the model's weights stopped being finite by step {state.global_step}")
     payload = {
         "format_version": FORMAT_VERSION,
+        "task": task,  # which kind of project trained it (test.py refuses another task's)
         "model": weights,
         "model_config": model_config,  # the model's constructor arguments
         "classes": classes,  # class index -> name
@@ -225,8 +229,9 @@ def megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint onto the CPU with weights_only=True; a bad file is a UserError."""
+def load_checkpoint(path: str | Path, task: str | None = None) -> dict:
+    """Read a checkpoint onto the CPU with weights_only=True; a bad file, or one of another
+    task than `task` (when given), is a UserError."""
     path = Path(path)
     if not path.exists():
         raise UserError(
@@ -243,6 +248,12 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a damaged archive or pickled objects can fail in many ways
+        if refused_objects(error):
+            raise UserError(
+                f"{path} holds Python objects other than tensors and plain values, so it was not "
+                "loaded (loading them could run code); use a checkpoint that train.py wrote, "
+                "e.g. the run's checkpoints/best.pt"
+            ) from None
         raise UserError(
             f"{path} is not a readable checkpoint ({first_line(error)}); "
             "use a checkpoint that train.py wrote, e.g. the run's checkpoints/best.pt"
@@ -257,13 +268,40 @@ def load_checkpoint(path: str | Path) -> dict:
             f"{path} has checkpoint format {checkpoint['format_version']}, newer than the "
             f"{FORMAT_VERSION} this code reads; update the project's code to load it"
         )
+    if task is not None:
+        require_task(checkpoint, path, task)
     return checkpoint
 
 
+def refused_objects(error: Exception) -> bool:
+    """True when torch.load(weights_only=True) refused a file for pickling a class or function."""
+    return isinstance(error, pickle.UnpicklingError) and "GLOBAL" in str(error)
+
+
+def checkpoint_task(checkpoint: dict) -> str:
+    """The task a checkpoint was trained for: its "task", or for one saved before that key,
+    told by its model config (only a classifier has num_classes)."""
+    if checkpoint.get("task"):
+        return checkpoint["task"]
+    return "classification" if "num_classes" in checkpoint["model_config"] else "image_to_image"
+
+
+def require_task(checkpoint: dict, path: str | Path, task: str) -> None:
+    """Refuse a checkpoint another task's project trained (its model and metrics differ)."""
+    trained_for = checkpoint_task(checkpoint)
+    if trained_for != task:
+        raise UserError(
+            f"{path} was trained for the {trained_for} task, not this project's {task}; use it "
+            f"with the project that trained it (one generated with task={trained_for})"
+        )
+
+
 def first_line(error: Exception) -> str:
-    """The first line of an error message without terminal colour codes, at most 120 characters."""
+    """The first line of an error message without terminal colour codes, at most 120
+    characters, cut between words."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
-    return (text.splitlines() or [type(error).__name__])[0][:120]
+    line = (text.splitlines() or [type(error).__name__])[0]
+    return textwrap.shorten(line, 120, placeholder=" ...")
 
 
 def load_model_weights(model: nn.Module, checkpoint: dict, path: str | Path) -> None:

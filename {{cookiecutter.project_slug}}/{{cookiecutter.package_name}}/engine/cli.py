@@ -3,12 +3,24 @@ a parser whose errors say how to write an on/off flag, and a help formatter that
 default once."""
 
 import argparse
+import os
 import re
+from collections.abc import Container, Mapping
 from pathlib import Path
+
+from .errors import UserError
+
+MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
+MAX_IMAGE_SIZE = 4096  # far past what fits a batch in memory; a typo (100000) stops here
+WORKERS_PER_CORE = 4  # more loader processes than this per core only compete for the cores
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser; a value given to an on/off flag gets an error that names the fix."""
+    """argparse's parser without abbreviations (`--epoch 3` is not taken as `--epochs 3`);
+    a value given to an on/off flag gets an error that names the fix."""
+
+    def __init__(self, *args, allow_abbrev: bool = False, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
 
     def error(self, message: str):
         valued_switch = re.fullmatch(r"argument (\S+): ignored explicit argument (.+)", message)
@@ -64,9 +76,24 @@ def probability(text: str) -> float:
     return _number(float, text, lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 
+def seed(text: str) -> int:
+    """A random seed numpy accepts: an integer from 0 to 2**32 - 1."""
+    expected = f"an integer from 0 to {MAX_SEED}"
+    return _number(int, text, lambda value: 0 <= value <= MAX_SEED, expected)
+
+
 def image_size(text: str) -> int:
-    """An image side of at least 8 px (the model halves it twice and normalises what is left)."""
-    return _number(int, text, lambda value: value >= 8, "an integer of 8 or more")
+    """An image side of 8 px (the model halves it twice and normalises what is left) to 4096 px."""
+    expected = f"an integer from 8 to {MAX_IMAGE_SIZE}"
+    return _number(int, text, lambda value: 8 <= value <= MAX_IMAGE_SIZE, expected)
+
+
+def num_workers(text: str) -> int:
+    """DataLoader workers: 0 to WORKERS_PER_CORE x this machine's cores (more only thrash)."""
+    cores = os.cpu_count() or 1
+    limit = WORKERS_PER_CORE * cores
+    expected = f"an integer from 0 to {limit} ({WORKERS_PER_CORE} x this machine's {cores} cores)"
+    return _number(int, text, lambda value: 0 <= value <= limit, expected)
 
 
 def folder_name(text: str) -> str:
@@ -74,3 +101,34 @@ def folder_name(text: str) -> str:
     if Path(text).name != text or text in (".", ".."):
         raise argparse.ArgumentTypeError(f"{text!r} is a path; give a plain folder name")
     return text
+
+
+def check_stored_values(
+    parser: argparse.ArgumentParser,
+    stored: Mapping[str, object],
+    source: Path,
+    overridable: Container[str] | None = None,
+) -> None:
+    """Refuse values read from a file (a checkpoint's args) that the command line would refuse.
+
+    Each value goes through its flag's own type and choices, so an edited checkpoint
+    (batch_size 0, lr nan, run_name ../../X) stops here with a sentence. The sentence offers
+    the flag as the fix when it is `overridable` (every flag when that is None).
+    """
+    for action in parser._actions:
+        if action.dest not in stored or stored[action.dest] is None or not action.option_strings:
+            continue
+        value, flag = stored[action.dest], action.option_strings[0]
+        try:
+            if action.type is not None and not isinstance(value, bool):
+                action.type(str(value))
+            if action.choices is not None and value not in action.choices:
+                choices = ", ".join(map(str, action.choices))
+                raise argparse.ArgumentTypeError(f"{value!r} is not one of {choices}")
+        except argparse.ArgumentTypeError as error:
+            fix = "use a checkpoint as train.py wrote it"
+            if overridable is None or action.dest in overridable:
+                fix = f"give {flag} with a valid value, or {fix}"
+            raise UserError(
+                f"{source} stores {flag} {value}, which the command line refuses ({error}); {fix}"
+            ) from None

@@ -15,6 +15,7 @@ from .checkpoint import (
     restore_rng_state,
     write_failure,
 )
+from .cli import check_stored_values
 from .distributed import world_size
 from .errors import UserError
 from .optim import apply_schedule
@@ -50,15 +51,20 @@ def find_latest_checkpoint(out_dir: Path, run_name: str | None) -> Path:
     return found[-1]
 
 
-def parse_resumed_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, path: Path):
+def parse_resumed_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, path: Path, task: str | None = None
+):
     """Parse argv with the checkpoint's args as defaults, so a resume needs only --resume.
 
     A flag given again with another value is refused unless it is one a run can change
     mid-way (CHANGEABLE_ON_RESUME): a new batch size or optimizer would silently break the
-    state being resumed.
+    state being resumed. The checkpoint's own values pass the flags' validators too, so an
+    edited one (batch_size 0, run_name ../../X) is refused, not trained with.
     """
-    saved = load_checkpoint(path)["args"]
+    saved = load_checkpoint(path, task)["args"]
     given = vars(parser.parse_args(argv, namespace=_namespace_of_unset(parser)))
+    not_given = {name: value for name, value in saved.items() if given.get(name) is _UNSET}
+    check_stored_values(parser, not_given, path, overridable=CHANGEABLE_ON_RESUME)
     for name, value in given.items():
         if value is _UNSET or name in CHANGEABLE_ON_RESUME or name not in saved:
             continue

@@ -1,6 +1,6 @@
 """Losses, each an nn.Module so it moves with .to(device) and sits in the graph like a layer."""
 
-from .perceptual import VGGPerceptualLoss, imagenet_weights_cached
+from .perceptual import VGGPerceptualLoss, fetch_imagenet_weights, imagenet_weights_cached
 from .pixel import PIXEL_LOSSES, PixelLoss
 from .restoration import RestorationLoss
 
@@ -9,5 +9,6 @@ __all__ = [
     "PixelLoss",
     "RestorationLoss",
     "VGGPerceptualLoss",
+    "fetch_imagenet_weights",
     "imagenet_weights_cached",
 ]

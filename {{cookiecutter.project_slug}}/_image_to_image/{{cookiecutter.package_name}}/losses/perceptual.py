@@ -6,8 +6,13 @@ edges and colour, deep ones texture and shape.
 """
 
 import pickle
+import socket
+import threading
+import urllib.request
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +22,9 @@ from torchvision import models
 from ..engine.errors import UserError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# An offline machine (no route, no DNS) must not stall a run: the weights' host gets this long
+# to accept a connection before `auto` gives up on the download.
+CONNECT_TIMEOUT_S = 3.0
 ARCHS = {"vgg16": models.VGG16_Weights.IMAGENET1K_V1, "vgg19": models.VGG19_Weights.IMAGENET1K_V1}
 # After the last ReLU of blocks 1-4: the usual choice for restoration (Johnson et al.).
 DEFAULT_LAYERS = {
@@ -40,45 +48,107 @@ def vgg_layer_names(features: nn.Sequential) -> list[str]:
     return names
 
 
+def imagenet_weights_path(arch: str = "vgg16") -> Path:
+    """Where torchvision keeps the ImageNet weights of `arch`: the torch hub cache."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(ARCHS[arch].url).name
+
+
 def imagenet_weights_cached(arch: str = "vgg16") -> bool:
     """True when torchvision's ImageNet weights of `arch` are already in the torch hub cache."""
-    file_name = Path(ARCHS[arch].url).name
-    return (Path(torch.hub.get_dir()) / "checkpoints" / file_name).is_file()
+    return imagenet_weights_path(arch).is_file()
+
+
+def _first_hop(url: str) -> tuple[str, int]:
+    """The host and port a download of `url` connects to: its proxy's, if the environment sets one."""
+    parts = urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname):
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def host_answers(url: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
+    """True when `url`'s host (or proxy) accepts a TCP connection within `timeout` seconds,
+    DNS lookup included."""
+    host, port = _first_hop(url)
+    answered: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            answered.append(True)
+        except OSError:
+            pass
+
+    # create_connection's timeout does not cover the DNS lookup, which can hang for long
+    # offline: wait for the whole attempt in a thread, at most `timeout` seconds.
+    attempt = threading.Thread(target=connect, daemon=True)
+    attempt.start()
+    attempt.join(timeout)
+    return bool(answered)
+
+
+def fetch_imagenet_weights(arch: str = "vgg16", download: bool = True) -> bool:
+    """Put torchvision's ImageNet weights of `arch` in the torch hub cache, downloading them
+    (with a progress bar) if missing and `download`; False, with nothing left in the cache,
+    when that fails."""
+    target = imagenet_weights_path(arch)
+    if target.is_file() or not download:
+        return target.is_file()
+    url = ARCHS[arch].url
+    if not host_answers(url):
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # torch downloads to a .partial file beside the target and renames it only once the
+    # SHA-256 prefix in the file name matches: a broken download never lands in the cache.
+    hash_prefix = torch.hub.HASH_REGEX.search(target.name).group(1)
+    try:
+        torch.hub.download_url_to_file(url, str(target), hash_prefix, progress=True)
+    except (OSError, RuntimeError, ValueError):  # URLError is an OSError; RuntimeError: hash
+        return False
+    return target.is_file()
 
 
 def load_vgg_features(arch: str, weights: str | Path | None) -> nn.Sequential:
     """VGG `features` with ImageNet weights ("imagenet"), a local file's, or random ones (None)."""
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-    build = getattr(models, arch)
     if weights is None:
-        return build(weights=None).features
+        return getattr(models, arch)(weights=None).features
     if weights == "imagenet":
-        try:
-            return build(weights=ARCHS[arch]).features
-        except (OSError, RuntimeError) as error:  # URLError is an OSError; offline ends here
+        if not fetch_imagenet_weights(arch):
             raise UserError(
-                f"could not download the ImageNet weights of {arch} ({error}); connect to the "
-                f"network once, or pass a local weights file, or turn the perceptual term off"
-            ) from None
-    return _features_from_file(build(weights=None), Path(weights), arch)
+                f"could not download the ImageNet weights of {arch} from "
+                f"{urlsplit(ARCHS[arch].url).hostname}; connect to the network once, or pass a "
+                "local weights file, or turn the perceptual term off"
+            )
+        weights = imagenet_weights_path(arch)
+    return _features_from_file(Path(weights), arch)
 
 
-def _features_from_file(vgg: nn.Module, path: Path, arch: str) -> nn.Sequential:
+def _features_from_file(path: Path, arch: str) -> nn.Sequential:
     """Load a state dict of the whole VGG (features.* keys) or of its features alone."""
+    expected = f"give a {arch} state dict saved with torch.save, or auto, imagenet or random"
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
+        raise UserError(f"--perceptual-weights {path} is not a torch weights file; {expected}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+    except pickle.UnpicklingError:  # weights_only refused a pickled class or function
         raise UserError(
-            f"cannot read the VGG weights file {path} ({error}); pass a state dict saved with "
-            "torch.save, or 'imagenet'"
+            f"--perceptual-weights {path} holds Python objects other than tensors, so it was "
+            f"not loaded (loading them could run code); {expected}"
         ) from None
-    if not isinstance(state, dict):
+    except Exception as error:  # a damaged archive can fail in many ways
+        raise UserError(
+            f"cannot read the VGG weights file {path} ({type(error).__name__}); {expected}"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
         raise UserError(f"{path} holds no state dict; save one with torch.save(vgg.state_dict())")
     if any(key.startswith("features.") for key in state):
         state = {
             k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
         }
+    vgg = getattr(models, arch)(weights=None)  # built only now: a bad file fails fast
     try:
         vgg.features.load_state_dict(state)
     except RuntimeError as error:
