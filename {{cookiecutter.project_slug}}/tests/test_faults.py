@@ -17,7 +17,10 @@ from {{ cookiecutter.package_name }}.engine import run_dir as run_dir_module
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
 from {{ cookiecutter.package_name }}.engine.errors import run_cli
 from {{ cookiecutter.package_name }}.engine.resume import open_run_dir
-from {{ cookiecutter.package_name }}.engine.run_dir import RunDirLock, remove_stale_temporaries
+from {{ cookiecutter.package_name }}.engine.run_dir import (
+    RunDirLock,
+    remove_stale_temporaries,
+)
 
 from .conftest import TINY_RUN_FLAGS
 

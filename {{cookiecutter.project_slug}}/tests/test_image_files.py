@@ -12,8 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from {{ cookiecutter.package_name }}.engine.errors import UserError, run_cli
-from {{ cookiecutter.package_name }}.engine.image_files import image_sizes, load_rgb_image
+from {{ cookiecutter.package_name }}.engine.errors import (
+    UserError,
+    run_cli,
+)
+from {{ cookiecutter.package_name }}.engine.image_files import (
+    image_sizes,
+    load_rgb_image,
+)
 
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
 
