@@ -71,11 +71,19 @@ KEEP_HINT = "rerun with --keep-project-on-failure to keep the project and debug 
 # Runs in SMOKE_PYTHON: one interpreter start (importing torch costs seconds) finds every
 # backend. A backend maps to null when usable, else to the reason it is not.
 DISCOVER = r"""
+import importlib.util
 import json
 try:
     import torch
 except Exception as exc:
     print(json.dumps({"torch": None, "error": f"{type(exc).__name__}: {exc}"}))
+    raise SystemExit(0)
+
+# What train.py imports besides torch (the project's dependencies), looked up, not imported.
+NEEDS = ("torchvision", "numpy", "PIL", "tqdm", "prefetch_generator", "torchinfo", "tensorboard")
+missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
+if missing:
+    print(json.dumps({"torch": None, "missing": ", ".join(missing)}))
     raise SystemExit(0)
 
 def mps_reason():
@@ -209,6 +217,8 @@ def smoke_env() -> dict[str, str]:
 def parse_discovery(stdout: str) -> tuple[str | None, dict[str, str | None]]:
     """Read DISCOVER's JSON line: (torch version or None, backend -> reason or None)."""
     report = json.loads(stdout.strip().splitlines()[-1])
+    if report["torch"] is None and "missing" in report:  # torch is there, but not all else
+        return None, {"missing": report["missing"]}
     if report["torch"] is None:
         return None, {"torch": report["error"]}
     return report["torch"], report["devices"]
@@ -320,7 +330,10 @@ def smoke(project: Path, settings: Settings) -> int:
     print(f"Smoke test (python: {settings.python})", flush=True)
     version, backends = discover(settings)
     if version is None:
-        why = f"torch is not importable by {settings.python} ({backends['torch']})"
+        if "missing" in backends:
+            why = f"{settings.python} lacks the project's dependencies {backends['missing']}"
+        else:
+            why = f"torch is not importable by {settings.python} ({backends['torch']})"
         if settings.mode == "required":
             print(f"ERROR: smoke_test=required but {why}; install it and run: "
                   f"{later_hint(project)}", file=sys.stderr)  # fmt: skip

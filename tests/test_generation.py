@@ -382,6 +382,24 @@ def test_auto_without_torch_explains_how_to_smoke_test_later(
 
 @pytest.mark.slow
 @needs_project
+def test_auto_with_torch_but_not_the_projects_dependencies_keeps_the_project_and_says_why(
+    tmp_path: Path, python_without_torch: Path
+) -> None:
+    # A machine with torch and nothing else the project needs: a stand-in torch module.
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "torch.py").write_text("__version__ = '0.0-fake'\n")
+    code, output = run_cli(
+        tmp_path, "smoke_test=auto", SMOKE_PYTHON=str(python_without_torch), PYTHONPATH=str(fake)
+    )
+    assert code == 0, output
+    assert f"{python_without_torch} lacks the project's dependencies torchvision, numpy" in output
+    assert "cd image-classifier && pip install -e . && python train.py --smoke-test" in output
+    assert (tmp_path / "out" / "image-classifier" / "train.py").exists()
+
+
+@pytest.mark.slow
+@needs_project
 def test_required_without_torch_fails_and_writes_nothing(
     tmp_path: Path, python_without_torch: Path
 ) -> None:
