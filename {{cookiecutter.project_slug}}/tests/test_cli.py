@@ -48,7 +48,11 @@ def test_impossible_flags_exit_2_with_the_reason(train_script, capsys, flags, me
     with pytest.raises(SystemExit) as exit_info:
         train_script.parse_args(flags)
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert message in error
+    # One line that points to --help, not argparse's usage block above it.
+    assert ": error: " in error and error.count("\n") == 1
+    assert error.rstrip().endswith(" --help)")
 
 
 @pytest.mark.parametrize(

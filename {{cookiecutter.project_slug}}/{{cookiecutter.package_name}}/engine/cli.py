@@ -17,7 +17,8 @@ WORKERS_PER_CORE = 4  # more loader processes than this per core only compete fo
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser without abbreviations (`--epoch 3` is not taken as `--epochs 3`);
-    a value given to an on/off flag gets an error that names the fix."""
+    an error is one line that points to --help (not the usage block that buries it), and a
+    value given to an on/off flag gets an error that names the fix."""
 
     def __init__(self, *args, allow_abbrev: bool = False, **kwargs) -> None:
         super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
@@ -28,7 +29,7 @@ class ArgumentParser(argparse.ArgumentParser):
             flags, value = valued_switch.groups()
             spellings = " or ".join(flags.split("/"))
             message = f"{flags.split('/')[0]} takes no value (got {value}); write just {spellings}"
-        super().error(message)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
