@@ -65,8 +65,8 @@ def expected_files(package: str, model: str, answers: dict) -> set[str]:
         f"{package}/ops/__init__.py", f"{package}/ops/metrics.py", f"{package}/ops/image.py",
         *(f"{package}/engine/{name}.py" for name in (
             "__init__", "checkpoint", "cli", "device", "distributed", "errors", "evaluation",
-            "graphs", "image_files", "interrupt", "loader", "optim", "precision", "prefetch", "reporting",
-            "resume", "run_dir", "timing",
+            "graphs", "image_files", "interrupt", "loader", "optim", "precision", "prefetch",
+            "reporting", "resume", "run_dir", "timing",
         )),
         *(f"tests/{name}.py" for name in (
             "__init__", "bad_input_cases", "conftest", "distributed_probe", "test_bad_inputs",
