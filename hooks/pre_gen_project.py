@@ -38,7 +38,7 @@ DEPENDENCIES = {
     *("test", "tests", "data", "train"),
 }
 STDLIB = sys.stdlib_module_names
-# Module names inside the generated package (DESIGN.md section 2).
+# Module names inside the generated package: a package or model of the same name would clash.
 PACKAGE_MODULES = {"layers", "losses", "ops", "data", "engine", "utils", "__init__"}
 # Classes the model module re-exports beside the model class (scripts reach them through it):
 # a model class of the same name could not live in that module.

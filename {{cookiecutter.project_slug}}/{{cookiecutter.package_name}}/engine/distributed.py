@@ -28,16 +28,6 @@ def launched_by_torchrun() -> bool:
     return all(name in os.environ for name in TORCHRUN_VARIABLES)
 
 
-def local_rank() -> int:
-    """This process's index on its machine (0 without torchrun): the GPU it drives."""
-    return int(os.environ.get("LOCAL_RANK", 0))
-
-
-def local_world_size() -> int:
-    """Processes on this machine (1 without torchrun); they share its CPU cores."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-
-
 def is_distributed() -> bool:
     """True while a process group is up."""
     return dist.is_available() and dist.is_initialized()
