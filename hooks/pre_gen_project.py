@@ -39,7 +39,9 @@ DEPENDENCIES = {
 }
 STDLIB = sys.stdlib_module_names
 # Module names inside the generated package: a package or model of the same name would clash.
-PACKAGE_MODULES = {"layers", "losses", "ops", "data", "engine", "utils", "__init__"}
+PACKAGE_MODULES = {
+    "layers", "losses", "ops", "data", "engine", "errors", "image_files", "utils", "__init__",
+}  # fmt: skip
 # Classes the model module re-exports beside the model class (scripts reach them through it):
 # a model class of the same name could not live in that module.
 MODEL_MODULE_CLASSES = {"ClassificationLoss", "RestorationLoss"}

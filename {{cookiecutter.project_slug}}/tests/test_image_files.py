@@ -16,7 +16,7 @@ from {{ cookiecutter.package_name }}.engine.errors import (
     UserError,
     run_cli,
 )
-from {{ cookiecutter.package_name }}.engine.image_files import (
+from {{ cookiecutter.package_name }}.image_files import (
     image_sizes,
     load_rgb_image,
 )

@@ -16,8 +16,8 @@ from torchvision import datasets
 from torchvision.transforms import v2
 from torchvision.utils import make_grid
 
-from .engine.errors import UserError
-from .engine.image_files import image_sizes, load_rgb_image
+from .errors import UserError
+from .image_files import image_sizes, load_rgb_image
 from .ops import denormalize
 
 DATASETS = ("synthetic", "folder", "cifar10", "mnist", "fashion_mnist")

@@ -18,8 +18,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from torchvision.utils import make_grid
 
-from .engine.errors import UserError
-from .engine.image_files import image_sizes, load_rgb_image
+from .errors import UserError
+from .image_files import image_sizes, load_rgb_image
 from .ops import CORRUPTIONS, STRENGTH, corrupt
 
 DATASETS = ("synthetic", "folder")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import DivergedError, UserError
+from ..errors import DivergedError, UserError
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = (

@@ -8,7 +8,7 @@ import re
 from collections.abc import Container, Mapping
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
 MAX_IMAGE_SIZE = 4096  # far past what fits a batch in memory; a typo (100000) stops here

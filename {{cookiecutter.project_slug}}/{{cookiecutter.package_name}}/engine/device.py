@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 

@@ -1,20 +1,16 @@
-"""Errors a user can cause, reported as one sentence instead of a traceback."""
+"""How a script ends: a user's error as one sentence instead of a traceback, and no worker left."""
 
 import multiprocessing
 import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from ..errors import DivergedError, UserError
+
+__all__ = ["DivergedError", "UserError", "run_cli", "stop_worker_processes", "user_message"]
+
 # How long a killed worker process may take to be reaped before the script exits anyway.
 WORKER_REAP_SECONDS = 5.0
-
-
-class UserError(Exception):
-    """A problem with the user's input (flag, data, checkpoint): the message says what and how to fix it."""
-
-
-class DivergedError(UserError):
-    """The loss stopped being a finite number; the last good checkpoint is left as it was."""
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str) -> int:

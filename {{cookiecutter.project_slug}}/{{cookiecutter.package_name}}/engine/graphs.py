@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 from torch.utils.tensorboard import SummaryWriter
 
-from .errors import UserError
+from ..errors import UserError
 
 VIZ_INSTALL_HINT = (
     'pip install -e ".[viz]" (and Graphviz\'s dot: apt install graphviz, brew install graphviz)'

@@ -5,7 +5,7 @@ import contextlib
 import torch
 from torch import nn
 
-from .errors import UserError
+from ..errors import UserError
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 

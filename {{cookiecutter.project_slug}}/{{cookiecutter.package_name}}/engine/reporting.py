@@ -8,8 +8,8 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
+from ..errors import DivergedError
 from .checkpoint import TrainState
-from .errors import DivergedError
 from .timing import StepTimer
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import UserError
 from .checkpoint import (
     TrainState,
     load_checkpoint,
@@ -17,7 +18,6 @@ from .checkpoint import (
 )
 from .cli import check_stored_values
 from .distributed import world_size
-from .errors import UserError
 from .optim import apply_schedule
 from .precision import MixedPrecision
 from .run_dir import (

@@ -9,8 +9,8 @@ import socket
 import time
 from pathlib import Path
 
+from ..errors import UserError
 from .checkpoint import atomic_write, write_failure
-from .errors import UserError
 
 try:  # POSIX only; where it is missing (Windows) run folders are not locked
     import fcntl

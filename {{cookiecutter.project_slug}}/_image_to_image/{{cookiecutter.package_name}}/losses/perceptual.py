@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
-from ..engine.errors import UserError
+from ..errors import UserError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # An offline machine (no route, no DNS) must not stall a run: the weights' host gets this long

@@ -1,0 +1,47 @@
+"""The package's dependency direction: building blocks import nothing above them, and nothing
+but the scripts' machinery imports engine/ (user errors live at the package top)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import {{ cookiecutter.package_name }} as package
+
+PACKAGE_DIR = Path(package.__file__).parent
+BLOCKS = ("layers", "losses", "ops")
+
+
+def package_imports(path: Path) -> set[str]:
+    """The package modules `path` imports, as dotted names relative to the package."""
+    here = path.relative_to(PACKAGE_DIR).with_suffix("").parts[:-1]  # its subpackage
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:  # relative: from . / from ..
+            base = here[: len(here) - (node.level - 1)]
+            target = [*base, *(node.module or "").split(".")] if node.module else list(base)
+            names.add(".".join(part for part in target if part))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package.__name__):
+            names.add(node.module.removeprefix(package.__name__).lstrip("."))
+    return names
+
+
+def modules_of(folder: str) -> list[Path]:
+    return sorted((PACKAGE_DIR / folder).glob("*.py"))
+
+
+@pytest.mark.parametrize("folder", BLOCKS)
+def test_building_blocks_import_only_their_own_folder_and_the_user_errors(folder):
+    for path in modules_of(folder):
+        outside = {
+            name for name in package_imports(path) if name.split(".")[0] not in (folder, "errors")
+        }
+        assert not outside, f"{path.name} imports {outside}"
+
+
+def test_only_the_machinery_imports_the_engine():
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        if "engine" in path.relative_to(PACKAGE_DIR).parts:
+            continue
+        engine = {name for name in package_imports(path) if name.split(".")[0] == "engine"}
+        assert not engine, f"{path.relative_to(PACKAGE_DIR)} imports {engine}"
