@@ -59,13 +59,14 @@ def emit(record: dict[str, object]) -> None:
 
 
 def backends(python: str) -> dict[str, str | None]:
-    """The post hook's own device discovery: backend -> None if usable, else why not."""
-    spec = importlib.util.spec_from_file_location("post_hook", REPO / "hooks/post_gen_project.py")
+    """The project smoke test's own device discovery: backend -> None if usable, else why not."""
+    script = REPO / "{{cookiecutter.project_slug}}" / "smoke_test.py"
+    spec = importlib.util.spec_from_file_location("smoke_script", script)
     assert spec and spec.loader
-    post = importlib.util.module_from_spec(spec)
-    sys.modules["post_hook"] = post
-    spec.loader.exec_module(post)
-    version, found = post.discover(post.Settings("auto", (), python, 600.0))
+    smoke = importlib.util.module_from_spec(spec)
+    sys.modules["smoke_script"] = smoke  # its dataclasses look their module up there
+    spec.loader.exec_module(smoke)
+    version, found = smoke.discover(smoke.Settings("auto", (), python, 600.0))
     if version is None:
         sys.exit(f"torch is not importable by {python}: {found['torch']}")
     return found

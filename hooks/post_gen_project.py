@@ -2,21 +2,20 @@
 
 Cookiecutter renders this file with Jinja and runs it inside the new project folder; a
 non-zero exit makes it delete the project (unless --keep-project-on-failure is given).
-The smoke step runs `python train.py --smoke-test --device <backend>` once per backend the
-interpreter can use. Environment overrides (for CI): SMOKE_TEST (auto/required/off),
-SMOKE_DEVICES (e.g. cpu,cuda), SMOKE_PYTHON (interpreter), SMOKE_TIMEOUT (seconds per backend).
+The smoke step is the project's own `smoke_test.py` (torch-free, so any interpreter runs it),
+which runs `python train.py --smoke-test --device <backend>` once per backend the interpreter
+can use. Environment overrides (for CI): SMOKE_TEST (auto/required/off), SMOKE_DEVICES (e.g.
+cpu,cuda), SMOKE_PYTHON (interpreter), SMOKE_TIMEOUT (seconds per backend).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,46 +63,10 @@ NEWEST_PYTHON = "3.12"
 MODES = ("auto", "required", "off")
 BACKENDS = ("cpu", "cuda", "mps")
 DEFAULT_TIMEOUT = 300.0
-TAIL_LINES = 20
+SMOKE_SCRIPT = "smoke_test.py"  # the project's own smoke test: `python smoke_test.py --help`
+BACKEND_FAILED = 1  # its exit status when a backend failed (2: it could not run at all)
 CACHE_NAMES = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
 KEEP_HINT = "rerun with --keep-project-on-failure to keep the project and debug it"
-
-# Runs in SMOKE_PYTHON: one interpreter start (importing torch costs seconds) finds every
-# backend. A backend maps to null when usable, else to the reason it is not.
-DISCOVER = r"""
-import importlib.util
-import json
-try:
-    import torch
-except Exception as exc:
-    print(json.dumps({"torch": None, "error": f"{type(exc).__name__}: {exc}"}))
-    raise SystemExit(0)
-
-# What train.py imports besides torch (the project's dependencies), looked up, not imported.
-NEEDS = ("torchvision", "numpy", "PIL", "tqdm", "prefetch_generator", "torchinfo", "tensorboard")
-missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
-if missing:
-    print(json.dumps({"torch": None, "missing": ", ".join(missing)}))
-    raise SystemExit(0)
-
-def mps_reason():
-    if not torch.backends.mps.is_built():
-        return "not built"
-    if not torch.backends.mps.is_available():
-        return "no device"
-    try:  # macOS CI runners report MPS available, then fail to allocate on it
-        (torch.ones(1, device="mps") + 1).cpu()
-    except Exception as exc:
-        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
-    return None
-
-if torch.cuda.is_available():
-    cuda = None
-else:
-    cuda = "no device" if torch.backends.cuda.is_built() else "not built"
-devices = {"cpu": None, "cuda": cuda, "mps": mps_reason()}
-print(json.dumps({"torch": torch.__version__, "devices": devices}))
-"""
 
 
 class SmokeError(Exception):
@@ -118,16 +81,6 @@ class Settings:
     devices: tuple[str, ...]  # empty: every backend
     python: str
     timeout: float
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened on one backend."""
-
-    device: str
-    status: str  # ok, unavailable or FAILED
-    detail: str
-    tail: str = ""
 
 
 def remove_excluded(project: Path, answers: dict[str, Any]) -> list[str]:
@@ -210,92 +163,31 @@ def read_settings(answers: dict[str, Any], environ: Mapping[str, str]) -> Settin
 
 
 def smoke_env() -> dict[str, str]:
-    """Environment of the smoke subprocesses: no bytecode caches in the new project."""
+    """Environment of the smoke subprocess: no bytecode caches in the new project."""
     return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def parse_discovery(stdout: str) -> tuple[str | None, dict[str, str | None]]:
-    """Read DISCOVER's JSON line: (torch version or None, backend -> reason or None)."""
-    report = json.loads(stdout.strip().splitlines()[-1])
-    if report["torch"] is None and "missing" in report:  # torch is there, but not all else
-        return None, {"missing": report["missing"]}
-    if report["torch"] is None:
-        return None, {"torch": report["error"]}
-    return report["torch"], report["devices"]
+def smoke_command(settings: Settings) -> list[str]:
+    """The project's smoke test as the settings ask for it, run by the chosen interpreter."""
+    command = [settings.python, SMOKE_SCRIPT, "--mode", settings.mode]
+    command += ["--timeout", repr(settings.timeout), "--python", settings.python]
+    if settings.devices:
+        command += ["--devices", ",".join(settings.devices)]
+    return command
 
 
-def discover(settings: Settings) -> tuple[str | None, dict[str, str | None]]:
-    """Ask SMOKE_PYTHON, in one subprocess, which backends it can use."""
+def smoke(project: Path, settings: Settings) -> int:
+    """Run the project's smoke test, its output streaming through; 0 when it passes."""
+    sys.stdout.flush()  # keep what cookiecutter printed ahead of the script's lines
     try:
         proc = subprocess.run(
-            [settings.python, "-c", DISCOVER], capture_output=True, text=True,
-            timeout=settings.timeout, env=smoke_env(), stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            smoke_command(settings), cwd=project, env=smoke_env(), stdin=subprocess.DEVNULL
+        )
     except OSError as exc:
         raise SmokeError(f"cannot run the interpreter {settings.python!r} ({exc}).") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise SmokeError(f"finding the backends took over {settings.timeout:g} s.") from exc
-    if proc.returncode != 0:
-        last = tail(proc.stdout, proc.stderr, 1) or "no output"
-        raise SmokeError(f"finding the backends failed (exit {proc.returncode}: {last}).")
-    try:
-        return parse_discovery(proc.stdout)
-    except (IndexError, ValueError, KeyError, TypeError) as exc:
-        last = tail(proc.stdout, proc.stderr, 1) or "no output"
-        raise SmokeError(f"finding the backends gave no readable report ({last}).") from exc
-
-
-def tail(stdout: str | bytes | None, stderr: str | bytes | None, lines: int = TAIL_LINES) -> str:
-    """The last lines of a subprocess's output (stdout, then stderr where tracebacks go)."""
-    text = ""
-    for part in (stdout, stderr):  # TimeoutExpired carries bytes even with text=True
-        part = part.decode(errors="replace") if isinstance(part, bytes) else part or ""
-        text += part if part.endswith("\n") or not part else part + "\n"
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def parse_result(stdout: str, device: str) -> dict[str, Any]:
-    """Read train.py's last stdout line: the JSON result of a healthy smoke run."""
-    lines = stdout.strip().splitlines()
-    try:
-        result = json.loads(lines[-1])
-        losses = [float(result["loss_first"]), float(result["loss_last"])]
-    except (IndexError, ValueError, TypeError, KeyError) as exc:
-        raise ValueError("its last output line is not the smoke-test JSON result") from exc
-    if not all(math.isfinite(loss) for loss in losses):
-        raise ValueError(f"its losses are not finite: {losses}")
-    if str(result.get("device", "")).split(":")[0] != device:
-        raise ValueError(f"it ran on {result.get('device')!r} instead of {device!r}")
-    return result
-
-
-def run_backend(project: Path, device: str, settings: Settings) -> Outcome:
-    """Run train.py's smoke test on one backend and judge its exit status and result line."""
-    command = [settings.python, "train.py", "--smoke-test", "--device", device]
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            command, cwd=project, capture_output=True, text=True, timeout=settings.timeout,
-            env=smoke_env(), stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired as exc:
-        why = f"timed out after {settings.timeout:g} s"
-        return Outcome(device, "FAILED", why, tail(exc.stdout, exc.stderr))
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        why = f"exit status {proc.returncode} after {seconds:.1f} s"
-        return Outcome(device, "FAILED", why, tail(proc.stdout, proc.stderr))
-    try:
-        result = parse_result(proc.stdout, device)
-    except ValueError as exc:
-        return Outcome(device, "FAILED", str(exc), tail(proc.stdout, proc.stderr))
-    loss = f"loss {result['loss_first']:.4g} -> {result['loss_last']:.4g}"
-    return Outcome(device, "ok", f"{loss}  {seconds:.1f} s")
-
-
-def format_line(outcome: Outcome) -> str:
-    """One aligned report line, e.g. 'cpu   ok           loss 2.31 -> 2.27  4.1 s'."""
-    return f"{outcome.device:<5} {outcome.status:<12} {outcome.detail}".rstrip()
+    if proc.returncode == BACKEND_FAILED:
+        print(f"The project is not kept; {KEEP_HINT}.", file=sys.stderr)
+    return 0 if proc.returncode == 0 else 1
 
 
 def snapshot(project: Path) -> set[Path]:
@@ -318,46 +210,6 @@ def clean_up(project: Path, keep: set[Path]) -> None:
             else:
                 path.unlink(missing_ok=True)
         dirs[:] = [d for d in dirs if Path(root, d).is_dir()]  # skip what was just removed
-
-
-def later_hint(project: Path) -> str:
-    """The commands that run the smoke step by hand."""
-    return f"cd {project.name} && pip install -e . && python train.py --smoke-test"
-
-
-def smoke(project: Path, settings: Settings) -> int:
-    """Run the smoke step on every usable backend; print one line each; 0 when all pass."""
-    print(f"Smoke test (python: {settings.python})", flush=True)
-    version, backends = discover(settings)
-    if version is None:
-        if "missing" in backends:
-            why = f"{settings.python} lacks the project's dependencies {backends['missing']}"
-        else:
-            why = f"torch is not importable by {settings.python} ({backends['torch']})"
-        if settings.mode == "required":
-            print(f"ERROR: smoke_test=required but {why}; install it and run: "
-                  f"{later_hint(project)}", file=sys.stderr)  # fmt: skip
-            return 1
-        print(f"Skipped: {why}. To smoke-test later, run:\n    {later_hint(project)}")
-        return 0
-    failed = []
-    for device in settings.devices or BACKENDS:
-        reason = backends.get(device, "unknown")
-        if reason is None:
-            outcome = run_backend(project, device, settings)
-        else:
-            outcome = Outcome(device, "unavailable", f"({reason})")
-            if device in settings.devices and settings.mode == "required":
-                outcome = Outcome(device, "FAILED", f"asked for by SMOKE_DEVICES but {reason}")
-        print(format_line(outcome), flush=True)
-        if outcome.status == "FAILED":
-            failed.append(device)
-            for line in outcome.tail.splitlines():  # the output that explains the failure
-                print(f"    | {line}", flush=True)
-    if failed:
-        print(f"ERROR: the smoke step failed on {', '.join(failed)}; {KEEP_HINT}.", file=sys.stderr)
-        return 1
-    return 0
 
 
 def main() -> int:

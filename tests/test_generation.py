@@ -334,13 +334,13 @@ def files_of(project: Path) -> set[str]:
 
 @functools.cache
 def backends() -> dict[str, str | None]:
-    """What this machine's torch can use (the hook's own discovery, one subprocess)."""
-    spec = importlib.util.spec_from_file_location("post_hook", REPO / "hooks/post_gen_project.py")
+    """What this machine's torch can use (the smoke test's own discovery, one subprocess)."""
+    spec = importlib.util.spec_from_file_location("smoke_script", TEMPLATE_DIR / "smoke_test.py")
     assert spec and spec.loader
-    post = importlib.util.module_from_spec(spec)
-    sys.modules["post_hook"] = post
-    spec.loader.exec_module(post)
-    return post.discover(post.Settings("auto", (), sys.executable, 300.0))[1]
+    smoke = importlib.util.module_from_spec(spec)
+    sys.modules["smoke_script"] = smoke  # its dataclasses look their module up there
+    spec.loader.exec_module(smoke)
+    return smoke.discover(smoke.Settings("auto", (), sys.executable, 300.0))[1]
 
 
 @pytest.mark.slow

@@ -1,9 +1,12 @@
-"""Unit tests of the hook logic: the hooks are imported unrendered, subprocesses are faked."""
+"""Unit tests of the hook logic and of the project's smoke_test.py (which the post hook runs):
+the files are imported unrendered, subprocesses are faked."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,6 +21,7 @@ from cookiecutter.prompt import prompt_for_config
 
 REPO = Path(__file__).resolve().parents[1]
 HOOKS = REPO / "hooks"
+SMOKE_SCRIPT = REPO / "{{cookiecutter.project_slug}}" / "smoke_test.py"
 
 
 def load_module(path: Path, name: str) -> ModuleType:
@@ -32,6 +36,7 @@ def load_module(path: Path, name: str) -> ModuleType:
 
 pre = load_module(HOOKS / "pre_gen_project.py", "pre_gen_project")
 post = load_module(HOOKS / "post_gen_project.py", "post_gen_project")
+smoke = load_module(SMOKE_SCRIPT, "project_smoke_test")
 
 
 def default_answers() -> dict:
@@ -405,15 +410,22 @@ def test_the_task_overlay_replaces_files_for_its_task_and_is_always_removed(
 # --- post_gen_project: settings and environment overrides -------------------------------------
 
 
+DEFAULT_FIELDS = {"mode": "auto", "devices": (), "python": sys.executable, "timeout": 300.0}
+
+
+def hook_settings(**overrides: object) -> object:
+    """The hook's Settings as read_settings would build them for the given fields."""
+    return post.Settings(**{**DEFAULT_FIELDS, **overrides})
+
+
 def settings(**overrides: object) -> object:
-    """Settings as read_settings would build them for the given fields."""
-    fields = {"mode": "auto", "devices": (), "python": sys.executable, "timeout": 300.0}
-    return post.Settings(**{**fields, **overrides})
+    """smoke_test.py's Settings as its flags would build them for the given fields."""
+    return smoke.Settings(**{**DEFAULT_FIELDS, **overrides})
 
 
 def test_settings_default_to_the_answer() -> None:
-    assert post.read_settings({"smoke_test": "required"}, {}) == settings(mode="required")
-    assert post.read_settings({}, {}) == settings()
+    assert post.read_settings({"smoke_test": "required"}, {}) == hook_settings(mode="required")
+    assert post.read_settings({}, {}) == hook_settings()
 
 
 def test_settings_environment_overrides() -> None:
@@ -423,7 +435,7 @@ def test_settings_environment_overrides() -> None:
         "SMOKE_PYTHON": "/opt/py/bin/python",  # not on this machine: kept as given
         "SMOKE_TIMEOUT": "12.5",
     }
-    assert post.read_settings({"smoke_test": "required"}, environ) == settings(
+    assert post.read_settings({"smoke_test": "required"}, environ) == hook_settings(
         mode="off", devices=("cpu", "cuda"), python="/opt/py/bin/python", timeout=12.5
     )
 
@@ -443,7 +455,7 @@ def test_bad_environment_overrides_are_refused(environ: dict, message: str) -> N
         post.read_settings({"smoke_test": "auto"}, environ)
 
 
-# --- post_gen_project: device discovery -------------------------------------------------------
+# --- smoke_test.py: device discovery -------------------------------------------------------
 
 
 def completed(stdout: str = "", stderr: str = "", code: int = 0) -> subprocess.CompletedProcess:
@@ -452,7 +464,7 @@ def completed(stdout: str = "", stderr: str = "", code: int = 0) -> subprocess.C
 
 
 def fake_run(monkeypatch: pytest.MonkeyPatch, *results: object) -> list[dict]:
-    """Replace subprocess.run in the hook; return the list of calls it receives."""
+    """Replace subprocess.run; return the list of calls it receives."""
     calls: list[dict] = []
     queue = list(results)
 
@@ -463,7 +475,7 @@ def fake_run(monkeypatch: pytest.MonkeyPatch, *results: object) -> list[dict]:
             raise result
         return result
 
-    monkeypatch.setattr(post.subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "run", run)
     return calls
 
 
@@ -472,7 +484,7 @@ def test_discovery_is_one_subprocess_and_reads_its_last_line(
 ) -> None:
     report = {"torch": "2.14.1", "devices": {"cpu": None, "cuda": "no device", "mps": "not built"}}
     calls = fake_run(monkeypatch, completed("a warning\n" + json.dumps(report) + "\n"))
-    assert post.discover(settings(python="/venv/bin/python")) == ("2.14.1", report["devices"])
+    assert smoke.discover(settings(python="/venv/bin/python")) == ("2.14.1", report["devices"])
     [call] = calls
     assert call["command"][:2] == ["/venv/bin/python", "-c"]
     assert call["env"]["PYTHONDONTWRITEBYTECODE"] == "1"
@@ -482,7 +494,7 @@ def test_discovery_is_one_subprocess_and_reads_its_last_line(
 def test_discovery_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     line = json.dumps({"torch": None, "error": "ModuleNotFoundError: No module named 'torch'"})
     fake_run(monkeypatch, completed(line))
-    assert post.discover(settings()) == (
+    assert smoke.discover(settings()) == (
         None, {"torch": "ModuleNotFoundError: No module named 'torch'"}
     )  # fmt: skip
 
@@ -502,8 +514,8 @@ def test_discovery_failures_are_one_sentence(
     monkeypatch: pytest.MonkeyPatch, result: object, message: str
 ) -> None:
     fake_run(monkeypatch, result)
-    with pytest.raises(post.SmokeError, match=message):
-        post.discover(settings())
+    with pytest.raises(smoke.SmokeError, match=message):
+        smoke.discover(settings())
 
 
 OOM = "MPS backend out of memory"
@@ -570,7 +582,7 @@ def test_discovery_script_against_a_fake_torch(
     flags = {"mps_available": True, "mps_fails": False, **flags}
     (tmp_path / "torch.py").write_text(FAKE_TORCH.format(**flags))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    assert post.discover(settings()) == ("0.0-fake", devices)
+    assert smoke.discover(settings()) == ("0.0-fake", devices)
 
 
 def test_discovery_script_when_torch_import_breaks(
@@ -578,17 +590,17 @@ def test_discovery_script_when_torch_import_breaks(
 ) -> None:
     (tmp_path / "torch.py").write_text("raise OSError('libtorch_cpu.so: cannot open')\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    assert post.discover(settings()) == (None, {"torch": "OSError: libtorch_cpu.so: cannot open"})
+    assert smoke.discover(settings()) == (None, {"torch": "OSError: libtorch_cpu.so: cannot open"})
 
 
-# --- post_gen_project: one backend's smoke run ------------------------------------------------
+# --- smoke_test.py: one backend's smoke run ------------------------------------------------
 
 RESULT = {"device": "cpu", "steps": 2, "loss_first": 2.3061, "loss_last": 2.2712, "seconds": 4.1}
 
 
 def test_parse_result_reads_the_last_line() -> None:
-    assert post.parse_result(f"epoch 1\n{json.dumps(RESULT)}\n\n", "cpu") == RESULT
-    assert post.parse_result(json.dumps({**RESULT, "device": "cuda:0"}), "cuda")["steps"] == 2
+    assert smoke.parse_result(f"epoch 1\n{json.dumps(RESULT)}\n\n", "cpu") == RESULT
+    assert smoke.parse_result(json.dumps({**RESULT, "device": "cuda:0"}), "cuda")["steps"] == 2
 
 
 @pytest.mark.parametrize(
@@ -605,12 +617,12 @@ def test_parse_result_reads_the_last_line() -> None:
 )
 def test_parse_result_rejects(stdout: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        post.parse_result(stdout, "cpu")
+        smoke.parse_result(stdout, "cpu")
 
 
 def test_run_backend_ok(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls = fake_run(monkeypatch, completed("step 1\n" + json.dumps(RESULT) + "\n"))
-    outcome = post.run_backend(tmp_path, "cpu", settings(python="/py", timeout=7.0))
+    outcome = smoke.run_backend(tmp_path, "cpu", settings(python="/py", timeout=7.0))
     assert outcome.status == "ok"
     assert outcome.detail.startswith("loss 2.306 -> 2.271  ") and outcome.detail.endswith(" s")
     [call] = calls
@@ -624,16 +636,16 @@ def test_run_backend_failure_keeps_the_last_lines(
 ) -> None:
     stderr = "".join(f"line {i}\n" for i in range(40)) + "RuntimeError: boom\n"
     fake_run(monkeypatch, completed("starting\n", stderr, code=1))
-    outcome = post.run_backend(tmp_path, "cpu", settings())
+    outcome = smoke.run_backend(tmp_path, "cpu", settings())
     assert outcome.status == "FAILED" and outcome.detail.startswith("exit status 1 after ")
     lines = outcome.tail.splitlines()
-    assert len(lines) == post.TAIL_LINES and lines[-1] == "RuntimeError: boom"
+    assert len(lines) == smoke.TAIL_LINES and lines[-1] == "RuntimeError: boom"
 
 
 def test_run_backend_timeout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # On POSIX, TimeoutExpired carries bytes even when text=True was asked for.
     fake_run(monkeypatch, subprocess.TimeoutExpired("python", 5, output=b"epoch 1\n", stderr=None))
-    outcome = post.run_backend(tmp_path, "mps", settings(timeout=5.0))
+    outcome = smoke.run_backend(tmp_path, "mps", settings(timeout=5.0))
     assert (outcome.status, outcome.detail, outcome.tail) == (
         "FAILED",
         "timed out after 5 s",
@@ -643,11 +655,11 @@ def test_run_backend_timeout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 def test_run_backend_bad_result_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake_run(monkeypatch, completed(json.dumps({**RESULT, "loss_last": None})))
-    outcome = post.run_backend(tmp_path, "cpu", settings())
+    outcome = smoke.run_backend(tmp_path, "cpu", settings())
     assert outcome.status == "FAILED" and "not the smoke-test JSON result" in outcome.detail
 
 
-# --- post_gen_project: report lines -----------------------------------------------------------
+# --- smoke_test.py: report lines -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -659,12 +671,12 @@ def test_run_backend_bad_result_line(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     ],
 )  # fmt: skip
 def test_format_line_aligns_columns(outcome: tuple, line: str) -> None:
-    assert post.format_line(post.Outcome(*outcome)) == line
+    assert smoke.format_line(smoke.Outcome(*outcome)) == line
 
 
-# --- post_gen_project: the whole smoke step, backends faked -----------------------------------
+# --- smoke_test.py: the whole smoke step, backends faked -----------------------------------
 
-OK = post.Outcome("cpu", "ok", "loss 2.31 -> 2.27  4.1 s")
+OK = smoke.Outcome("cpu", "ok", "loss 2.31 -> 2.27  4.1 s")
 ALL_DEVICES = {"cpu": None, "cuda": "no device", "mps": "not built"}
 
 
@@ -673,22 +685,22 @@ def fake_backends(
 ) -> list[str]:
     """Fake discovery and the per-backend runs; return the backends that were run."""
     ran: list[str] = []
-    monkeypatch.setattr(post, "discover", lambda _: discovered)
+    monkeypatch.setattr(smoke, "discover", lambda _: discovered)
 
     def run_backend(_: Path, device: str, __: object) -> object:
         ran.append(device)
         return outcomes[device]
 
-    monkeypatch.setattr(post, "run_backend", run_backend)
+    monkeypatch.setattr(smoke, "run_backend", run_backend)
     return ran
 
 
 def test_smoke_runs_every_available_backend(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
-    outcomes = {"cpu": OK, "cuda": post.Outcome("cuda", "ok", "loss 2.31 -> 2.2  1.0 s")}
+    outcomes = {"cpu": OK, "cuda": smoke.Outcome("cuda", "ok", "loss 2.31 -> 2.2  1.0 s")}
     ran = fake_backends(monkeypatch, ("2.14", {**ALL_DEVICES, "cuda": None}), outcomes)
-    assert post.smoke(tmp_path, settings(python=sys.executable)) == 0
+    assert smoke.smoke(tmp_path, settings(python=sys.executable)) == 0
     assert ran == ["cpu", "cuda"]
     assert capsys.readouterr().out.splitlines() == [
         f"Smoke test (python: {sys.executable})",
@@ -702,7 +714,7 @@ def test_smoke_devices_restricts_the_backends(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
     ran = fake_backends(monkeypatch, ("2.14", ALL_DEVICES), {"cpu": OK})
-    assert post.smoke(tmp_path, settings(devices=("cpu",))) == 0
+    assert smoke.smoke(tmp_path, settings(devices=("cpu",))) == 0
     assert ran == ["cpu"] and "cuda" not in capsys.readouterr().out
 
 
@@ -712,9 +724,9 @@ def test_requested_backend_that_is_unavailable(
     mode: str, code: int,
 ) -> None:  # fmt: skip
     fake_backends(monkeypatch, ("2.14", ALL_DEVICES), {"cpu": OK})
-    assert post.smoke(tmp_path, settings(mode=mode, devices=("cpu", "cuda"))) == code
+    assert smoke.smoke(tmp_path, settings(mode=mode, devices=("cpu", "cuda"))) == code
     out = capsys.readouterr().out
-    status = "unavailable  (no device)" if mode == "auto" else "FAILED       asked for by SMOKE_"
+    status = "unavailable  (no device)" if mode == "auto" else "FAILED       asked for but no"
     assert f"cuda  {status}" in out
 
 
@@ -723,26 +735,23 @@ def test_failing_backend_fails_generation_with_its_output(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path, mode: str
 ) -> None:
     tail = "Traceback\nRuntimeError: boom"
-    failed = post.Outcome("cpu", "FAILED", "exit status 1 after 2.0 s", tail)
+    failed = smoke.Outcome("cpu", "FAILED", "exit status 1 after 2.0 s", tail)
     fake_backends(monkeypatch, ("2.14", ALL_DEVICES), {"cpu": failed})
-    assert post.smoke(tmp_path, settings(mode=mode)) == 1
+    assert smoke.smoke(tmp_path, settings(mode=mode)) == 1
     captured = capsys.readouterr()
     assert "cpu   FAILED       exit status 1 after 2.0 s\n" in captured.out
     assert "    | RuntimeError: boom" in captured.out
-    assert captured.err == (
-        "ERROR: the smoke step failed on cpu; "
-        "rerun with --keep-project-on-failure to keep the project and debug it.\n"
-    )
+    assert captured.err == "ERROR: the smoke test failed on cpu.\n"
 
 
-@pytest.mark.parametrize(("mode", "code"), [("auto", 0), ("required", 1)])
+@pytest.mark.parametrize(("mode", "code"), [("auto", 0), ("required", 2)])
 def test_without_torch(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path,
     mode: str, code: int,
 ) -> None:  # fmt: skip
     project = tmp_path / "image-classifier"
     ran = fake_backends(monkeypatch, (None, {"torch": "ModuleNotFoundError: no torch"}), {})
-    assert post.smoke(project, settings(mode=mode, python="/bare/python")) == code
+    assert smoke.smoke(project, settings(mode=mode, python="/bare/python")) == code
     captured = capsys.readouterr()
     assert ran == []
     hint = "cd image-classifier && pip install -e . && python train.py --smoke-test"
@@ -750,6 +759,135 @@ def test_without_torch(
     assert "torch is not importable by /bare/python (ModuleNotFoundError: no torch)" in (
         captured.out + captured.err
     )
+
+
+@pytest.mark.parametrize(("mode", "code"), [("auto", 0), ("required", 2)])
+def test_without_the_projects_dependencies(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path,
+    mode: str, code: int,
+) -> None:  # fmt: skip
+    fake_backends(monkeypatch, (None, {"missing": "torchvision, numpy"}), {})
+    assert smoke.smoke(tmp_path, settings(mode=mode, python="/py")) == code
+    captured = capsys.readouterr()
+    assert "/py lacks the project's dependencies torchvision, numpy" in captured.out + captured.err
+
+
+def test_a_discovery_failure_stops_with_one_sentence_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    fake_run(monkeypatch, completed("", "Segmentation fault", code=139))
+    assert smoke.smoke(tmp_path, settings()) == 2
+    assert capsys.readouterr().err == (
+        "ERROR: finding the backends failed (exit 139: Segmentation fault).\n"
+    )
+
+
+# --- smoke_test.py: its command line and its independence from torch --------------------------
+
+
+def test_flags_default_to_every_backend_auto_300_s_and_this_python() -> None:
+    assert smoke.parse_args([]) == settings(python=smoke.shutil.which(sys.executable))
+
+
+def test_flags() -> None:
+    flags = ["--devices", " CPU, cuda,,cpu ", "--mode", "required", "--timeout", "12.5"]
+    assert smoke.parse_args([*flags, "--python", "/opt/py/bin/python"]) == settings(
+        mode="required", devices=("cpu", "cuda"), python="/opt/py/bin/python", timeout=12.5
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--devices", "cpu,tpu"], "argument --devices: unknown backend 'tpu'; use cpu, cuda, mps"),
+        (["--timeout", "soon"], "argument --timeout: 'soon' is not a positive number of seconds"),
+        (["--timeout", "nan"], "argument --timeout: 'nan' is not a positive number of seconds"),
+        (["--mode", "off"], "argument --mode: invalid choice: 'off'"),
+        (["--device", "cpu"], "unrecognized arguments: --device cpu"),
+    ],
+)  # fmt: skip
+def test_a_bad_flag_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture, flags: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        smoke.parse_args(flags)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"smoke_test.py: error: {message}")
+    assert err.endswith(" (see smoke_test.py --help)\n")
+
+
+def test_the_script_holds_no_jinja_and_imports_only_the_standard_library() -> None:
+    text = SMOKE_SCRIPT.read_text()
+    assert "{{" not in text and "{%" not in text and "{#" not in text  # importable unrendered
+    imported = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported and imported <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+@pytest.mark.parametrize(("mode", "code"), [("auto", 0), ("required", 2)])
+def test_the_script_runs_and_explains_itself_where_torch_is_broken(
+    tmp_path: Path, mode: str, code: int
+) -> None:
+    (tmp_path / "torch.py").write_text("raise ImportError('no torch here')\n")
+    proc = subprocess.run(
+        [sys.executable, str(SMOKE_SCRIPT), "--mode", mode, "--devices", "cpu"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "torch is not importable by" in proc.stdout + proc.stderr
+    assert "ImportError: no torch here" in proc.stdout + proc.stderr
+
+
+# --- post_gen_project: running the project's smoke test -----------------------------------------
+
+
+def test_the_hook_runs_the_projects_smoke_test_with_its_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls = fake_run(monkeypatch, completed())
+    chosen = hook_settings(mode="required", devices=("cpu", "cuda"), python="/py", timeout=7.0)
+    assert post.smoke(tmp_path, chosen) == 0
+    [call] = calls
+    assert call["command"] == [
+        "/py", "smoke_test.py", "--mode", "required", "--timeout", "7.0", "--python", "/py",
+        "--devices", "cpu,cuda",
+    ]  # fmt: skip
+    assert call["cwd"] == tmp_path and call["stdin"] is subprocess.DEVNULL
+    assert call["env"]["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert "capture_output" not in call and "stdout" not in call  # its lines stream through
+
+
+def test_the_hook_asks_for_every_backend_by_naming_none() -> None:
+    command = post.smoke_command(hook_settings(python="/py"))
+    assert command == ["/py", "smoke_test.py", "--mode", "auto", "--timeout", "300.0",
+                       "--python", "/py"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("returncode", "code", "hint"), [(0, 0, False), (1, 1, True), (2, 1, False)],
+    ids=["passed", "backend-failed", "could-not-run"],
+)  # fmt: skip
+def test_the_hook_fails_when_the_smoke_test_does_and_says_how_to_keep_the_project(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path,
+    returncode: int, code: int, hint: bool,
+) -> None:  # fmt: skip
+    fake_run(monkeypatch, completed(code=returncode))
+    assert post.smoke(tmp_path, hook_settings()) == code
+    assert (post.KEEP_HINT in capsys.readouterr().err) is hint
+
+
+def test_the_hook_names_an_interpreter_that_cannot_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_run(monkeypatch, FileNotFoundError(2, "No such file or directory"))
+    with pytest.raises(post.SmokeError, match="cannot run the interpreter '/nope/python'"):
+        post.smoke(tmp_path, hook_settings(python="/nope/python"))
 
 
 # --- post_gen_project: nothing of the smoke run is left -----------------------------------------
