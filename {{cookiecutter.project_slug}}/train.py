@@ -1,12 +1,13 @@
-"""Train {{ cookiecutter.__model_class }} {{ 'to restore corrupted images' if cookiecutter.task == 'image_to_image' else 'on an image classification set' }}.
+"""Train {{ cookiecutter.__model_class }} for this project's task ({{ cookiecutter.package_name }}/task.py).
 
 Read top to bottom, in the order of the recipe: imports, seed, arguments, then main():
 dataset transform -> dataset / dataloader -> network -> loss -> device -> optimizer ->
 checkpoint -> TensorBoard writer -> main loop (train an epoch, evaluate, save checkpoints).
+What differs between tasks (their flags, data, model config, loss, best metric, pictures)
+comes from the task module; this file is the same for every task.
 
-{% if cookiecutter.task == 'image_to_image' %}    python train.py                    # learns to denoise built-in synthetic scenes, on any machine
-{% else %}    python train.py                    # learns the built-in synthetic shapes, on any machine
-{% endif %}    python train.py --help             # every flag, with its default
+    python train.py                    # learns the task's built-in synthetic data, on any machine
+    python train.py --help             # every flag, with its default
     torchrun --nproc_per_node=4 train.py   # the same script on 4 GPUs (DistributedDataParallel)
 """
 
@@ -36,15 +37,10 @@ from tqdm import tqdm
 from {{ cookiecutter.package_name }} import (
     {{ cookiecutter.model_name }} as architecture,
 )
+from {{ cookiecutter.package_name }} import task
 from {{ cookiecutter.package_name }}.data import (
-{% if cookiecutter.task == 'image_to_image' %}    CORRUPTIONS,
-{% endif %}    DATASETS,
     DEFAULT_NUM_WORKERS,
-    TASK,
     DataBundle,
-    build_datasets,
-{% if cookiecutter.task == 'image_to_image' %}    comparison_grid,
-{% endif %}    preview_grid,
 )
 from {{ cookiecutter.package_name }}.engine import cli
 from {{ cookiecutter.package_name }}.engine.checkpoint import (
@@ -135,43 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter
     )
+    task.add_flags(parser)  # the task's own: its data set, model size, loss
     add = parser.add_argument_group("data").add_argument
-    add("--dataset", choices=DATASETS, default="synthetic", help="data set to train on")
+    add("--image-size", type=cli.image_size, default=32, help="side of the square input")
     add(
-        "--data-dir",
-        type=Path,
-        default=Path("data"),
-{% if cookiecutter.task == 'image_to_image' %}        help="folder with train/ and val/ of clean images (--dataset folder)",
-{% else %}        help="folder with train/ and val/ (--dataset folder), or where torchvision's files are",
-{% endif %}    )
-{% if cookiecutter.task == 'image_to_image' %}    add("--corruption", choices=CORRUPTIONS, default="noise", help="what to undo")
-    add(
-        "--corruption-strength",
-        type=cli.positive_float,
-        help="noise: standard deviation; blur: sigma in px; downsample: factor "
-        "(default: 0.1, 1.5 and 2)",
-    )
-{% else %}    add("--download", action="store_true", help="download a torchvision data set if missing")
-{% endif %}    add("--image-size", type=cli.image_size, default=32, help="side of the square input")
-    add(
-        "--synthetic-size",
-        type=cli.positive_int,
-        default={{ '4_000' if cookiecutter.task == 'image_to_image' else '8_000' }},
-        help="training images of --dataset synthetic (validation gets a fifth)",
-    )
-{% if cookiecutter.task == 'image_to_image' %}    add(
-        "--crops-per-image",
-        type=cli.positive_int,
-        default=8,
-        help="random training crops taken of each image per epoch (--dataset folder)",
-    )
-{% else %}    add(
-        "--hflip",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="mirror training images at random (folder, cifar10); --no-hflip for text, digits",
-    )
-{% endif %}    add(
         "--num-workers",
         type=cli.num_workers,
         default=DEFAULT_NUM_WORKERS,
@@ -220,30 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         help="optimizer steps of linear warm-up (at most a quarter of the run)",
     )
-{% if cookiecutter.task == 'image_to_image' %}    add(
-        "--pixel-loss",
-        choices=architecture.PIXEL_LOSSES,
-        default="l1",
-        help="per-pixel loss",
-    )
     add(
-        "--perceptual-weights",
-        default="auto",
-        help="VGG16 weights of the perceptual loss: auto (ImageNet's, downloaded once into "
-        "torch's cache; offline: no perceptual term), imagenet (the same, but offline is an "
-        "error), random, or a .pt file",
-    )
-    add(
-        "--perceptual-scale",
-        type=cli.non_negative_float,
-        default=0.1,
-        help="weight of the perceptual term beside the pixel loss (0: off, VGG never built)",
-    )
-    add("--width", type=cli.positive_int, default=8, help="channels of the first level")
-    add("--depth", type=cli.positive_int, default=2, help="U-Net levels below the first")
-{% else %}    add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
-    add("--width", type=cli.positive_int, default=16, help="channels of the first stage")
-{% endif %}    add(
         "--norm",
         choices=architecture.NORMS,
         default="batch",
@@ -301,13 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a run from its checkpoint, reusing its flags; auto: the newest last.pt "
         "under --out-dir (of --run-name, if given)",
     )
-{% if cookiecutter.task == 'image_to_image' %}    add(
-        "--image-log-every",
-        type=cli.non_negative_int,
-        default=100,
-        help="optimizer steps between TensorBoard grids of input | output | target (0: never)",
-    )
-{% endif %}    add(
+    add(
         "--log-graph",
         action="store_true",
         help="add the model's module graph to TensorBoard (Graphs tab; traced once at start)",
@@ -330,19 +264,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     if str(args.resume) == "auto":
         args.resume = find_latest_checkpoint(args.out_dir, args.run_name)
-    resumed = parse_resumed_args(parser, argv, args.resume, TASK)
+    resumed = parse_resumed_args(parser, argv, args.resume, task.NAME)
     resumed.resume = args.resume
     return resumed
 
 
 @dataclass
 class TrainResult:
-    """What a finished run hands back: its folder, device, logged losses and best {{ 'PSNR' if cookiecutter.task == 'image_to_image' else 'accuracy' }}."""
+    """What a finished run hands back: its folder, device, logged losses and best metric."""
 
     run_dir: Path
     device: torch.device
     losses: list[float]
-    best_{{ 'psnr' if cookiecutter.task == 'image_to_image' else 'accuracy' }}: float | None
+    best_metric: float | None  # the best validation value of task.BEST_METRIC
     model: nn.Module  # the trained model, unwrapped (no DDP, no torch.compile)
     stopped_by: StopRequest | None = None  # set when a signal ended the run early
 
@@ -367,26 +301,8 @@ def train(args: argparse.Namespace) -> TrainResult:
         require_torchviz()  # now, not after the run
     # Dataset transform + dataset / dataloader (the device is picked first: only CUDA
     # wants pinned memory). Under torchrun each process loads its own share.
-{% if cookiecutter.task == 'image_to_image' %}    data = build_datasets(
-        args.dataset,
-        args.data_dir,
-        args.image_size,
-        args.seed,
-        args.synthetic_size,
-        args.corruption,
-        args.corruption_strength,
-        args.crops_per_image,
-    )
-{% else %}    data = build_datasets(
-        args.dataset,
-        args.data_dir,
-        args.image_size,
-        args.download,
-        args.seed,
-        args.synthetic_size,
-        args.hflip,
-    )
-{% endif %}    device = select_device(args.device)
+    data = task.build_data(args)
+    device = select_device(args.device)
     pin = device.type == "cuda"  # page-locked memory makes host-to-GPU copies asynchronous
     shard = {"rank": rank(), "world_size": world_size()}
     train_loader = build_loader(
@@ -403,25 +319,12 @@ def train(args: argparse.Namespace) -> TrainResult:
         )
 
     # Instantiate network
-{% if cookiecutter.task == 'image_to_image' %}    model_config = {
-        "in_channels": data.in_channels,
-        "out_channels": data.in_channels,
-        "width": args.width,
-        "depth": args.depth,
-        "norm": args.norm,
-    }
-{% else %}    model_config = {
-        "in_channels": data.in_channels,
-        "num_classes": data.num_classes,
-        "width": args.width,
-        "norm": args.norm,
-    }
-{% endif %}    model = architecture.{{ cookiecutter.__model_class }}(**model_config)
+    model_config = task.model_config(args, data)
+    model = architecture.{{ cookiecutter.__model_class }}(**model_config)
 
     # Create loss
-{% if cookiecutter.task == 'image_to_image' %}    criterion = build_criterion(args)
-{% else %}    criterion = architecture.ClassificationLoss(args.label_smoothing)
-{% endif %}
+    criterion = task.build_criterion(args)
+
     # Device setting (and the speed settings that come with it)
     model.to(device)
     if args.channels_last:
@@ -469,7 +372,7 @@ def train(args: argparse.Namespace) -> TrainResult:
 
     # Everything a checkpoint holds besides the state, which the loop keeps changing.
     parts = {
-        "task": TASK,
+        "task": task.NAME,
         "model": model,
         "model_config": model_config,
         "classes": data.classes,
@@ -511,8 +414,9 @@ def train(args: argparse.Namespace) -> TrainResult:
                     break
                 metrics = evaluate(eval_model, val_loader, device)
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
-                is_best = state.best_metric is None or metrics["{{ 'psnr' if cookiecutter.task == 'image_to_image' else 'accuracy' }}"] > state.best_metric
-                state.best_metric = max(metrics["{{ 'psnr' if cookiecutter.task == 'image_to_image' else 'accuracy' }}"], state.best_metric or 0.0)
+                is_best = improves(metrics[task.BEST_METRIC], state.best_metric)
+                if is_best:
+                    state.best_metric = metrics[task.BEST_METRIC]
                 if is_main_process():
                     save_epoch_checkpoints(
                         run_dir / "checkpoints",
@@ -582,12 +486,19 @@ def create_writer(
         model_summary = str(summary(model, input_size, device=device, verbose=0, mode="eval"))
         save_text(run_dir / "model_summary.txt", model_summary + "\n")
         writer.add_text("model/summary", f"```\n{model_summary}\n```")
-        writer.add_image("data/train_samples", preview_grid(data.train{% if cookiecutter.task != 'image_to_image' %}, data.mean, data.std{% endif %}))
+        writer.add_image("data/train_samples", task.preview(data))
         log_hparams(writer, args_to_dict(args))
         if args.log_graph:
             log_module_graph(writer, model, torch.zeros(input_size, device=device))
     tqdm.write(f"{model_summary}\nrun folder: {run_dir}  device: {device}  {batch_line}")
     return writer
+
+
+def improves(value: float, best: float | None) -> bool:
+    """Whether a validation value beats the best so far, in the task's direction."""
+    if best is None:
+        return True
+    return value > best if task.HIGHER_IS_BETTER else value < best
 
 
 def reached_max_steps(state: TrainState, args: argparse.Namespace) -> bool:
@@ -682,59 +593,23 @@ def train_one_epoch(
                     )
                 )
                 step_losses.clear()
-{% if cookiecutter.task == 'image_to_image' %}            image_log_due = args.image_log_every and state.global_step % args.image_log_every == 0
-            if image_log_due and is_main_process():  # the copy to the host syncs: only every n
-                grid = comparison_grid(images, outputs, targets)
-                writer.add_image("train/input_output_target", grid, state.global_step)
-{% endif %}            if checkpoint_due:
+            if is_main_process():
+                task.log_step_images(writer, state.global_step, (images, outputs, targets), args)
+            if checkpoint_due:
                 save_last()
             if at_end or stopping:
                 break
     return logged
 
 
-{% if cookiecutter.task == 'image_to_image' %}# ------------------------------------------------------------------------------ Loss
-def build_criterion(args: argparse.Namespace) -> nn.Module:
-    """Pixel loss plus, when --perceptual-scale > 0, the VGG16 perceptual term.
-
-    auto downloads ImageNet's VGG16 weights (528 MB, once) into torch's cache when the
-    network answers within seconds; offline it trains with the pixel loss alone.
-    """
-    weights, scale = args.perceptual_weights, args.perceptual_scale
-    if scale > 0 and weights == "auto":
-        # Rank 0 downloads first; the others then find the file in the cache they share.
-        # The smoke test stays quick and offline: it takes the weights only if cached.
-        def fetch() -> bool:
-            return architecture.fetch_imagenet_weights(download=not args.smoke_test)
-
-        if on_main_process(fetch) and fetch():
-            weights = "imagenet"
-        else:
-            tqdm.write(
-                "perceptual loss off: the ImageNet VGG16 weights are not in torch's cache and "
-                "could not be downloaded (offline?); training with the pixel loss"
-            )
-            scale = 0.0
-    elif weights not in ("imagenet", "random", "auto") and not Path(weights).is_file():
-        raise UserError(
-            f"--perceptual-weights {weights} is not a file; give a VGG16 state dict file, "
-            "or one of auto, imagenet, random"
-        )
-    return architecture.RestorationLoss(
-        args.pixel_loss, scale, None if weights == "random" else weights
-    )
-
-
-{% endif %}# ------------------------------------------------------------------------ Smoke test
+# ------------------------------------------------------------------------ Smoke test
 def smoke_test(args: argparse.Namespace) -> int:
     """Two optimizer steps on tiny synthetic data in a temporary folder; ends with a JSON line."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="smoke-test-") as scratch:
         tiny = {
             "dataset": "synthetic",
-            "synthetic_size": 16,
-            "image_size": 16,
-            "width": 8,
+            **task.SMOKE_SETTINGS,
             "batch_size": 8,
             "accum_steps": 1,
             "epochs": 1,

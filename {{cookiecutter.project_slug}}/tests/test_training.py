@@ -81,7 +81,7 @@ def test_test_script_reports_accuracy_and_loss_as_json(tiny_run, test_script, ca
     )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 <= result["accuracy"] <= 1.0 and math.isfinite(result["loss"])
-    assert result["accuracy"] == pytest.approx(tiny_run.best_accuracy)
+    assert result["accuracy"] == pytest.approx(tiny_run.best_metric)
     assert result["samples"] == 19  # the val split: a fifth of --synthetic-size 96
 
 

@@ -155,7 +155,7 @@ def test_auto_perceptual_weights_offline_train_with_the_pixel_loss(
 ):
     monkeypatch.setattr(perceptual_module, "host_answers", lambda url: False)
     started = time.monotonic()
-    criterion = train_script.build_criterion(train_script.parse_args([]))
+    criterion = train_script.task.build_criterion(train_script.parse_args([]))
     assert time.monotonic() - started < 30  # no stall: only the (here faked) connect check ran
     assert criterion.perceptual is None
     lines = capsys.readouterr().out.splitlines()
@@ -168,7 +168,7 @@ def test_auto_perceptual_weights_download_when_the_network_answers(
     calls = []
     monkeypatch.setattr(perceptual_module, "host_answers", lambda url: True)
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download(calls))
-    criterion = train_script.build_criterion(train_script.parse_args([]))
+    criterion = train_script.task.build_criterion(train_script.parse_args([]))
     assert criterion.perceptual is not None and criterion.perceptual_scale == 0.1
     assert len(calls) == 1 and (empty_torch_cache / "vgg16-397923af.pth").is_file()
 
@@ -178,7 +178,7 @@ def test_the_smoke_test_never_downloads(train_script, empty_torch_cache, monkeyp
         raise AssertionError("the smoke test checked the network")
 
     monkeypatch.setattr(perceptual_module, "host_answers", forbidden)
-    criterion = train_script.build_criterion(train_script.parse_args(["--smoke-test"]))
+    criterion = train_script.task.build_criterion(train_script.parse_args(["--smoke-test"]))
     assert criterion.perceptual is None
 
 

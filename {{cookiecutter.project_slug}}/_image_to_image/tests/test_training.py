@@ -87,7 +87,7 @@ def test_test_script_reports_psnr_of_model_and_input_as_json(
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("psnr", "psnr_input", "ssim", "ssim_input", "loss"):
         assert math.isfinite(result[key]), key
-    assert result["psnr"] == pytest.approx(tiny_run.best_psnr, rel=1e-5)
+    assert result["psnr"] == pytest.approx(tiny_run.best_metric, rel=1e-5)
     assert result["psnr_input"] == pytest.approx(20.4, abs=0.5)  # noise of sigma 0.1
     assert result["samples"] == 19  # the val split: a fifth of --synthetic-size 96
     pngs = sorted(samples.glob("*.png"))
@@ -110,14 +110,14 @@ def test_image_grids_are_logged_every_image_log_every_steps(tiny_run, train_scri
 
 def test_random_perceptual_weights_build_the_vgg_term(train_script):
     args = train_script.parse_args(["--perceptual-weights", "random", "--perceptual-scale", "0.5"])
-    criterion = train_script.build_criterion(args)
+    criterion = train_script.task.build_criterion(args)
     assert criterion.perceptual is not None and criterion.perceptual_scale == 0.5
 
 
 def test_a_missing_perceptual_weights_file_is_one_sentence(train_script, tmp_path):
     args = train_script.parse_args(["--perceptual-weights", str(tmp_path / "vgg.pt")])
     with pytest.raises(train_script.UserError, match="is not a file; give a VGG16 state dict"):
-        train_script.build_criterion(args)
+        train_script.task.build_criterion(args)
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])

@@ -1,0 +1,120 @@
+"""What this project's task is: image-to-image restoration (a corrupted image in, the clean
+image out).
+
+The one place train.py learns what differs between tasks: the task's own flags, its data, the
+model's config, the loss, the metric that picks best.pt, and what it shows in TensorBoard.
+A project of another task has another task.py with the same names; train.py stays the same.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from . import data as task_data
+from . import {{ cookiecutter.model_name }} as architecture
+from .engine import cli
+from .engine.distributed import on_main_process
+from .errors import UserError
+
+NAME = task_data.TASK
+# The validation metric that picks best.pt, and whether a higher value is better.
+BEST_METRIC, HIGHER_IS_BETTER = "psnr", True
+# train.py --smoke-test: the smallest settings of this task that still train.
+SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of this task (its data, model and loss), one group in --help."""
+    add = parser.add_argument_group("task: image_to_image").add_argument
+    add("--dataset", choices=task_data.DATASETS, default="synthetic", help="data set to train on")
+    add("--data-dir", type=Path, default=Path("data"),
+        help="folder with train/ and val/ of clean images (--dataset folder)")  # fmt: skip
+    add("--corruption", choices=task_data.CORRUPTIONS, default="noise", help="what to undo")
+    add("--corruption-strength", type=cli.positive_float,
+        help="noise: standard deviation; blur: sigma in px; downsample: factor "
+        "(default: 0.1, 1.5 and 2)")  # fmt: skip
+    add("--synthetic-size", type=cli.positive_int, default=4_000,
+        help="training images of --dataset synthetic (validation gets a fifth)")  # fmt: skip
+    add("--crops-per-image", type=cli.positive_int, default=8,
+        help="random training crops taken of each image per epoch (--dataset folder)")  # fmt: skip
+    add("--width", type=cli.positive_int, default=8, help="channels of the first level")
+    add("--depth", type=cli.positive_int, default=2, help="U-Net levels below the first")
+    add("--pixel-loss", choices=architecture.PIXEL_LOSSES, default="l1", help="per-pixel loss")
+    add("--perceptual-weights", default="auto",
+        help="VGG16 weights of the perceptual loss: auto (ImageNet's, downloaded once into "
+        "torch's cache; offline: no perceptual term), imagenet (the same, but offline is an "
+        "error), random, or a .pt file")  # fmt: skip
+    add("--perceptual-scale", type=cli.non_negative_float, default=0.1,
+        help="weight of the perceptual term beside the pixel loss (0: off, VGG never built)")  # fmt: skip
+    add("--image-log-every", type=cli.non_negative_int, default=100,
+        help="optimizer steps between TensorBoard grids of input | output | target (0: never)")  # fmt: skip
+
+
+def build_data(args: argparse.Namespace) -> task_data.DataBundle:
+    """The train and val pairs, corrupted on the fly."""
+    return task_data.build_datasets(
+        args.dataset, args.data_dir, args.image_size, args.seed, args.synthetic_size,
+        args.corruption, args.corruption_strength, args.crops_per_image,
+    )  # fmt: skip
+
+
+def model_config(args: argparse.Namespace, data: task_data.DataBundle) -> dict:
+    """The keyword arguments that build the model; checkpoints keep them to rebuild it."""
+    return {
+        "in_channels": data.in_channels,
+        "out_channels": data.in_channels,
+        "width": args.width,
+        "depth": args.depth,
+        "norm": args.norm,
+    }
+
+
+def build_criterion(args: argparse.Namespace) -> nn.Module:
+    """Pixel loss plus, when --perceptual-scale > 0, the VGG16 perceptual term.
+
+    auto downloads ImageNet's VGG16 weights (528 MB, once) into torch's cache when the
+    network answers within seconds; offline it trains with the pixel loss alone.
+    """
+    weights, scale = args.perceptual_weights, args.perceptual_scale
+    if scale > 0 and weights == "auto":
+        # Rank 0 downloads first; the others then find the file in the cache they share.
+        # The smoke test stays quick and offline: it takes the weights only if cached.
+        def fetch() -> bool:
+            return architecture.fetch_imagenet_weights(download=not args.smoke_test)
+
+        if on_main_process(fetch) and fetch():
+            weights = "imagenet"
+        else:
+            tqdm.write(
+                "perceptual loss off: the ImageNet VGG16 weights are not in torch's cache and "
+                "could not be downloaded (offline?); training with the pixel loss"
+            )
+            scale = 0.0
+    elif weights not in ("imagenet", "random", "auto") and not Path(weights).is_file():
+        raise UserError(
+            f"--perceptual-weights {weights} is not a file; give a VGG16 state dict file, "
+            "or one of auto, imagenet, random"
+        )
+    return architecture.RestorationLoss(
+        args.pixel_loss, scale, None if weights == "random" else weights
+    )
+
+
+def preview(data: task_data.DataBundle) -> torch.Tensor:
+    """A grid of training pairs: corrupted above, clean below."""
+    return task_data.preview_grid(data.train)
+
+
+def log_step_images(
+    writer: SummaryWriter, step: int, batch: tuple[torch.Tensor, ...], args: argparse.Namespace
+) -> None:
+    """Every --image-log-every steps, a grid of input | output | target (the copy to the host
+    syncs the device, so only every n steps)."""
+    if args.image_log_every and step % args.image_log_every == 0:
+        images, outputs, targets = batch
+        grid = task_data.comparison_grid(images, outputs, targets)
+        writer.add_image("train/input_output_target", grid, step)

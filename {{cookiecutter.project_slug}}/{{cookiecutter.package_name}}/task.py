@@ -1,0 +1,73 @@
+"""What this project's task is: image classification (an image in, a class out).
+
+The one place train.py learns what differs between tasks: the task's own flags, its data, the
+model's config, the loss, the metric that picks best.pt, and what it shows in TensorBoard.
+A project of another task has another task.py with the same names; train.py stays the same.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from . import data as task_data
+from . import {{ cookiecutter.model_name }} as architecture
+from .engine import cli
+
+NAME = task_data.TASK
+# The validation metric that picks best.pt, and whether a higher value is better.
+BEST_METRIC, HIGHER_IS_BETTER = "accuracy", True
+# train.py --smoke-test: the smallest settings of this task that still train.
+SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of this task (its data, model and loss), one group in --help."""
+    add = parser.add_argument_group("task: classification").add_argument
+    add("--dataset", choices=task_data.DATASETS, default="synthetic", help="data set to train on")
+    add("--data-dir", type=Path, default=Path("data"),
+        help="folder with train/<class>/ and val/<class>/ (--dataset folder), or where "
+        "torchvision's files are")  # fmt: skip
+    add("--download", action="store_true", help="download a torchvision data set if missing")
+    add("--synthetic-size", type=cli.positive_int, default=8_000,
+        help="training images of --dataset synthetic (validation gets a fifth)")  # fmt: skip
+    add("--hflip", action=argparse.BooleanOptionalAction, default=True,
+        help="mirror training images at random (folder, cifar10); --no-hflip for text, digits")  # fmt: skip
+    add("--width", type=cli.positive_int, default=16, help="channels of the first stage")
+    add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
+
+
+def build_data(args: argparse.Namespace) -> task_data.DataBundle:
+    """The train and val splits with their transforms."""
+    return task_data.build_datasets(
+        args.dataset, args.data_dir, args.image_size, args.download, args.seed,
+        args.synthetic_size, args.hflip,
+    )  # fmt: skip
+
+
+def model_config(args: argparse.Namespace, data: task_data.DataBundle) -> dict:
+    """The keyword arguments that build the model; checkpoints keep them to rebuild it."""
+    return {
+        "in_channels": data.in_channels,
+        "num_classes": data.num_classes,
+        "width": args.width,
+        "norm": args.norm,
+    }
+
+
+def build_criterion(args: argparse.Namespace) -> nn.Module:
+    """Cross-entropy with label smoothing."""
+    return architecture.ClassificationLoss(args.label_smoothing)
+
+
+def preview(data: task_data.DataBundle) -> torch.Tensor:
+    """A grid of training samples, for a first look at what the model is fed."""
+    return task_data.preview_grid(data.train, data.mean, data.std)
+
+
+def log_step_images(
+    writer: SummaryWriter, step: int, batch: tuple[torch.Tensor, ...], args: argparse.Namespace
+) -> None:
+    """Pictures of a training step: a classifier's are its inputs, shown once by preview()."""
