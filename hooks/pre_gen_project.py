@@ -40,7 +40,8 @@ DEPENDENCIES = {
 STDLIB = sys.stdlib_module_names
 # Module names inside the generated package: a package or model of the same name would clash.
 PACKAGE_MODULES = {
-    "layers", "losses", "ops", "data", "engine", "errors", "image_files", "utils", "__init__",
+    "layers", "losses", "ops", "data", "engine", "errors", "image_files", "task", "utils",
+    "__init__",
 }  # fmt: skip
 # Classes the model module re-exports beside the model class (scripts reach them through it):
 # a model class of the same name could not live in that module.

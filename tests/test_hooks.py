@@ -104,6 +104,7 @@ BAD = [
     ("model_name", "data", "clashes with the package's data module"),
     ("model_name", "engine", "clashes with the package's engine module"),
     ("model_name", "errors", "clashes with the package's errors module"),
+    ("model_name", "task", "clashes with the package's task module"),
     ("model_name", "image_files", "clashes with the package's image_files module"),
     ("model_name", "image_classifier", "is the package name too"),
     ("model_name", "classification_loss", "would give the model class the name of a loss class"),
