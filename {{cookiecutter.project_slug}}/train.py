@@ -33,11 +33,14 @@ from torch.utils.tensorboard import SummaryWriter
 from torchinfo import summary
 from tqdm import tqdm
 
+# The task module: what differs between tasks (a straight import: isort puts it first, whatever
+# the package and model are called).
+import {{ cookiecutter.package_name }}.task as task
+
 # The model module under a fixed name, so no model_name answer can collide with a name here.
 from {{ cookiecutter.package_name }} import (
     {{ cookiecutter.model_name }} as architecture,
 )
-from {{ cookiecutter.package_name }} import task
 from {{ cookiecutter.package_name }}.data import (
     DEFAULT_NUM_WORKERS,
     DataBundle,

@@ -12,11 +12,17 @@ import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from . import data as task_data
 from . import {{ cookiecutter.model_name }} as architecture
+from .data import (
+    DATASETS,
+    TASK,
+    DataBundle,
+    build_datasets,
+    preview_grid,
+)
 from .engine import cli
 
-NAME = task_data.TASK
+NAME = TASK
 # The validation metric that picks best.pt, and whether a higher value is better.
 BEST_METRIC, HIGHER_IS_BETTER = "accuracy", True
 # train.py --smoke-test: the smallest settings of this task that still train.
@@ -26,7 +32,7 @@ SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of this task (its data, model and loss), one group in --help."""
     add = parser.add_argument_group("task: classification").add_argument
-    add("--dataset", choices=task_data.DATASETS, default="synthetic", help="data set to train on")
+    add("--dataset", choices=DATASETS, default="synthetic", help="data set to train on")
     add("--data-dir", type=Path, default=Path("data"),
         help="folder with train/<class>/ and val/<class>/ (--dataset folder), or where "
         "torchvision's files are")  # fmt: skip
@@ -39,15 +45,15 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
 
 
-def build_data(args: argparse.Namespace) -> task_data.DataBundle:
+def build_data(args: argparse.Namespace) -> DataBundle:
     """The train and val splits with their transforms."""
-    return task_data.build_datasets(
+    return build_datasets(
         args.dataset, args.data_dir, args.image_size, args.download, args.seed,
         args.synthetic_size, args.hflip,
     )  # fmt: skip
 
 
-def model_config(args: argparse.Namespace, data: task_data.DataBundle) -> dict:
+def model_config(args: argparse.Namespace, data: DataBundle) -> dict:
     """The keyword arguments that build the model; checkpoints keep them to rebuild it."""
     return {
         "in_channels": data.in_channels,
@@ -62,9 +68,9 @@ def build_criterion(args: argparse.Namespace) -> nn.Module:
     return architecture.ClassificationLoss(args.label_smoothing)
 
 
-def preview(data: task_data.DataBundle) -> torch.Tensor:
+def preview(data: DataBundle) -> torch.Tensor:
     """A grid of training samples, for a first look at what the model is fed."""
-    return task_data.preview_grid(data.train, data.mean, data.std)
+    return preview_grid(data.train, data.mean, data.std)
 
 
 def log_step_images(

@@ -14,13 +14,21 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from . import data as task_data
 from . import {{ cookiecutter.model_name }} as architecture
+from .data import (
+    CORRUPTIONS,
+    DATASETS,
+    TASK,
+    DataBundle,
+    build_datasets,
+    comparison_grid,
+    preview_grid,
+)
 from .engine import cli
 from .engine.distributed import on_main_process
 from .errors import UserError
 
-NAME = task_data.TASK
+NAME = TASK
 # The validation metric that picks best.pt, and whether a higher value is better.
 BEST_METRIC, HIGHER_IS_BETTER = "psnr", True
 # train.py --smoke-test: the smallest settings of this task that still train.
@@ -30,10 +38,10 @@ SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of this task (its data, model and loss), one group in --help."""
     add = parser.add_argument_group("task: image_to_image").add_argument
-    add("--dataset", choices=task_data.DATASETS, default="synthetic", help="data set to train on")
+    add("--dataset", choices=DATASETS, default="synthetic", help="data set to train on")
     add("--data-dir", type=Path, default=Path("data"),
         help="folder with train/ and val/ of clean images (--dataset folder)")  # fmt: skip
-    add("--corruption", choices=task_data.CORRUPTIONS, default="noise", help="what to undo")
+    add("--corruption", choices=CORRUPTIONS, default="noise", help="what to undo")
     add("--corruption-strength", type=cli.positive_float,
         help="noise: standard deviation; blur: sigma in px; downsample: factor "
         "(default: 0.1, 1.5 and 2)")  # fmt: skip
@@ -54,15 +62,15 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="optimizer steps between TensorBoard grids of input | output | target (0: never)")  # fmt: skip
 
 
-def build_data(args: argparse.Namespace) -> task_data.DataBundle:
+def build_data(args: argparse.Namespace) -> DataBundle:
     """The train and val pairs, corrupted on the fly."""
-    return task_data.build_datasets(
+    return build_datasets(
         args.dataset, args.data_dir, args.image_size, args.seed, args.synthetic_size,
         args.corruption, args.corruption_strength, args.crops_per_image,
     )  # fmt: skip
 
 
-def model_config(args: argparse.Namespace, data: task_data.DataBundle) -> dict:
+def model_config(args: argparse.Namespace, data: DataBundle) -> dict:
     """The keyword arguments that build the model; checkpoints keep them to rebuild it."""
     return {
         "in_channels": data.in_channels,
@@ -104,9 +112,9 @@ def build_criterion(args: argparse.Namespace) -> nn.Module:
     )
 
 
-def preview(data: task_data.DataBundle) -> torch.Tensor:
+def preview(data: DataBundle) -> torch.Tensor:
     """A grid of training pairs: corrupted above, clean below."""
-    return task_data.preview_grid(data.train)
+    return preview_grid(data.train)
 
 
 def log_step_images(
@@ -116,5 +124,5 @@ def log_step_images(
     syncs the device, so only every n steps)."""
     if args.image_log_every and step % args.image_log_every == 0:
         images, outputs, targets = batch
-        grid = task_data.comparison_grid(images, outputs, targets)
+        grid = comparison_grid(images, outputs, targets)
         writer.add_image("train/input_output_target", grid, step)
