@@ -2,9 +2,9 @@
 
     python test.py --checkpoint runs/<run>/checkpoints/best.pt
 
-The data settings (data set, folder, image size) are the checkpoint's own unless a flag
-overrides them. The last line printed is JSON, for scripts: accuracy, top-5, loss (plain
-cross-entropy, without the label smoothing of training), samples.
+The data settings (data set, folder, image size, and the task's own, such as a corruption)
+are the checkpoint's own unless a flag overrides them. The task module says what is measured
+and printed; the last line printed is JSON, for scripts: the metrics, samples, device.
 """
 
 import argparse
@@ -12,16 +12,15 @@ import json
 import sys
 from pathlib import Path
 
+# The task module: what differs between tasks (a straight import: isort puts it first, whatever
+# the package and model are called).
+import {{ cookiecutter.package_name }}.task as task
+
 # The model module under a fixed name, so no model_name answer can collide with a name here.
 from {{ cookiecutter.package_name }} import (
     {{ cookiecutter.model_name }} as architecture,
 )
-from {{ cookiecutter.package_name }}.data import (
-    DATASETS,
-    DEFAULT_NUM_WORKERS,
-    TASK,
-    build_datasets,
-)
+from {{ cookiecutter.package_name }}.data import DEFAULT_NUM_WORKERS
 from {{ cookiecutter.package_name }}.engine.checkpoint import (
     load_checkpoint,
     load_model_weights,
@@ -39,14 +38,12 @@ from {{ cookiecutter.package_name }}.engine.device import (
     DEVICE_CHOICES,
     select_device,
 )
-from {{ cookiecutter.package_name }}.engine.errors import (
-    UserError,
-    run_cli,
-)
+from {{ cookiecutter.package_name }}.engine.errors import run_cli
 from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
 
-# Data settings read from the checkpoint's args unless given on the command line.
+# Data settings read from the checkpoint's args unless given on the command line (the task
+# adds its own, task.EVAL_SETTINGS).
 DATA_SETTINGS = ("dataset", "data_dir", "image_size", "synthetic_size", "seed")
 
 
@@ -57,51 +54,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_parser() -> ArgumentParser:
     """Every flag; the data flags default to None, meaning the checkpoint's value."""
-    parser = ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter,
-    )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a .pt file train.py wrote")
-    parser.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's")
-    parser.add_argument("--data-dir", type=Path, help="default: the checkpoint's")
-    parser.add_argument("--image-size", type=image_size, help="default: the checkpoint's")
-    parser.add_argument("--synthetic-size", type=positive_int, help="default: the checkpoint's")
-    parser.add_argument("--seed", type=seed, help="default: the checkpoint's")
-    parser.add_argument("--download", action="store_true", help="download a torchvision set")
-    parser.add_argument("--batch-size", type=positive_int, default=256, help="evaluation batch")
-    parser.add_argument(
-        "--num-workers", type=num_workers, default=DEFAULT_NUM_WORKERS, help="loader workers"
-    )
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="device")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
+    parser = ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    add = parser.add_argument
+    add("--checkpoint", type=Path, required=True, help="a .pt file train.py wrote")
+    add("--dataset", choices=task.DATASETS, help="default: the checkpoint's")
+    add("--data-dir", type=Path, help="default: the checkpoint's")
+    add("--image-size", type=image_size, help="default: the checkpoint's")
+    add("--synthetic-size", type=positive_int, help="default: the checkpoint's")
+    add("--seed", type=seed, help="default: the checkpoint's")
+    task.add_eval_flags(parser)
+    add("--batch-size", type=positive_int, default=task.EVAL_BATCH_SIZE, help="evaluation batch")
+    add("--num-workers", type=num_workers, default=DEFAULT_NUM_WORKERS, help="loader workers")
+    add("--device", choices=DEVICE_CHOICES, default="auto", help="device")
+    add("--debug", action="store_true", help="show tracebacks of input errors")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Load the checkpoint, rebuild its model and validation data, evaluate, report."""
     args = parse_args(argv)
-    checkpoint = load_checkpoint(args.checkpoint, TASK)
+    checkpoint = load_checkpoint(args.checkpoint, task.NAME)
     train_args = checkpoint["args"]
+    names = (*DATA_SETTINGS, *task.EVAL_SETTINGS)
     # Settings taken from the checkpoint pass the flags' own checks: an edited one stops here.
-    stored = {name: train_args[name] for name in DATA_SETTINGS if getattr(args, name) is None}
+    stored = {name: train_args[name] for name in names if getattr(args, name) is None}
     check_stored_values(build_parser(), stored, args.checkpoint)
     settings = {
-        name: getattr(args, name) if getattr(args, name) is not None else train_args[name]
-        for name in DATA_SETTINGS
+        name: train_args[name] if getattr(args, name) is None else getattr(args, name)
+        for name in names
     }
-    data = build_datasets(
-        settings["dataset"],
-        settings["data_dir"],
-        settings["image_size"],
-        args.download,
-        settings["seed"],
-        settings["synthetic_size"],
-    )
-    if data.classes != checkpoint["classes"]:
-        raise UserError(
-            f"the checkpoint was trained on the classes {checkpoint['classes']}, "
-            f"but this data has {data.classes}; evaluate it on matching data"
-        )
+    data = task.build_data(argparse.Namespace(**{**train_args, **settings}))
+    task.check_data(checkpoint, data)
 
     model = architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
     load_model_weights(model, checkpoint, args.checkpoint)
@@ -115,20 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         settings["seed"],
         pin_memory=device.type == "cuda",
     )
-    metrics = evaluate(model, loader, device)
+    on_batch, saved = task.evaluation_hook(args)
+    metrics = evaluate(model, loader, device, on_batch)
 
-    print(
-        f"checkpoint  {args.checkpoint} (epoch {checkpoint['state']['epoch']}, "
-        f"step {checkpoint['state']['global_step']})"
-    )
-    print(
-        f"data        {settings['dataset']} val split, {metrics['samples']} samples, "
-        f"{len(data.classes)} classes"
-    )
-    print(
-        f"accuracy    {metrics['accuracy']:.2%}   top-5 {metrics['top5_accuracy']:.2%}   "
-        f"loss {metrics['loss']:.4f}"
-    )
+    state = checkpoint["state"]
+    print(f"checkpoint  {args.checkpoint} (epoch {state['epoch']}, step {state['global_step']})")
+    for line in task.report_lines(metrics, settings, data, saved):
+        print(line)
     print(
         json.dumps(
             {

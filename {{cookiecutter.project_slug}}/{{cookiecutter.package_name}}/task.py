@@ -21,10 +21,13 @@ from .data import (
     preview_grid,
 )
 from .engine import cli
+from .errors import UserError
 
 NAME = TASK
 # The validation metric that picks best.pt, and whether a higher value is better.
 BEST_METRIC, HIGHER_IS_BETTER = "accuracy", True
+# test.py: the task's own data settings (the checkpoint's unless given) and its batch size.
+EVAL_SETTINGS, EVAL_BATCH_SIZE = ("download",), 256
 # train.py --smoke-test: the smallest settings of this task that still train.
 SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
 
@@ -77,3 +80,32 @@ def log_step_images(
     writer: SummaryWriter, step: int, batch: tuple[torch.Tensor, ...], args: argparse.Namespace
 ) -> None:
     """Pictures of a training step: a classifier's are its inputs, shown once by preview()."""
+
+
+def add_eval_flags(parser: argparse.ArgumentParser) -> None:
+    """test.py's flags of this task."""
+    parser.add_argument("--download", action="store_true", help="download a torchvision set")
+
+
+def check_data(checkpoint: dict, data: DataBundle) -> None:
+    """Refuse data whose classes are not the ones the checkpoint was trained on."""
+    if data.classes != checkpoint["classes"]:
+        raise UserError(
+            f"the checkpoint was trained on the classes {checkpoint['classes']}, "
+            f"but this data has {data.classes}; evaluate it on matching data"
+        )
+
+
+def evaluation_hook(args: argparse.Namespace) -> tuple[None, list[Path]]:
+    """What test.py runs on each evaluated batch: nothing for a classifier."""
+    return None, []
+
+
+def report_lines(metrics: dict, settings: dict, data: DataBundle, saved: list[Path]) -> list[str]:
+    """test.py's lines above its JSON: the data and the scores."""
+    return [
+        f"data        {settings['dataset']} val split, {metrics['samples']} samples, "
+        f"{len(data.classes)} classes",
+        f"accuracy    {metrics['accuracy']:.2%}   top-5 {metrics['top5_accuracy']:.2%}   "
+        f"loss {metrics['loss']:.4f}",
+    ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import save_image
 from tqdm import tqdm
 
 from . import {{ cookiecutter.model_name }} as architecture
@@ -31,6 +32,9 @@ from .errors import UserError
 NAME = TASK
 # The validation metric that picks best.pt, and whether a higher value is better.
 BEST_METRIC, HIGHER_IS_BETTER = "psnr", True
+# test.py: the task's own data settings (the checkpoint's unless given) and its batch size.
+EVAL_SETTINGS, EVAL_BATCH_SIZE = ("corruption", "corruption_strength"), 64
+SAMPLES_PER_PNG = 8  # columns of a --save-samples grid: wide enough to compare, small to view
 # train.py --smoke-test: the smallest settings of this task that still train.
 SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
 
@@ -126,3 +130,56 @@ def log_step_images(
         images, outputs, targets = batch
         grid = comparison_grid(images, outputs, targets)
         writer.add_image("train/input_output_target", grid, step)
+
+
+def add_eval_flags(parser: argparse.ArgumentParser) -> None:
+    """test.py's flags of this task."""
+    add = parser.add_argument
+    add("--corruption", choices=CORRUPTIONS, help="default: the checkpoint's")
+    add("--corruption-strength", type=cli.positive_float, help="default: the checkpoint's")
+    add("--save-samples", type=Path, help="write input | output | target PNGs to this folder")
+
+
+def check_data(checkpoint: dict, data: DataBundle) -> None:
+    """Any clean images suit a restoration model: nothing to refuse."""
+
+
+def evaluation_hook(args: argparse.Namespace):
+    """With --save-samples, a batch hook that saves PNG grids of up to SAMPLES_PER_PNG images
+    (rows: input, output, target), and the list of files it wrote."""
+    saved: list[Path] = []
+    if args.save_samples is None:
+        return None, saved
+    folder = args.save_samples
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create --save-samples {folder} ({error}); pick a writable folder"
+        ) from None
+
+    def save(corrupted: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> None:
+        for start in range(0, corrupted.size(0), SAMPLES_PER_PNG):
+            part = slice(start, start + SAMPLES_PER_PNG)
+            path = folder / f"samples_{len(saved):04d}.png"
+            save_image(comparison_grid(corrupted[part], output[part], target[part]), path)
+            saved.append(path)
+
+    return save, saved
+
+
+def report_lines(metrics: dict, settings: dict, data: DataBundle, saved: list[Path]) -> list[str]:
+    """test.py's lines above its JSON: the data, the scores and their baseline."""
+    strength = settings["corruption_strength"]
+    lines = [
+        f"data        {settings['dataset']} val split, {metrics['samples']} images, "
+        f"corruption {settings['corruption']}"
+        + (f" {strength:g}" if strength is not None else " (default strength)"),
+        f"PSNR        {metrics['psnr']:.2f} dB   input {metrics['psnr_input']:.2f} dB   "
+        f"gain {metrics['psnr'] - metrics['psnr_input']:+.2f} dB",
+        f"SSIM        {metrics['ssim']:.4f}     input {metrics['ssim_input']:.4f}",
+    ]
+    if saved:
+        folder = saved[0].parent
+        lines.append(f"samples     {len(saved)} PNG(s) in {folder} (rows: input, output, target)")
+    return lines
