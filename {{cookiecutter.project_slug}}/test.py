@@ -39,7 +39,6 @@ from {{ cookiecutter.package_name }}.engine.device import (
     select_device,
 )
 from {{ cookiecutter.package_name }}.engine.errors import run_cli
-from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
 
 # Data settings read from the checkpoint's args unless given on the command line (the task
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         pin_memory=device.type == "cuda",
     )
     on_batch, saved = task.evaluation_hook(args)
-    metrics = evaluate(model, loader, device, on_batch)
+    metrics = task.evaluate(model, loader, device, on_batch)
 
     state = checkpoint["state"]
     print(f"checkpoint  {args.checkpoint} (epoch {state['epoch']}, step {state['global_step']})")

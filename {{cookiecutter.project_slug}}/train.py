@@ -72,7 +72,6 @@ from {{ cookiecutter.package_name }}.engine.errors import (
     UserError,
     run_cli,
 )
-from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.graphs import (
     log_module_graph,
     require_torchviz,
@@ -415,7 +414,7 @@ def train(args: argparse.Namespace) -> TrainResult:
                 if stop.requested or state.step_in_epoch < steps_per_epoch:
                     save_last()  # stopped part-way (a signal, --max-steps): validate later
                     break
-                metrics = evaluate(eval_model, val_loader, device)
+                metrics = task.evaluate(eval_model, val_loader, device)
                 state.epoch, state.step_in_epoch = state.epoch + 1, 0
                 is_best = improves(metrics[task.BEST_METRIC], state.best_metric)
                 if is_best:
@@ -428,9 +427,9 @@ def train(args: argparse.Namespace) -> TrainResult:
                         scaler=precision.state_dict(),
                         **parts,
                     )
-                log_validation(
-                    writer, metrics, state.global_step, epoch_label, time.perf_counter() - started
-                )
+                seconds = time.perf_counter() - started
+                line = f"{epoch_label}  step {state.global_step}  {task.describe(metrics)}"
+                log_validation(writer, metrics, state.global_step, f"{line}  ({seconds:.1f} s)")
                 if stop.requested:  # it came during the evaluation; last.pt is current
                     break
         except DivergedError as error:
@@ -445,7 +444,16 @@ def train(args: argparse.Namespace) -> TrainResult:
     barrier()  # no rank leaves while rank 0 still writes the last checkpoint
     if is_main_process() and not (stop.requested or args.smoke_test):
         elapsed = time.perf_counter() - run_started
-        tqdm.write(run_summary(last_checkpoint.parent, state, args.epochs, args.max_steps, elapsed))
+        tqdm.write(
+            run_summary(
+                last_checkpoint.parent,
+                state,
+                args.epochs,
+                args.max_steps,
+                elapsed,
+                task.describe_best,
+            )
+        )
     if stop.requested:
         launcher = "torchrun <the same flags> train.py" if is_distributed() else "python train.py"
         tqdm.write(
@@ -490,7 +498,7 @@ def create_writer(
         save_text(run_dir / "model_summary.txt", model_summary + "\n")
         writer.add_text("model/summary", f"```\n{model_summary}\n```")
         writer.add_image("data/train_samples", task.preview(data))
-        log_hparams(writer, args_to_dict(args))
+        log_hparams(writer, args_to_dict(args), task.HPARAM_METRICS)
         if args.log_graph:
             log_module_graph(writer, model, torch.zeros(input_size, device=device))
     tqdm.write(f"{model_summary}\nrun folder: {run_dir}  device: {device}  {batch_line}")

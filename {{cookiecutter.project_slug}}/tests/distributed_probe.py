@@ -19,8 +19,8 @@ from {{ cookiecutter.package_name }}.engine.distributed import (
     rank,
     world_size,
 )
-from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
+from {{ cookiecutter.package_name }}.task import evaluate
 
 # Relative (the probe runs as -m tests.distributed_probe), so its place among the imports
 # does not depend on how the package name sorts against "tests".

@@ -24,8 +24,8 @@ from {{ cookiecutter.package_name }}.engine import distributed
 from {{ cookiecutter.package_name }}.engine.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.engine.device import select_device
 from {{ cookiecutter.package_name }}.engine.errors import UserError
-from {{ cookiecutter.package_name }}.engine.evaluation import evaluate
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
+from {{ cookiecutter.package_name }}.task import evaluate
 
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
 

@@ -17,10 +17,10 @@ from {{ cookiecutter.package_name }}.engine.graphs import (
     log_module_graph,
     save_autograd_graph,
 )
-from {{ cookiecutter.package_name }}.engine.reporting import HPARAM_METRICS
 {% if cookiecutter.task == 'image_to_image' %}from {{ cookiecutter.package_name }}.losses import RestorationLoss
 {% else %}from {{ cookiecutter.package_name }}.losses import ClassificationLoss
-{% endif %}
+{% endif %}from {{ cookiecutter.package_name }}.task import HPARAM_METRICS
+
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
 
 

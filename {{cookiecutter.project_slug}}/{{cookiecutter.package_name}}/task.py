@@ -6,10 +6,13 @@ A project of another task has another task.py with the same names; train.py stay
 """
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
 from . import {{ cookiecutter.model_name }} as architecture
@@ -21,11 +24,17 @@ from .data import (
     preview_grid,
 )
 from .engine import cli
+from .engine.distributed import sum_across_ranks
 from .errors import UserError
+from .ops import topk_correct
 
 NAME = TASK
 # The validation metric that picks best.pt, and whether a higher value is better.
 BEST_METRIC, HIGHER_IS_BETTER = "accuracy", True
+# The validation metrics beside the HParams dashboard's flags (their latest values).
+HPARAM_METRICS = ("val/accuracy", "val/top5_accuracy", "val/loss", "train/loss")
+# Called with each evaluated batch as (images, logits, targets), as test.py's hook expects.
+BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 # test.py: the task's own data settings (the checkpoint's unless given) and its batch size.
 EVAL_SETTINGS, EVAL_BATCH_SIZE = ("download",), 256
 # train.py --smoke-test: the smallest settings of this task that still train.
@@ -69,6 +78,52 @@ def model_config(args: argparse.Namespace, data: DataBundle) -> dict:
 def build_criterion(args: argparse.Namespace) -> nn.Module:
     """Cross-entropy with label smoothing."""
     return architecture.ClassificationLoss(args.label_smoothing)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, loader: DataLoader, device: torch.device, on_batch: BatchHook | None = None
+) -> dict[str, float]:
+    """Mean cross-entropy (without label smoothing), top-1 and top-5 accuracy over `loader`.
+
+    Sums stay on the device (float32 and int64: MPS has no float64) and are read once, at
+    the end. Under torchrun each rank evaluates its own shard and the sums are added up over
+    the ranks, so every rank gets the numbers one process would get on the whole split.
+    Pass the plain model, not DDP: the shards may differ by one batch, and DDP's forward
+    would wait for a rank that has none left.
+    """
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    counts = torch.zeros(3, device=device, dtype=torch.int64)  # top-1, top-5, samples
+    for images, targets in loader:
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        logits = model(images)
+        loss_sum += F.cross_entropy(logits, targets, reduction="sum")
+        counts[:2] += topk_correct(logits, targets, ks=(1, 5))
+        counts[2] += targets.size(0)
+        if on_batch is not None:
+            on_batch(images, logits, targets)
+    sum_across_ranks(loss_sum)
+    top1, top5, count = sum_across_ranks(counts).tolist()
+    if count == 0:
+        raise ValueError("the evaluation split is empty")
+    return {
+        "loss": loss_sum.item() / count,
+        "accuracy": top1 / count,
+        "top5_accuracy": top5 / count,
+        "samples": count,
+    }
+
+
+def describe(metrics: dict) -> str:
+    """The validation scores in the line train.py prints after each epoch."""
+    return f"val loss {metrics['loss']:.4f}  val accuracy {metrics['accuracy']:.2%}"
+
+
+def describe_best(value: float) -> str:
+    """The best value of BEST_METRIC, as the end-of-run summary names it."""
+    return f"val accuracy: {value:.2%}"
 
 
 def preview(data: DataBundle) -> torch.Tensor:

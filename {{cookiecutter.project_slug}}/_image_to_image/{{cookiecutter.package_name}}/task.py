@@ -7,10 +7,12 @@ A project of another task has another task.py with the same names; train.py stay
 """
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import save_image
 from tqdm import tqdm
@@ -26,12 +28,20 @@ from .data import (
     preview_grid,
 )
 from .engine import cli
-from .engine.distributed import on_main_process
+from .engine.distributed import (
+    on_main_process,
+    sum_across_ranks,
+)
 from .errors import UserError
+from .ops import psnr, ssim
 
 NAME = TASK
 # The validation metric that picks best.pt, and whether a higher value is better.
 BEST_METRIC, HIGHER_IS_BETTER = "psnr", True
+# The validation metrics beside the HParams dashboard's flags (their latest values).
+HPARAM_METRICS = ("val/psnr", "val/ssim", "val/loss", "train/loss")
+# Called with each evaluated batch as (corrupted, output, target); --save-samples saves them.
+BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 # test.py: the task's own data settings (the checkpoint's unless given) and its batch size.
 EVAL_SETTINGS, EVAL_BATCH_SIZE = ("corruption", "corruption_strength"), 64
 SAMPLES_PER_PNG = 8  # columns of a --save-samples grid: wide enough to compare, small to view
@@ -114,6 +124,64 @@ def build_criterion(args: argparse.Namespace) -> nn.Module:
     return architecture.RestorationLoss(
         args.pixel_loss, scale, None if weights == "random" else weights
     )
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, loader: DataLoader, device: torch.device, on_batch: BatchHook | None = None
+) -> dict[str, float]:
+    """Mean L1 loss, PSNR and SSIM of the model's outputs, and of the corrupted inputs.
+
+    The inputs' scores are the baseline a model must beat. Outputs are clipped to [0, 1]
+    first, as a saved image would be. Sums stay on the device (float32: MPS has no float64)
+    and are read once, at the end. Under torchrun each rank evaluates its own shard and the
+    sums are added up over the ranks; pass the plain model, not DDP (the shards may differ by
+    one batch, and DDP's forward would wait for a rank that has none left).
+    """
+    model.eval()
+    # loss, psnr, ssim, psnr_input, ssim_input and the image count, summed over images
+    sums = torch.zeros(6, device=device)
+    for corrupted, target in loader:
+        corrupted = corrupted.to(device, non_blocking=True)
+        target = target.to(device, non_blocking=True)
+        output = model(corrupted).float().clamp(0.0, 1.0)
+        sums += torch.stack(
+            [
+                (output - target).abs().flatten(1).mean(dim=1).sum(),
+                psnr(output, target).sum(),
+                ssim(output, target).sum(),
+                psnr(corrupted, target).sum(),
+                ssim(corrupted, target).sum(),
+                torch.tensor(float(target.size(0)), device=device),
+            ]
+        )
+        if on_batch is not None:
+            on_batch(corrupted, output, target)
+    *totals, count = sum_across_ranks(sums).tolist()
+    if count == 0:
+        raise ValueError("the evaluation split is empty")
+    loss, psnr_mean, ssim_mean, psnr_input, ssim_input = (total / count for total in totals)
+    return {
+        "loss": loss,
+        "psnr": psnr_mean,
+        "ssim": ssim_mean,
+        "psnr_input": psnr_input,
+        "ssim_input": ssim_input,
+        "samples": int(count),
+    }
+
+
+def describe(metrics: dict) -> str:
+    """The validation scores in the line train.py prints after each epoch."""
+    return (
+        f"val loss {metrics['loss']:.4f}  PSNR {metrics['psnr']:.2f} dB (input "
+        f"{metrics['psnr_input']:.2f})  SSIM {metrics['ssim']:.4f} (input {metrics['ssim_input']:.4f})"
+    )
+
+
+def describe_best(value: float) -> str:
+    """The best value of BEST_METRIC, as the end-of-run summary names it."""
+    return f"val PSNR: {value:.2f} dB"
 
 
 def preview(data: DataBundle) -> torch.Tensor:

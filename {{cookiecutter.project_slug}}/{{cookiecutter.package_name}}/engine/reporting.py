@@ -1,6 +1,7 @@
 """What the loop reports: TensorBoard scalars, the tqdm postfix and one line per epoch."""
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,24 +51,14 @@ def log_training(
     return loss
 
 
-def log_validation(
-    writer: SummaryWriter, metrics: dict[str, float], step: int, epoch_label: str, seconds: float
-) -> None:
-    """Write the validation metrics to TensorBoard and one line to the terminal."""
-{% if cookiecutter.task == 'image_to_image' %}    for name in ("loss", "psnr", "ssim", "psnr_input", "ssim_input"):
-        writer.add_scalar(f"val/{name}", metrics[name], step)
-    tqdm.write(
-        f"{epoch_label}  step {step}  val loss {metrics['loss']:.4f}  "
-        f"PSNR {metrics['psnr']:.2f} dB (input {metrics['psnr_input']:.2f})  "
-        f"SSIM {metrics['ssim']:.4f} (input {metrics['ssim_input']:.4f})  ({seconds:.1f} s)"
-    )
-{% else %}    for name in ("loss", "accuracy", "top5_accuracy"):
-        writer.add_scalar(f"val/{name}", metrics[name], step)
-    tqdm.write(
-        f"{epoch_label}  step {step}  val loss {metrics['loss']:.4f}  "
-        f"val accuracy {metrics['accuracy']:.2%}  ({seconds:.1f} s)"
-    )
-{% endif %}
+def log_validation(writer: SummaryWriter, metrics: dict[str, float], step: int, line: str) -> None:
+    """Write the validation metrics to TensorBoard (all but the sample count) and `line` to
+    the terminal."""
+    for name, value in metrics.items():
+        if name != "samples":
+            writer.add_scalar(f"val/{name}", value, step)
+    tqdm.write(line)
+
 
 class SilentWriter:
     """Stands in for SummaryWriter on ranks other than 0 under torchrun: takes every call
@@ -83,17 +74,17 @@ class SilentWriter:
         return None
 
 
-# How the end-of-run summary names and prints the metric that picks best.pt.
-{% if cookiecutter.task == 'image_to_image' %}BEST_METRIC_NAME, BEST_METRIC_FORMAT = "val PSNR", "{:.2f} dB"
-{% else %}BEST_METRIC_NAME, BEST_METRIC_FORMAT = "val accuracy", "{:.2%}"
-{% endif %}
-
 def run_summary(
-    checkpoints: Path, state: TrainState, epochs: int, max_steps: int, seconds: float
+    checkpoints: Path,
+    state: TrainState,
+    epochs: int,
+    max_steps: int,
+    seconds: float,
+    describe_best: Callable[[float], str],
 ) -> str:
     """The lines a finished (or --max-steps-stopped) run ends with: what it reached, where
-    its checkpoints are, and the commands that come next."""
-    best, last = checkpoints / "best.pt", checkpoints / "last.pt"
+    its checkpoints are, and the commands that come next; `describe_best` words the best metric."""
+    best_pt, last = checkpoints / "best.pt", checkpoints / "last.pt"
     minutes, rest = divmod(round(seconds), 60)
     if state.epoch < epochs:  # --max-steps ended it
         reached = (
@@ -104,32 +95,26 @@ def run_summary(
         reached = f"finished all {epochs} epoch(s), {state.global_step} steps"
     lines = [f"{reached} in {minutes}m{rest:02d}s"]
     if state.best_metric is not None:
-        best_value = BEST_METRIC_FORMAT.format(state.best_metric)
-        lines.append(f"best {BEST_METRIC_NAME}: {best_value}, saved in {best}")
+        lines.append(f"best {describe_best(state.best_metric)}, saved in {best_pt}")
     lines.append(f"last checkpoint: {last}")
     if state.epoch < epochs:
         lines.append(f"continue:  python train.py --resume {last} --max-steps 0")
-    if best.exists():
-        lines.append(f"evaluate:  python test.py --checkpoint {best}")
+    if best_pt.exists():
+        lines.append(f"evaluate:  python test.py --checkpoint {best_pt}")
     return "\n".join(lines)
 
 
-# The tags the HParams dashboard shows beside each run's hyper-parameters (their latest values).
-{% if cookiecutter.task == 'image_to_image' %}HPARAM_METRICS = ("val/psnr", "val/ssim", "val/loss", "train/loss")
-{% else %}HPARAM_METRICS = ("val/accuracy", "val/top5_accuracy", "val/loss", "train/loss")
-{% endif %}
-
-def log_hparams(writer: SummaryWriter, args: dict) -> None:
+def log_hparams(writer: SummaryWriter, args: dict, metric_tags: tuple[str, ...]) -> None:
     """Every flag as a hyper-parameter in TensorBoard's HParams tab, in this run's own folder.
 
     SummaryWriter.add_hparams would write to a new sub-folder, a second run in TensorBoard's
     eyes; writing the plugin's summaries here instead ties the flags to this run's scalars, so
-    the dashboard shows each run's final validation metrics beside its flags.
+    the dashboard shows the latest values of `metric_tags` beside each run's flags.
     """
     values = {
         name: value if isinstance(value, bool | int | float | str) else str(value)
         for name, value in args.items()
     }
-    experiment, session_start, session_end = hparams(values, dict.fromkeys(HPARAM_METRICS, 0.0))
+    experiment, session_start, session_end = hparams(values, dict.fromkeys(metric_tags, 0.0))
     for summary in (experiment, session_start, session_end):
         writer.file_writer.add_summary(summary)
