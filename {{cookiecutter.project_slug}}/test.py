@@ -12,34 +12,16 @@ import json
 import sys
 from pathlib import Path
 
-# The task module: what differs between tasks (a straight import: isort puts it first, whatever
-# the package and model are called).
+# The task module (what differs between tasks) and the machinery: straight imports, which
+# isort puts first whatever the package and model are called.
+import {{ cookiecutter.package_name }}.engine as engine
 import {{ cookiecutter.package_name }}.task as task
 
 # The model module under a fixed name, so no model_name answer can collide with a name here.
 from {{ cookiecutter.package_name }} import (
     {{ cookiecutter.model_name }} as architecture,
 )
-from {{ cookiecutter.package_name }}.data import DEFAULT_NUM_WORKERS
-from {{ cookiecutter.package_name }}.engine.checkpoint import (
-    load_checkpoint,
-    load_model_weights,
-)
-from {{ cookiecutter.package_name }}.engine.cli import (
-    ArgumentParser,
-    HelpFormatter,
-    check_stored_values,
-    image_size,
-    num_workers,
-    positive_int,
-    seed,
-)
-from {{ cookiecutter.package_name }}.engine.device import (
-    DEVICE_CHOICES,
-    select_device,
-)
-from {{ cookiecutter.package_name }}.engine.errors import run_cli
-from {{ cookiecutter.package_name }}.engine.loader import build_loader
+from {{ cookiecutter.package_name }}.engine import cli
 
 # Data settings read from the checkpoint's args unless given on the command line (the task
 # adds its own, task.EVAL_SETTINGS).
@@ -51,20 +33,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def build_parser() -> ArgumentParser:
+def build_parser() -> cli.ArgumentParser:
     """Every flag; the data flags default to None, meaning the checkpoint's value."""
-    parser = ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--checkpoint", type=Path, required=True, help="a .pt file train.py wrote")
     add("--dataset", choices=task.DATASETS, help="default: the checkpoint's")
     add("--data-dir", type=Path, help="default: the checkpoint's")
-    add("--image-size", type=image_size, help="default: the checkpoint's")
-    add("--synthetic-size", type=positive_int, help="default: the checkpoint's")
-    add("--seed", type=seed, help="default: the checkpoint's")
+    add("--image-size", type=cli.image_size, help="default: the checkpoint's")
+    add("--synthetic-size", type=cli.positive_int, help="default: the checkpoint's")
+    add("--seed", type=cli.seed, help="default: the checkpoint's")
     task.add_eval_flags(parser)
-    add("--batch-size", type=positive_int, default=task.EVAL_BATCH_SIZE, help="evaluation batch")
-    add("--num-workers", type=num_workers, default=DEFAULT_NUM_WORKERS, help="loader workers")
-    add("--device", choices=DEVICE_CHOICES, default="auto", help="device")
+    add(
+        "--batch-size", type=cli.positive_int, default=task.EVAL_BATCH_SIZE, help="evaluation batch"
+    )
+    add(
+        "--num-workers",
+        type=cli.num_workers,
+        default=engine.DEFAULT_NUM_WORKERS,
+        help="loader workers",
+    )
+    add("--device", choices=engine.DEVICE_CHOICES, default="auto", help="device")
     add("--debug", action="store_true", help="show tracebacks of input errors")
     return parser
 
@@ -72,12 +61,12 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Load the checkpoint, rebuild its model and validation data, evaluate, report."""
     args = parse_args(argv)
-    checkpoint = load_checkpoint(args.checkpoint, task.NAME)
+    checkpoint = engine.load_checkpoint(args.checkpoint, task.NAME)
     train_args = checkpoint["args"]
     names = (*DATA_SETTINGS, *task.EVAL_SETTINGS)
     # Settings taken from the checkpoint pass the flags' own checks: an edited one stops here.
     stored = {name: train_args[name] for name in names if getattr(args, name) is None}
-    check_stored_values(build_parser(), stored, args.checkpoint)
+    cli.check_stored_values(build_parser(), stored, args.checkpoint)
     settings = {
         name: train_args[name] if getattr(args, name) is None else getattr(args, name)
         for name in names
@@ -86,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     task.check_data(checkpoint, data)
 
     model = architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
-    load_model_weights(model, checkpoint, args.checkpoint)
-    device = select_device(args.device)
+    engine.load_model_weights(model, checkpoint, args.checkpoint)
+    device = engine.select_device(args.device)
     model.to(device)
-    loader = build_loader(
+    loader = engine.build_loader(
         data.val,
         args.batch_size,
         False,
@@ -118,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main, prog="test.py"))
+    sys.exit(engine.run_cli(main, prog="test.py"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from {{ cookiecutter.package_name }}.engine.errors import run_cli
+from {{ cookiecutter.package_name }}.engine.cli import run_cli
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from {{ cookiecutter.package_name }}.data import build_datasets
-from {{ cookiecutter.package_name }}.engine.distributed import (
+from {{ cookiecutter.package_name }}.engine.devices import (
     process_group,
     rank,
     world_size,

@@ -16,8 +16,8 @@ from {{ cookiecutter.package_name }}.engine.checkpoint import (
     load_model_weights,
     save_checkpoint,
 )
-from {{ cookiecutter.package_name }}.engine.errors import UserError
-from {{ cookiecutter.package_name }}.engine.optim import (
+from {{ cookiecutter.package_name }}.engine.cli import UserError
+from {{ cookiecutter.package_name }}.engine.step import (
     build_optimizer,
     build_scheduler,
 )

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.engine import cli
-from {{ cookiecutter.package_name }}.engine.errors import (
+from {{ cookiecutter.package_name }}.engine.cli import (
     UserError,
     user_message,
 )
@@ -114,8 +114,8 @@ def test_a_bad_checkpoint_is_one_line_not_a_traceback(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_asking_for_cuda_without_it_says_so(train_script):
-    with pytest.raises(train_script.UserError, match="--device cuda was asked for"):
-        train_script.select_device("cuda")
+    with pytest.raises(train_script.engine.UserError, match="--device cuda was asked for"):
+        train_script.engine.select_device("cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -127,7 +127,7 @@ def test_smoke_test_on_cuda(train_script, capsys):
 def test_an_out_dir_that_is_a_file_is_refused(train_script, tmp_path):
     (tmp_path / "runs").write_text("a file")
     flags = ["--out-dir", str(tmp_path / "runs"), "--synthetic-size", "32", "--batch-size", "8"]
-    with pytest.raises(train_script.UserError, match="cannot create the run folder"):
+    with pytest.raises(train_script.engine.UserError, match="cannot create the run folder"):
         train_script.train(train_script.parse_args(flags))
     assert (tmp_path / "runs").read_text() == "a file"
 
@@ -135,7 +135,7 @@ def test_an_out_dir_that_is_a_file_is_refused(train_script, tmp_path):
 def test_a_worker_error_is_reported_as_its_sentence():
     wrapped = UserError(
         "Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
-        "last):\n  File ...\npkg.engine.errors.UserError: cannot read the image x.png (bad)"
+        "last):\n  File ...\npkg.engine.cli.UserError: cannot read the image x.png (bad)"
     )
     assert user_message(wrapped) == "cannot read the image x.png (bad)"
 

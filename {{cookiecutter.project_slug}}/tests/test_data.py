@@ -10,7 +10,7 @@ from {{ cookiecutter.package_name }}.data import (
     SyntheticShapes,
     build_datasets,
 )
-from {{ cookiecutter.package_name }}.engine.errors import UserError
+from {{ cookiecutter.package_name }}.engine.cli import UserError
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
 
 

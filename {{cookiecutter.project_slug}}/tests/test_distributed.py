@@ -20,10 +20,10 @@ from {{ cookiecutter.package_name }} import (
     {{ cookiecutter.model_name }} as architecture,
 )
 from {{ cookiecutter.package_name }}.data import build_datasets
-from {{ cookiecutter.package_name }}.engine import distributed
+from {{ cookiecutter.package_name }}.engine import devices
 from {{ cookiecutter.package_name }}.engine.checkpoint import load_checkpoint
-from {{ cookiecutter.package_name }}.engine.device import select_device
-from {{ cookiecutter.package_name }}.engine.errors import UserError
+from {{ cookiecutter.package_name }}.engine.cli import UserError
+from {{ cookiecutter.package_name }}.engine.devices import select_device
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
 from {{ cookiecutter.package_name }}.task import evaluate
 
@@ -214,20 +214,20 @@ def one_process_group():
 def test_sync_bn_on_the_cpu_is_refused_with_the_fix(one_process_group):
     model = architecture.{{ cookiecutter.__model_class }}(width=4)
     with pytest.raises(UserError, match="--sync-bn needs CUDA GPUs; on the CPU use --norm group"):
-        distributed.wrap_model(model, torch.device("cpu"), sync_batchnorm=True)
-    wrapped = distributed.wrap_model(model, torch.device("cpu"), sync_batchnorm=False)
+        devices.wrap_model(model, torch.device("cpu"), sync_batchnorm=True)
+    wrapped = devices.wrap_model(model, torch.device("cpu"), sync_batchnorm=False)
     assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
     assert wrapped.module is model  # checkpoints save `model`, never the wrapper
 
 
 def test_without_torchrun_nothing_is_wrapped_or_reduced(monkeypatch):
-    for name in distributed.TORCHRUN_VARIABLES:
+    for name in devices.TORCHRUN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     model = architecture.{{ cookiecutter.__model_class }}(width=4)
-    with distributed.process_group(torch.device("cpu")):
-        assert not distributed.is_distributed() and distributed.world_size() == 1
-        assert distributed.wrap_model(model, torch.device("cpu"), sync_batchnorm=True) is model
-        assert distributed.sum_across_ranks(torch.tensor(3.0)).item() == 3.0
+    with devices.process_group(torch.device("cpu")):
+        assert not devices.is_distributed() and devices.world_size() == 1
+        assert devices.wrap_model(model, torch.device("cpu"), sync_batchnorm=True) is model
+        assert devices.sum_across_ranks(torch.tensor(3.0)).item() == 3.0
 
 
 def test_torchrun_on_mps_is_refused_before_joining(monkeypatch):
@@ -235,9 +235,9 @@ def test_torchrun_on_mps_is_refused_before_joining(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     refused = pytest.raises(UserError, match="torchrun needs --device cuda or cpu")
-    with refused, distributed.process_group(torch.device("mps")):
+    with refused, devices.process_group(torch.device("mps")):
         pass
-    assert not distributed.is_distributed()
+    assert not devices.is_distributed()
 
 
 def test_more_processes_than_gpus_is_refused(monkeypatch):

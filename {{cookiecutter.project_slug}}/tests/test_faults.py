@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.engine import checkpoint as ckpt
-from {{ cookiecutter.package_name }}.engine import run_dir as run_dir_module
+from {{ cookiecutter.package_name }}.engine import runs as runs_module
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
-from {{ cookiecutter.package_name }}.engine.errors import run_cli
-from {{ cookiecutter.package_name }}.engine.resume import open_run_dir
-from {{ cookiecutter.package_name }}.engine.run_dir import (
+from {{ cookiecutter.package_name }}.engine.cli import run_cli
+from {{ cookiecutter.package_name }}.engine.runs import (
     RunDirLock,
+    open_run_dir,
     remove_stale_temporaries,
 )
 
@@ -103,7 +103,7 @@ def test_a_finished_run_releases_its_folder(tiny_run):
 
 
 def test_without_fcntl_run_folders_go_unlocked(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_dir_module, "fcntl", None)  # as on Windows
+    monkeypatch.setattr(runs_module, "fcntl", None)  # as on Windows
     with RunDirLock() as lock:
         lock.acquire(tmp_path)
         assert not lock.held

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from {{ cookiecutter.package_name }}.engine.errors import (
+from {{ cookiecutter.package_name }}.engine.cli import (
     UserError,
     run_cli,
 )

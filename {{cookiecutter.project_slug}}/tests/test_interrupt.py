@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }}.engine.errors import DivergedError
-from {{ cookiecutter.package_name }}.engine.interrupt import StopRequest
+from {{ cookiecutter.package_name }}.engine.cli import DivergedError
+from {{ cookiecutter.package_name }}.engine.loop import StopRequest
 
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, scalar_steps
 
@@ -78,14 +78,14 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
 
 def test_ckpt_every_steps_saves_within_the_epoch(train_script, tmp_path, monkeypatch):
     saved_at = []
-    save = train_script.save_checkpoint
+    save = train_script.engine.checkpoint.save_checkpoint
 
     def recording_save(path, **parts):
         saved_at.append((path.name, parts["state"].global_step))
         save(path, **parts)
 
-    monkeypatch.setattr(train_script, "save_checkpoint", recording_save)
-    monkeypatch.setattr(train_script, "save_epoch_checkpoints",
+    monkeypatch.setattr(train_script.engine.checkpoint, "save_checkpoint", recording_save)
+    monkeypatch.setattr(train_script.engine.checkpoint, "save_epoch_checkpoints",
                         lambda folder, is_best, **parts: recording_save(folder / "last.pt", **parts))  # fmt: skip
     flags = [
         *TINY_RUN_FLAGS,
@@ -112,7 +112,9 @@ def test_resume_auto_picks_the_newest_run(tiny_run, train_script, tmp_path):
     )
     assert args.resume == tmp_path / "newer" / "checkpoints" / "last.pt"
     assert args.width == 8  # the run's own flags come with it
-    with pytest.raises(train_script.UserError, match="--resume auto found no checkpoints/last.pt"):
+    with pytest.raises(
+        train_script.engine.UserError, match="--resume auto found no checkpoints/last.pt"
+    ):
         train_script.parse_args(["--resume", "auto", "--out-dir", str(tmp_path / "empty")])
 
 
@@ -131,15 +133,15 @@ def test_a_crash_after_a_checkpoint_on_an_epochs_last_step_resumes_exactly(
     flags = [*TINY_RUN_FLAGS, "--synthetic-size", "240", "--accum-steps", "2", "--epochs", "2",
              "--ckpt-every-steps", "8", "--out-dir", str(tmp_path)]  # fmt: skip
     train_script.main([*flags, "--run-name", "straight"])
-    evaluate = train_script.evaluate
+    evaluate = train_script.task.evaluate
 
     def crash(*args):
         raise RuntimeError("the machine went away")
 
-    monkeypatch.setattr(train_script, "evaluate", crash)
+    monkeypatch.setattr(train_script.task, "evaluate", crash)
     with pytest.raises(RuntimeError, match="went away"):
         train_script.main([*flags, "--run-name", "crashed"])
-    monkeypatch.setattr(train_script, "evaluate", evaluate)
+    monkeypatch.setattr(train_script.task, "evaluate", evaluate)
     last = tmp_path / "crashed" / "checkpoints" / "last.pt"
     assert torch.load(last, weights_only=True)["state"]["step_in_epoch"] == 8
     assert train_script.main(["--resume", str(last)]) == 0
@@ -149,14 +151,14 @@ def test_a_crash_after_a_checkpoint_on_an_epochs_last_step_resumes_exactly(
 def test_a_stop_on_an_epochs_last_step_still_validates_that_epoch(
     train_script, tmp_path, monkeypatch
 ):
-    step = train_script.MixedPrecision.step
+    step = train_script.engine.MixedPrecision.step
 
     def step_then_sigterm_at_6(self, model, optimizer, grad_clip):
         step(self, model, optimizer, grad_clip)
         if optimizer.state_dict()["state"][0]["step"] == 6:  # the epoch's last step
             os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(train_script.MixedPrecision, "step", step_then_sigterm_at_6)
+    monkeypatch.setattr(train_script.engine.MixedPrecision, "step", step_then_sigterm_at_6)
     flags = [*TINY_RUN_FLAGS, "--epochs", "2", "--out-dir", str(tmp_path), "--run-name", "r"]
     assert train_script.main(flags) == 128 + signal.SIGTERM
     monkeypatch.undo()
@@ -184,7 +186,7 @@ def test_a_nan_before_any_checkpoint_leaves_none_and_says_so(train_script, tmp_p
 
 
 def test_weights_that_are_no_longer_finite_are_never_saved(train_script, tmp_path, monkeypatch):
-    step = train_script.MixedPrecision.step
+    step = train_script.engine.MixedPrecision.step
 
     def step_then_break_the_weights_at_4(self, model, optimizer, grad_clip):
         step(self, model, optimizer, grad_clip)
@@ -192,7 +194,9 @@ def test_weights_that_are_no_longer_finite_are_never_saved(train_script, tmp_pat
             with torch.no_grad():
                 next(model.parameters()).fill_(float("inf"))
 
-    monkeypatch.setattr(train_script.MixedPrecision, "step", step_then_break_the_weights_at_4)
+    monkeypatch.setattr(
+        train_script.engine.MixedPrecision, "step", step_then_break_the_weights_at_4
+    )
     flags = [*TINY_RUN_FLAGS, "--log-every", "100", "--ckpt-every-steps", "2",
              "--out-dir", str(tmp_path), "--run-name", "inf"]  # fmt: skip
     with pytest.raises(DivergedError, match="weights stopped being finite by step 4"):

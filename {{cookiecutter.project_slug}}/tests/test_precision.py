@@ -9,10 +9,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
-from {{ cookiecutter.package_name }}.engine.errors import UserError
-from {{ cookiecutter.package_name }}.engine.optim import build_scheduler
-from {{ cookiecutter.package_name }}.engine.precision import (
+from {{ cookiecutter.package_name }}.engine.cli import UserError
+from {{ cookiecutter.package_name }}.engine.loop import StopRequest
+from {{ cookiecutter.package_name }}.engine.step import (
     MixedPrecision,
+    TrainStep,
+    build_scheduler,
     resolve_amp_dtype,
 )
 
@@ -43,9 +45,10 @@ def one_clipped_step(train_script, tmp_path, clip: float) -> float:
     data = TensorDataset(100 * torch.randn(16, 8), torch.randint(0, 3, (16,)))
     args = train_script.parse_args(["--grad-clip", str(clip), "--log-every", "1"])
     with SummaryWriter(tmp_path) as writer:
-        train_script.train_one_epoch(model, DataLoader(data, batch_size=16), nn.CrossEntropyLoss(),
-                                     optimizer, scheduler, torch.device("cpu"), writer,
-                                     TrainState(), args)  # fmt: skip
+        step = TrainStep(model, nn.CrossEntropyLoss(), optimizer, scheduler, torch.device("cpu"),
+                         grad_clip=args.grad_clip)  # fmt: skip
+        run = train_script.Run(writer, StopRequest(), save_last=lambda: None)
+        train_script.train_one_epoch(step, DataLoader(data, batch_size=16), TrainState(), run, args)
     moved = [p.detach() - b for p, b in zip(model.parameters(), before, strict=True)]
     return torch.linalg.vector_norm(torch.cat([m.flatten() for m in moved])).item()
 
@@ -96,7 +99,7 @@ def test_no_host_device_sync_outside_log_steps_on_cuda(train_script, tmp_path, m
     scheduler = build_scheduler(optimizer, "cosine", 2, 20)
     batches = [(torch.randn(8, 3, 16, 16).pin_memory(), torch.randint(0, 10, (8,)).pin_memory())
                for _ in range(12)]  # fmt: skip
-    log_training = train_script.log_training
+    log_training = train_script.engine.log_training
 
     def log_with_syncs_allowed(*args, **kwargs):  # the log step is where syncs belong
         torch.cuda.set_sync_debug_mode("default")
@@ -105,12 +108,13 @@ def test_no_host_device_sync_outside_log_steps_on_cuda(train_script, tmp_path, m
         finally:
             torch.cuda.set_sync_debug_mode("error")
 
-    monkeypatch.setattr(train_script, "log_training", log_with_syncs_allowed)
+    monkeypatch.setattr(train_script.engine, "log_training", log_with_syncs_allowed)
     args = train_script.parse_args(["--log-every", "5", "--device", "cuda"])
     torch.cuda.set_sync_debug_mode("error")  # any other sync raises
     try:
         with SummaryWriter(tmp_path) as writer:
-            train_script.train_one_epoch(model, batches, nn.CrossEntropyLoss(), optimizer,
-                                         scheduler, device, writer, TrainState(), args)  # fmt: skip
+            step = TrainStep(model, nn.CrossEntropyLoss(), optimizer, scheduler, device)
+            run = train_script.Run(writer, StopRequest(), save_last=lambda: None)
+            train_script.train_one_epoch(step, batches, TrainState(), run, args)
     finally:
         torch.cuda.set_sync_debug_mode("default")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from {{ cookiecutter.package_name }}.engine.prefetch import BackgroundLoader
+from {{ cookiecutter.package_name }}.engine.loop import BackgroundLoader
 
 from .conftest import TINY_RUN_FLAGS
 
@@ -71,7 +71,7 @@ def test_no_prefetch_thread_trains_the_same_weights_without_the_thread(
     def no_thread(loader):
         raise AssertionError("--no-prefetch-thread started the prefetch thread")
 
-    monkeypatch.setattr(train_script, "BackgroundLoader", no_thread)
+    monkeypatch.setattr(train_script.engine, "BackgroundLoader", no_thread)
     train_script.main([*flags, "--run-name", "direct", "--no-prefetch-thread"])
     thread, direct = (
         torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"]

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from {{ cookiecutter.package_name }} import (
     {{ cookiecutter.model_name }} as architecture,
 )
-from {{ cookiecutter.package_name }}.engine.optim import build_optimizer
+from {{ cookiecutter.package_name }}.engine.step import build_optimizer
 
 from .conftest import TINY_RUN_FLAGS, scalar_steps
 
@@ -57,9 +57,11 @@ def test_resume_refuses_a_changed_batch_size_and_touches_nothing(tiny_run, train
     run_dir = copy_of_tiny_run(tiny_run, tmp_path)
     before = snapshot(run_dir)
     last = str(run_dir / "checkpoints" / "last.pt")
-    with pytest.raises(train_script.UserError, match="--batch-size 32 differs from the 16"):
+    with pytest.raises(train_script.engine.UserError, match="--batch-size 32 differs from the 16"):
         train_script.parse_args(["--resume", last, "--batch-size", "32", "--epochs", "3"])
-    with pytest.raises(train_script.UserError, match="nothing left to train; raise --epochs"):
+    with pytest.raises(
+        train_script.engine.UserError, match="nothing left to train; raise --epochs"
+    ):
         train_script.train(train_script.parse_args(["--resume", last]))
     assert snapshot(run_dir) == before
 
@@ -76,7 +78,7 @@ def test_logged_learning_rate_is_the_one_the_step_used(tiny_run, train_script):
 def test_an_existing_run_folder_is_never_overwritten(tiny_run, train_script):
     flags = [*TINY_RUN_FLAGS, "--out-dir", str(tiny_run.run_dir.parent), "--run-name", "tiny"]
     before = {path: path.stat().st_mtime_ns for path in tiny_run.run_dir.rglob("*")}
-    with pytest.raises(train_script.UserError, match="already exists"):
+    with pytest.raises(train_script.engine.UserError, match="already exists"):
         train_script.train(train_script.parse_args(flags))
     assert {path: path.stat().st_mtime_ns for path in tiny_run.run_dir.rglob("*")} == before
 

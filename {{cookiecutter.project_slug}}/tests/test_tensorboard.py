@@ -12,8 +12,8 @@ from torch.utils.tensorboard import SummaryWriter
 from {{ cookiecutter.package_name }} import (
     {{ cookiecutter.model_name }} as architecture,
 )
-from {{ cookiecutter.package_name }}.engine.errors import UserError
-from {{ cookiecutter.package_name }}.engine.graphs import (
+from {{ cookiecutter.package_name }}.engine.cli import UserError
+from {{ cookiecutter.package_name }}.engine.reporting import (
     log_module_graph,
     save_autograd_graph,
 )

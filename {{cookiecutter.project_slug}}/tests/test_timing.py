@@ -9,8 +9,8 @@ import types
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }}.engine import timing
-from {{ cookiecutter.package_name }}.engine.timing import StepTimer
+from {{ cookiecutter.package_name }}.engine import loop
+from {{ cookiecutter.package_name }}.engine.loop import StepTimer
 
 BATCH = 8
 STEPS = 10
@@ -49,8 +49,8 @@ class SimulatedMachine:
 def machine(monkeypatch):
     simulated = SimulatedMachine()
     clock = types.SimpleNamespace(perf_counter=lambda: simulated.host_s)
-    monkeypatch.setattr(timing, "time", clock)
-    monkeypatch.setattr(timing, "synchronize", simulated.synchronize)
+    monkeypatch.setattr(loop, "time", clock)
+    monkeypatch.setattr(loop, "synchronize", simulated.synchronize)
     monkeypatch.setattr(StepTimer, "_record_event", staticmethod(simulated.record_event))
     return simulated
 
@@ -103,7 +103,7 @@ def test_a_new_window_starts_after_each_report(machine):
 def test_under_torchrun_the_most_starved_process_sets_the_data_time(machine, monkeypatch):
     # This GPU never waits, but another process waited 0.2 s for its loader (and so this one
     # spent that time in the gradient all-reduce, which looks like compute here).
-    monkeypatch.setattr(timing, "max_across_ranks", lambda value, device: max(value, 0.2))
+    monkeypatch.setattr(loop, "max_across_ranks", lambda value, device: max(value, 0.2))
     report = run_window(machine, StepTimer(torch.device("cuda")), 0.0, 0.001, 0.030)
     wall_s = 0.001 + STEPS * 0.030
     assert report["compute_efficiency"] == pytest.approx((wall_s - 0.2) / wall_s)

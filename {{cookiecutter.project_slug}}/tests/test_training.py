@@ -11,7 +11,11 @@ from {{ cookiecutter.package_name }} import (
     {{ cookiecutter.model_name }} as architecture,
 )
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
-from {{ cookiecutter.package_name }}.engine.optim import build_scheduler
+from {{ cookiecutter.package_name }}.engine.loop import StopRequest
+from {{ cookiecutter.package_name }}.engine.step import (
+    TrainStep,
+    build_scheduler,
+)
 
 from .conftest import TINY_RUN_FLAGS, scalar_steps
 
@@ -69,9 +73,9 @@ def test_accumulation_equals_one_big_batch_including_a_short_last_group(train_sc
     loader = DataLoader(TensorDataset(images, targets), batch_size=8)
     state = TrainState()
     with SummaryWriter(tmp_path) as writer:
-        train_script.train_one_epoch(
-            model, loader, criterion, optimizer, scheduler, torch.device("cpu"), writer, state, args
-        )
+        step = TrainStep(model, criterion, optimizer, scheduler, torch.device("cpu"), accum_steps=2)
+        run = train_script.Run(writer, StopRequest(), save_last=lambda: None)
+        train_script.train_one_epoch(step, loader, state, run, args)
     assert state.global_step == 2
     for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)

@@ -28,10 +28,6 @@ SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # name -> (torchvision class, channels, native size, mean, std)
-# One core feeds each training process (torchrun starts LOCAL_WORLD_SIZE of them on a machine);
-# the others decode and augment. More than 8 workers a process rarely helps; each costs memory.
-_CORES_PER_PROCESS = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-DEFAULT_NUM_WORKERS = min(8, max(0, _CORES_PER_PROCESS - 1))
 
 TORCHVISION_SETS = {
     "cifar10": (datasets.CIFAR10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),

@@ -24,7 +24,7 @@ from .data import (
     preview_grid,
 )
 from .engine import cli
-from .engine.distributed import sum_across_ranks
+from .engine.devices import sum_across_ranks
 from .errors import UserError
 from .ops import topk_correct
 

@@ -9,7 +9,7 @@ from torch import nn
 from torchvision import models
 from torchvision.models import vgg16
 
-from {{ cookiecutter.package_name }}.engine.errors import UserError
+from {{ cookiecutter.package_name }}.engine.cli import UserError
 from {{ cookiecutter.package_name }}.losses import (
     PixelLoss,
     RestorationLoss,

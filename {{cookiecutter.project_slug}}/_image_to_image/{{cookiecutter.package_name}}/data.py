@@ -8,7 +8,6 @@ with randomness seeded from (seed, epoch, index), so runs and resumes see the sa
 Images stay in [0, 1] (not normalised): the model, the losses and PSNR/SSIM all use that range.
 """
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +26,6 @@ SPLITS = ("train", "val")
 # What this project trains; saved in checkpoints so test.py refuses another task's.
 TASK = "image_to_image"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
-# One core feeds each training process (torchrun starts LOCAL_WORLD_SIZE of them on a machine);
-# the others decode and augment. More than 8 workers a process rarely helps; each costs memory.
-_CORES_PER_PROCESS = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-DEFAULT_NUM_WORKERS = min(8, max(0, _CORES_PER_PROCESS - 1))
 
 
 @dataclass

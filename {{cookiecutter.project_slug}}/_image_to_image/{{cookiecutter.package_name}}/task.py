@@ -28,7 +28,7 @@ from .data import (
     preview_grid,
 )
 from .engine import cli
-from .engine.distributed import (
+from .engine.devices import (
     on_main_process,
     sum_across_ranks,
 )

@@ -1,1 +1,117 @@
-"""Training helpers: seeding, devices, run folders, checkpoints, timing, optimisation."""
+"""Task-agnostic training machinery, by stage; the scripts reach it as `engine.<name>`.
+
+cli: flags and how a script ends; loader: resumable, seeded DataLoaders; devices: device
+choice and torchrun/DDP; step: optimizer, schedule, mixed precision, TrainStep; loop: prefetch,
+timing, stop signals; checkpoint: atomic checkpoints; runs: run folders and resuming;
+reporting: TensorBoard, terminal lines, model graphs.
+"""
+
+from ..errors import DivergedError, UserError
+from .checkpoint import RunCheckpoints, TrainState, load_checkpoint, load_model_weights
+from .cli import SMOKE_SETTINGS, ArgumentParser, HelpFormatter, run_cli
+from .devices import (
+    DEVICE_CHOICES,
+    barrier,
+    gradient_sync,
+    is_distributed,
+    is_main_process,
+    on_main_process,
+    place_model,
+    process_group,
+    rank,
+    select_device,
+    sum_across_ranks,
+    world_size,
+    wrap_model,
+)
+from .loader import DEFAULT_NUM_WORKERS, build_loader, build_loaders
+from .loop import BackgroundLoader, StepTimer, StopRequest
+from .reporting import (
+    end_lines,
+    log_hparams,
+    log_module_graph,
+    log_training,
+    log_validation,
+    open_writer,
+    require_torchviz,
+    run_summary,
+    save_autograd_graph,
+    start_line,
+)
+from .runs import (
+    RunDirLock,
+    args_to_dict,
+    find_latest_checkpoint,
+    open_run_dir,
+    parse_resumed_args,
+    restore_training,
+    save_text,
+)
+from .step import (
+    AMP_CHOICES,
+    OPTIMIZERS,
+    SCHEDULERS,
+    MixedPrecision,
+    TrainStep,
+    build_optimization,
+    build_optimizer,
+    build_scheduler,
+)
+
+# What train.py and test.py use, as engine.<name>.
+__all__ = [
+    "AMP_CHOICES",
+    "args_to_dict",
+    "ArgumentParser",
+    "BackgroundLoader",
+    "barrier",
+    "build_loader",
+    "build_loaders",
+    "build_optimization",
+    "build_optimizer",
+    "build_scheduler",
+    "DEFAULT_NUM_WORKERS",
+    "DEVICE_CHOICES",
+    "DivergedError",
+    "end_lines",
+    "find_latest_checkpoint",
+    "gradient_sync",
+    "HelpFormatter",
+    "is_distributed",
+    "is_main_process",
+    "load_checkpoint",
+    "load_model_weights",
+    "log_hparams",
+    "log_module_graph",
+    "log_training",
+    "log_validation",
+    "MixedPrecision",
+    "on_main_process",
+    "open_run_dir",
+    "open_writer",
+    "OPTIMIZERS",
+    "parse_resumed_args",
+    "place_model",
+    "process_group",
+    "rank",
+    "require_torchviz",
+    "restore_training",
+    "run_cli",
+    "run_summary",
+    "RunCheckpoints",
+    "RunDirLock",
+    "save_autograd_graph",
+    "save_text",
+    "SCHEDULERS",
+    "select_device",
+    "SMOKE_SETTINGS",
+    "start_line",
+    "StepTimer",
+    "StopRequest",
+    "sum_across_ranks",
+    "TrainState",
+    "TrainStep",
+    "UserError",
+    "world_size",
+    "wrap_model",
+]

@@ -4,6 +4,7 @@ A checkpoint holds only tensors and plain Python types (no pickled classes), so 
 never runs code from the file.
 """
 
+import contextlib
 import errno
 import os
 import pickle
@@ -12,7 +13,7 @@ import re
 import shutil
 import textwrap
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import DivergedError, UserError
+from .devices import is_main_process
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = (
@@ -315,3 +317,48 @@ def load_model_weights(model: nn.Module, checkpoint: dict, path: str | Path) -> 
             f"({checkpoint['model_config']}; {detail[:160]}); resume with matching flags "
             "or start a new run"
         ) from None
+
+
+class RunCheckpoints:
+    """A run's last.pt and best.pt, and everything they hold besides the training state.
+
+    Only rank 0 writes: under DDP every rank holds the same weights.
+    """
+
+    def __init__(
+        self, folder: Path, state: TrainState, scaler: Callable[[], dict | None], **parts
+    ) -> None:
+        self.folder, self.state, self.scaler, self.parts = folder, state, scaler, parts
+        self.last = folder / "last.pt"
+
+    def save_last(self) -> None:
+        """last.pt, as of now (a stop, or --ckpt-every-steps within an epoch)."""
+        if is_main_process():
+            save_checkpoint(self.last, state=self.state, scaler=self.scaler(), **self.parts)
+
+    def save_epoch(self, value: float, higher_is_better: bool) -> None:
+        """last.pt at the end of an epoch and, when `value` (the validation metric that picks
+        best.pt) beats the best so far, best.pt; the state keeps the best value."""
+        best = self.state.best_metric
+        is_best = best is None or (value > best if higher_is_better else value < best)
+        if is_best:
+            self.state.best_metric = value
+        if is_main_process():
+            parts = {"state": self.state, "scaler": self.scaler(), **self.parts}
+            save_epoch_checkpoints(self.folder, is_best, **parts)
+
+    @contextlib.contextmanager
+    def explain_divergence(self) -> Iterator[None]:
+        """Turn a DivergedError into one sentence that names the last good checkpoint."""
+        try:
+            yield
+        except DivergedError as error:
+            kept = (
+                f"its last good checkpoint is {self.last}"
+                if self.last.exists()
+                else "no checkpoint was saved"
+            )
+            raise DivergedError(
+                f"{error}, so the run stopped; {kept}; lower --lr (or lengthen --warmup-steps) "
+                "and start again"
+            ) from None

@@ -1,26 +1,34 @@
-"""argparse types that reject impossible numbers with a message naming the allowed range,
-a parser whose errors say how to write an on/off flag, and a help formatter that states each
-default once."""
+"""The command line: argparse types that name the allowed range, a parser whose errors are
+one sentence, and run_cli, which ends a script with one sentence instead of a traceback."""
 
 import argparse
+import multiprocessing
 import os
 import re
-from collections.abc import Container, Mapping
+import signal
+import sys
+from collections.abc import Callable, Container, Mapping, Sequence
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import DivergedError, UserError
 
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
 MAX_IMAGE_SIZE = 4096  # far past what fits a batch in memory; a typo (100000) stops here
 WORKERS_PER_CORE = 4  # more loader processes than this per core only compete for the cores
+# train.py --smoke-test: the flags of its two steps (the task adds its own smallest sizes).
+SMOKE_SETTINGS = {"dataset": "synthetic", "batch_size": 8, "accum_steps": 1, "epochs": 1,
+                  "max_steps": 2, "log_every": 1, "num_workers": 0, "run_name": "smoke",
+                  "resume": None}  # fmt: skip
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser without abbreviations (`--epoch 3` is not taken as `--epochs 3`);
     an error is one line that points to --help (not the usage block that buries it), and a
-    value given to an on/off flag gets an error that names the fix."""
+    value given to an on/off flag gets an error that names the fix. --help shows each default
+    (HelpFormatter)."""
 
     def __init__(self, *args, allow_abbrev: bool = False, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
 
     def error(self, message: str):
@@ -133,3 +141,59 @@ def check_stored_values(
             raise UserError(
                 f"{source} stores {flag} {value}, which the command line refuses ({error}); {fix}"
             ) from None
+
+
+__all__ = ["DivergedError", "UserError", "run_cli", "stop_worker_processes", "user_message"]
+
+# How long a killed worker process may take to be reaped before the script exits anyway.
+WORKER_REAP_SECONDS = 5.0
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str) -> int:
+    """Run `main`, turning a UserError into `prog: error: <message>` and exit code 2 (as argparse).
+
+    With --debug on the command line the full traceback is shown instead.
+    """
+    try:
+        return main(None) or 0
+    except UserError as error:
+        if "--debug" in sys.argv[1:]:
+            raise
+        print(f"{prog}: error: {user_message(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: the user asked to stop at once
+        print(f"{prog}: stopped at once by Ctrl-C; nothing more was saved", file=sys.stderr)
+        return 130
+    finally:
+        stop_worker_processes()
+
+
+def stop_worker_processes() -> None:
+    """Kill the DataLoader worker processes still alive, however the script ends.
+
+    Workers ignore SIGTERM (engine/loader.py leaves stop signals to the main process), and
+    after an error the traceback keeps their DataLoader alive, so nothing shuts them down:
+    the interpreter's exit would send them SIGTERM and then wait for them forever. They hold
+    nothing worth saving (a resumed run loads its batches again).
+    """
+    workers = [child for child in multiprocessing.active_children() if child.daemon]
+    if not workers:  # DataLoader workers are daemonic; any other child is left alone
+        return
+    if hasattr(signal, "SIGCHLD"):  # torch's handler would raise "worker killed" for each
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for worker in workers:
+        worker.kill()
+    for worker in workers:
+        worker.join(WORKER_REAP_SECONDS)
+
+
+def user_message(error: UserError) -> str:
+    """The sentence of a UserError, also when a DataLoader worker raised it.
+
+    A worker's exception reaches the main process re-raised with the worker's traceback as its
+    message; the sentence is the last line, after the exception's class name.
+    """
+    text = str(error).strip()
+    if "Traceback" not in text:
+        return text
+    return text.splitlines()[-1].split("UserError: ", 1)[-1]

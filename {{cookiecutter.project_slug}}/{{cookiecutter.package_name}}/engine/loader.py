@@ -5,11 +5,21 @@ per-sample seeding of random augmentation, torchrun sharding, and workers that l
 signals to the main process.
 """
 
+import argparse
+import os
 import signal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from ..errors import UserError
+from .devices import rank, world_size
+
+# One core feeds each training process (torchrun starts LOCAL_WORLD_SIZE of them on a machine);
+# the others decode and augment. More than 8 workers a process rarely helps; each costs memory.
+_CORES_PER_PROCESS = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+DEFAULT_NUM_WORKERS = min(8, max(0, _CORES_PER_PROCESS - 1))
 
 
 class ResumableSampler(DistributedSampler):
@@ -120,3 +130,20 @@ def ignore_stop_signals(worker_id: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def build_loaders(
+    train_set: Dataset, val_set: Dataset, device: torch.device, args: argparse.Namespace
+) -> tuple[DataLoader, DataLoader]:
+    """The training and validation loaders of this process (its share under torchrun)."""
+    pin = device.type == "cuda"  # page-locked memory makes host-to-GPU copies asynchronous
+    shard = {"rank": rank(), "world_size": world_size()}
+    common = {"num_workers": args.num_workers, "seed": args.seed, "pin_memory": pin, **shard}
+    train_loader = build_loader(train_set, args.batch_size, True, **common)
+    val_loader = build_loader(val_set, args.batch_size, False, **common)
+    if len(train_loader) == 0:  # the loader drops a partial batch
+        raise UserError(
+            f"--batch-size {args.batch_size} exceeds the {len(train_loader.sampler)} training "
+            f"samples of each of the {world_size()} process(es); lower it"
+        )
+    return train_loader, val_loader

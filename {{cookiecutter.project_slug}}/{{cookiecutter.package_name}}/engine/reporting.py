@@ -1,17 +1,24 @@
-"""What the loop reports: TensorBoard scalars, the tqdm postfix and one line per epoch."""
+"""What a run reports: TensorBoard scalars and HParams, the tqdm postfix, the per-epoch and
+end-of-run lines, and pictures of the model (module graph, autograd graph)."""
 
+import argparse
+import copy
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.utils.data import Dataset, default_collate
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
-from ..errors import DivergedError
-from .checkpoint import TrainState
-from .timing import StepTimer
+from ..errors import DivergedError, UserError
+from .checkpoint import RunCheckpoints, TrainState
+from .devices import is_distributed, is_main_process, world_size
+from .loop import StepTimer
 
 
 def log_training(
@@ -58,6 +65,16 @@ def log_validation(writer: SummaryWriter, metrics: dict[str, float], step: int, 
         if name != "samples":
             writer.add_scalar(f"val/{name}", value, step)
     tqdm.write(line)
+
+
+def open_writer(run_dir: Path, is_new_run: bool, state: TrainState) -> SummaryWriter:
+    """The run's TensorBoard writer; under torchrun only rank 0 writes, the others discard.
+
+    A resumed run drops the events logged after its checkpoint, so no step appears twice.
+    """
+    if not is_main_process():
+        return SilentWriter()
+    return SummaryWriter(run_dir, purge_step=None if is_new_run else state.global_step + 1)
 
 
 class SilentWriter:
@@ -118,3 +135,89 @@ def log_hparams(writer: SummaryWriter, args: dict, metric_tags: tuple[str, ...])
     experiment, session_start, session_end = hparams(values, dict.fromkeys(metric_tags, 0.0))
     for summary in (experiment, session_start, session_end):
         writer.file_writer.add_summary(summary)
+
+
+VIZ_INSTALL_HINT = (
+    'pip install -e ".[viz]" (and Graphviz\'s dot: apt install graphviz, brew install graphviz)'
+)
+
+
+def require_torchviz() -> None:
+    """Fail before training starts, rather than after it, when --viz-graph cannot work."""
+    try:
+        import torchviz  # noqa: F401
+    except ImportError:
+        raise UserError(
+            f"--viz-graph needs torchviz, which is not installed; {VIZ_INSTALL_HINT}"
+        ) from None
+
+
+def log_module_graph(writer: SummaryWriter, model: nn.Module, example: torch.Tensor) -> None:
+    """The model's module graph in TensorBoard's Graphs tab (traced in eval mode, so the
+    trace leaves batch-norm statistics as they are)."""
+    was_training = model.training
+    model.eval()
+    try:
+        writer.add_graph(model, example)
+    finally:
+        model.train(was_training)
+
+
+def save_autograd_graph(
+    model: nn.Module, criterion: nn.Module, dataset: Dataset, run_dir: Path, device: torch.device
+) -> str:
+    """Write <run_dir>/autograd_graph.dot (and .svg when Graphviz is installed); return one line
+    saying what was written.
+
+    A copy of the model runs the forward pass, so the training run's batch-norm statistics and
+    gradients stay untouched.
+    """
+    from torchviz import make_dot
+
+    twin = copy.deepcopy(model).train()
+    images, targets = (part.to(device) for part in default_collate([dataset[0], dataset[1]]))
+    loss = criterion(twin(images), targets)
+    graph = make_dot(loss, params=dict(twin.named_parameters()))
+    source = run_dir / "autograd_graph.dot"
+    source.write_text(graph.source)
+    if shutil.which("dot") is None:
+        return f"wrote {source}; render it with Graphviz's dot (not installed here): dot -Tsvg -O {source}"
+    graph.render(run_dir / "autograd_graph", format="svg", cleanup=True)
+    return f"wrote {source} and {source.with_suffix('.svg')}"
+
+
+def start_line(
+    run_dir: Path,
+    is_new_run: bool,
+    state: TrainState,
+    device: torch.device,
+    args: argparse.Namespace,
+) -> str:
+    """Where the run writes (or what it resumes), its device and its effective batch."""
+    processes = world_size()
+    batch = (
+        f"effective batch: {args.batch_size} x {args.accum_steps} accumulated x {processes} "
+        f"process(es) = {args.batch_size * args.accum_steps * processes}"
+    )
+    if is_new_run:
+        return f"run folder: {run_dir}  device: {device}  {batch}"
+    return (
+        f"resumed {run_dir} from step {state.global_step} (epoch {state.epoch + 1}, "
+        f"{state.step_in_epoch} steps into it)  device: {device}  {batch}"
+    )
+
+
+def end_lines(
+    checkpoints: RunCheckpoints,
+    stopped: bool,
+    args: argparse.Namespace,
+    seconds: float,
+    describe_best: Callable[[float], str],
+) -> str:
+    """What a run ends with: the summary and next commands, or how to continue after a stop."""
+    last, state = checkpoints.last, checkpoints.state
+    if stopped:
+        launcher = "torchrun <the same flags> train.py" if is_distributed() else "python train.py"
+        return f"stopped at step {state.global_step}; continue with: {launcher} --resume {last}"
+    checkpoints = last.parent
+    return run_summary(checkpoints, state, args.epochs, args.max_steps, seconds, describe_best)

@@ -1,7 +1,14 @@
-"""Start a new run folder, or continue a run from its checkpoint."""
+"""The run folder (one per run, never overwritten, locked while a run writes to it), and how a
+run starts anew or continues from its checkpoint."""
 
 import argparse
+import errno
+import json
+import os
+import re
 import shutil
+import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,22 +18,182 @@ from torch import nn
 from ..errors import UserError
 from .checkpoint import (
     TrainState,
+    atomic_write,
     load_checkpoint,
     load_model_weights,
     restore_rng_state,
     write_failure,
 )
 from .cli import check_stored_values
-from .distributed import world_size
-from .optim import apply_schedule
-from .precision import MixedPrecision
-from .run_dir import (
-    RunDirLock,
-    create_run_dir,
-    plain,
-    remove_stale_temporaries,
-    save_args,
-)
+from .devices import world_size
+from .step import MixedPrecision, apply_schedule
+
+try:  # POSIX only; where it is missing (Windows) run folders are not locked
+    import fcntl
+except ImportError:
+    fcntl = None
+
+LOCK_FILE = ".lock"
+# Temporary files of atomic writes are named .<file>.<pid>.tmp (see checkpoint.atomic_write).
+TEMPORARY_FILE = re.compile(r"\..+\.(\d+)\.tmp")
+
+
+def create_run_dir(out_dir: str | Path, run_name: str | None) -> Path:
+    """Make `<out_dir>/<run_name or timestamp>/`; an existing folder is an error, not overwritten."""
+    out_dir = Path(out_dir)
+    if run_name:
+        run_dir = out_dir / run_name
+        if run_dir.exists():
+            last = run_dir / "checkpoints" / "last.pt"
+            hint = f"continue it with --resume {last}" if last.is_file() else "delete it"
+            raise UserError(
+                f"run folder {run_dir} already exists; pick another --run-name, or {hint}"
+            )
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir, suffix = out_dir / stamp, 1
+        while run_dir.exists():  # two runs started within the same second
+            run_dir, suffix = out_dir / f"{stamp}-{suffix}", suffix + 1
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True)
+    except FileExistsError:  # another process made it since the check above
+        raise UserError(
+            f"run folder {run_dir} was just created by another run; pick another --run-name"
+        ) from None
+    except OSError as error:
+        raise UserError(
+            f"cannot create the run folder {run_dir} ({error.strerror}); "
+            "point --out-dir at a writable folder"
+        ) from None
+    return run_dir
+
+
+def plain(value: object) -> object:
+    """A flag's value as a plain JSON type (a path becomes a string)."""
+    return str(value) if isinstance(value, Path) else value
+
+
+def args_to_dict(args: argparse.Namespace) -> dict:
+    """The parsed arguments as plain JSON types, as saved with the run and in checkpoints."""
+    return {key: plain(value) for key, value in vars(args).items()}
+
+
+def save_args(
+    run_dir: Path, args: argparse.Namespace, stem: str = "args", **resolved: object
+) -> None:
+    """Write <stem>.json (args plus values resolved at start-up) and <stem>.txt, the str(args) line.
+
+    A resumed run passes its own stem, so the args of the first start are never overwritten.
+    Each file is written whole or not at all; on an OSError neither is left.
+    """
+    record = {**args_to_dict(args), **resolved}
+    record_file = run_dir / f"{stem}.json"
+    write_text_atomic(record_file, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    try:
+        write_text_atomic(run_dir / f"{stem}.txt", f"{args}\n")
+    except OSError:
+        record_file.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file whole or not at all (a full disk leaves no empty or partial file)."""
+    atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def save_text(path: Path, text: str) -> None:
+    """Write a file of a new run (e.g. the model summary) whole; a failure is a UserError."""
+    try:
+        write_text_atomic(path, text)
+    except OSError as error:
+        raise UserError(f"{write_failure(path, error)}; nothing was trained yet") from None
+
+
+class RunDirLock:
+    """An exclusive lock on a run folder while one process trains in it: <run>/.lock.
+
+    A POSIX record lock (fcntl.lockf) belongs to the process: the OS drops it when the
+    process ends, even by kill -9, so there is never a stale lock to remove, and DataLoader
+    workers forked later do not inherit it (they never keep a run locked after it ended).
+    The file records the holder's pid and host for the refusal. Without fcntl (Windows) it
+    locks nothing.
+    """
+
+    def __init__(self) -> None:
+        self._descriptor: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the lock (never where locks are unavailable)."""
+        return self._descriptor is not None
+
+    def acquire(self, run_dir: Path) -> None:
+        """Lock `run_dir`, or raise a UserError naming the process that holds it."""
+        if fcntl is None:
+            return
+        path = run_dir / LOCK_FILE
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # never truncates on open
+        try:
+            fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EAGAIN):  # e.g. a mount without locks
+                os.close(descriptor)
+                return
+            holder = os.read(descriptor, 200).decode(errors="replace").strip()  # read only
+            os.close(descriptor)
+            raise UserError(
+                f"the run folder {run_dir} is in use by {holder or 'another process'}; "
+                "wait for it to finish or pick another --run-name"
+            ) from None
+        try:  # unbuffered writes: a full disk fails here, not later in a close
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+        except OSError as error:
+            os.close(descriptor)
+            error.filename = str(path)
+            raise
+        self._descriptor = descriptor
+
+    def release(self) -> None:
+        """Unlock (the file stays: removing it could race a process that is about to lock it)."""
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+    def __del__(self) -> None:  # a run that failed before the `with` that releases it
+        self.release()
+
+    def __enter__(self) -> "RunDirLock":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def remove_stale_temporaries(folder: Path, all_stale: bool) -> None:
+    """Remove temporary files that a killed process left in `folder` (.last.pt.<pid>.tmp).
+
+    all_stale: the caller holds the run folder's lock, and only the holder writes there, so
+    every one is stale; otherwise only those whose process is gone.
+    """
+    for path in folder.glob(".*.tmp"):
+        match = TEMPORARY_FILE.fullmatch(path.name)
+        if match and (all_stale or not process_is_alive(int(match.group(1)))):
+            path.unlink(missing_ok=True)
+
+
+def process_is_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (assumed so where it cannot be told)."""
+    if os.name != "posix":  # os.kill on Windows would end the process, not probe it
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
 
 # Flags a resumed run may change; every other flag is the checkpoint's own.
 CHANGEABLE_ON_RESUME = frozenset(
@@ -149,18 +316,19 @@ def restore_training(
 
 
 def open_run_dir(
-    args: argparse.Namespace,
-    state: TrainState,
-    lock: RunDirLock | None = None,
-    **resolved: object,
+    args: argparse.Namespace, state: TrainState, lock: RunDirLock | None = None
 ) -> tuple[Path, bool]:
-    """The run folder and whether it is new, locked by `lock`, with this start's args saved in it.
+    """The run folder and whether it is new, locked by `lock`, with this start's args saved in
+    it (and the process count and effective batch they make).
 
     With --resume the run continues in the folder the checkpoint belongs to; the args of
     this start are saved beside the original ones, never over them. Only one process may
     call this (rank 0 under torchrun); the caller releases `lock` when training ends.
     """
     lock = lock or RunDirLock()
+    processes = world_size()
+    effective_batch = args.batch_size * args.accum_steps * processes
+    resolved = {"world_size": processes, "effective_batch": effective_batch}
     if args.resume is not None:
         run_dir = Path(args.resume).resolve().parent.parent  # <run>/checkpoints/last.pt
         if (run_dir / "args.json").is_file():

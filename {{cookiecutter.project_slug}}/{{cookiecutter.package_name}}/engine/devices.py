@@ -1,12 +1,7 @@
-"""Many processes, one script: torchrun's environment, the process group, DDP and collectives.
+"""Devices and processes: pick the device, and run one script as many processes under torchrun
+(process group, DDP, collectives)."""
 
-`torchrun --nproc_per_node=N train.py ...` starts N copies of train.py and tells each its
-place through RANK, LOCAL_RANK and WORLD_SIZE. Every helper here is a no-op (or the identity)
-in a plain `python train.py`, which never creates a process group, so the script has one code
-path. All ranks must call a collective at the same point, in the same order: the loop only
-calls them at log steps and at the end of an epoch, which every rank reaches together.
-"""
-
+import argparse
 import contextlib
 import os
 import sys
@@ -18,6 +13,57 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import UserError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def mps_available() -> bool:
+    """True when torch was built with MPS and the machine has it."""
+    return hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+
+
+def select_device(name: str) -> torch.device:
+    """`auto` means cuda, then mps, then cpu; an explicit choice must be available.
+
+    Under torchrun each process drives its own GPU, cuda:LOCAL_RANK.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return local_cuda_device()
+        return torch.device("mps" if mps_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"--device cuda was asked for, but this torch {torch.__version__} sees no CUDA GPU; "
+            "use --device cpu (or auto), or install a CUDA build of torch on a machine with a GPU"
+        )
+    if name == "mps" and not mps_available():
+        raise UserError(
+            "--device mps was asked for, but MPS is not available here (it needs Apple silicon "
+            "and a macOS build of torch); use --device cpu (or auto)"
+        )
+    if name not in DEVICE_CHOICES:
+        raise UserError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    return local_cuda_device() if name == "cuda" else torch.device(name)
+
+
+def local_cuda_device() -> torch.device:
+    """cuda:LOCAL_RANK (cuda:0 without torchrun); more processes than GPUs is an error."""
+    index, count = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
+    if index >= count:
+        raise UserError(
+            f"this process has LOCAL_RANK {index} but the machine has {count} GPU(s); "
+            f"start at most --nproc_per_node={count} processes per machine"
+        )
+    return torch.device("cuda", index)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on an asynchronous device (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
 
 T = TypeVar("T")
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -150,3 +196,17 @@ def barrier() -> None:
     """Wait until every rank gets here (nothing to wait for with one process)."""
     if is_distributed():
         dist.barrier()
+
+
+def place_model(
+    model: nn.Module, criterion: nn.Module, device: torch.device, args: argparse.Namespace
+) -> nn.Module:
+    """Move the model and the loss to the device (NHWC with --channels-last); return the model
+    the loop runs: wrapped in DDP under torchrun, compiled with --compile."""
+    model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    criterion.to(device)
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls where the GPU has them
+    step_model = wrap_model(model, device, args.sync_bn)
+    return torch.compile(step_model) if args.compile else step_model

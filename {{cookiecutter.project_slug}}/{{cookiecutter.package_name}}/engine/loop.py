@@ -1,0 +1,189 @@
+"""What the training loop runs with: batches loaded ahead in a thread, step timing (data vs
+compute), and a clean stop on Ctrl-C or SIGTERM."""
+
+import contextlib
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+
+import torch
+from prefetch_generator import BackgroundGenerator
+
+from .devices import is_distributed, max_across_ranks, synchronize
+
+
+class BackgroundLoader(BackgroundGenerator):
+    """BackgroundGenerator over a DataLoader that can be closed when the loop breaks early.
+
+    prefetch_generator already hands an exception raised while loading to the consumer at
+    its next `next()`; on top of that, close() stops the thread and releases the DataLoader
+    iterator (and its workers) instead of leaving them blocked on a full queue.
+    """
+
+    def __init__(self, iterable: Iterable, max_prefetch: int = 2) -> None:
+        self._closing = threading.Event()
+        super().__init__(iter(iterable), max_prefetch=max_prefetch)
+
+    def run(self) -> None:
+        try:
+            for item in self.generator:
+                if self._closing.is_set():
+                    break
+                self.queue.put((True, item))
+        except Exception as error:
+            self.queue.put((False, error))
+        finally:
+            self.queue.put((False, StopIteration))
+
+    def close(self) -> None:
+        """Stop the background thread and drop the iterator; safe to call more than once."""
+        self._closing.set()
+        while self.is_alive():
+            # Make room, so that a put() blocked on a full queue returns and sees the flag.
+            with contextlib.suppress(queue.Empty):
+                self.queue.get(timeout=0.05)
+        self.generator = None
+
+    def __enter__(self) -> "BackgroundLoader":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class StepTimer:
+    """Call data_ready() when a batch is on hand, step_done() after its step, report() to read."""
+
+    # Below this efficiency for this many reports in a row, the data pipeline is the bottleneck.
+    SLOW_DATA_EFFICIENCY, SLOW_DATA_REPORTS = 0.8, 3
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.uses_events = device.type == "cuda"
+        self._slow_reports, self._hinted = 0, False
+        self.reset()
+
+    def slow_data_hint(self, efficiency: float, num_workers: int) -> str | None:
+        """Once per run, when efficiency has stayed low for a while: what to do about it."""
+        self._slow_reports = self._slow_reports + 1 if efficiency < self.SLOW_DATA_EFFICIENCY else 0
+        if self._hinted or self._slow_reports < self.SLOW_DATA_REPORTS:
+            return None
+        self._hinted = True
+        return (
+            f"note: compute efficiency has stayed below {self.SLOW_DATA_EFFICIENCY:.0%}: the "
+            f"model waits for data; raise --num-workers (now {num_workers}) if CPU cores are free"
+        )
+
+    def reset(self) -> None:
+        """Start a new measuring window now."""
+        self._window_start = self._step_end = time.perf_counter()
+        self._data_s = 0.0
+        self._spans: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._batches = self._samples = 0
+
+    def data_ready(self) -> None:
+        """The batch has arrived (its copy to the device is queued): the step starts."""
+        if self.uses_events:
+            self._span_start = self._record_event()
+        else:
+            self._data_s += time.perf_counter() - self._step_end
+
+    def step_done(self, batch_size: int) -> None:
+        """The batch's forward/backward (and update, if any) has been queued or done."""
+        if self.uses_events:
+            self._spans.append((self._span_start, self._record_event()))
+        else:
+            self._step_end = time.perf_counter()
+        self._batches += 1
+        self._samples += batch_size
+
+    def report(self) -> dict[str, float]:
+        """Per-batch data and compute ms, compute efficiency and samples/s; starts a new window."""
+        synchronize(self.device)  # the window's wall time must include the queued device work
+        wall_s = max(time.perf_counter() - self._window_start, 1e-9)
+        own_data_s = wall_s - min(self._compute_seconds(wall_s), wall_s)
+        data_s = min(max_across_ranks(own_data_s, self.device), wall_s)
+        compute_s = wall_s - data_s
+        batches = max(self._batches, 1)
+        result = {
+            "data_ms": 1000 * data_s / batches,
+            "compute_ms": 1000 * compute_s / batches,
+            "compute_efficiency": compute_s / wall_s,
+            "samples_per_s": self._samples / wall_s,
+        }
+        self.reset()
+        return result
+
+    def _compute_seconds(self, wall_s: float) -> float:
+        """The window's compute time: the GPU's busy spans, or the wall time less data waits."""
+        if self.uses_events:  # the events are complete: report() synchronised first
+            return sum(start.elapsed_time(end) for start, end in self._spans) / 1000
+        return wall_s - self._data_s
+
+    def _record_event(self) -> torch.cuda.Event:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(torch.cuda.current_stream(self.device))  # behind the work queued so far
+        return event
+
+
+class StopRequest:
+    """Turns SIGINT and SIGTERM into a request to stop after the current optimizer step.
+
+    The loop checks `requested` at each optimizer step, saves last.pt and exits with the
+    conventional 128 + signal number. A second Ctrl-C stops at once (KeyboardInterrupt).
+    Outside the main thread (where Python cannot install handlers) it never fires.
+
+    Under torchrun the ranks must stop at the same step, or the ones still training would
+    wait forever in DDP's all-reduce: a signal on any rank counts only once agree() has
+    shared it with all of them (the loop calls it at log steps).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None  # the signal this process received
+        self.agreed_signum: int | None = None  # the one every rank has agreed to stop for
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: the user wants out now
+        self.signum = signum
+        name = signal.Signals(signum).name
+        message = f"{name} received: stopping after this optimizer step (Ctrl-C again: at once)"
+        print(f"\n{message}", file=sys.stderr, flush=True)
+
+    def agree(self, device: torch.device) -> None:
+        """Under torchrun: stop on every rank if any rank got a signal. Every rank must call
+        it at the same step (it is a collective); a no-op with one process."""
+        if is_distributed():
+            agreed = max_across_ranks(self.signum or 0, device)
+            self.agreed_signum = agreed or None
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop signal has arrived (on any rank, once agreed under torchrun)."""
+        return self._effective_signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process ended by that signal."""
+        return 128 + (self._effective_signum or 0)
+
+    @property
+    def _effective_signum(self) -> int | None:
+        return self.agreed_signum if is_distributed() else self.signum
