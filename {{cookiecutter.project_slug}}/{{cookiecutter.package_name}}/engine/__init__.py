@@ -6,9 +6,9 @@ timing, stop signals; checkpoint: atomic checkpoints; runs: run folders and resu
 reporting: TensorBoard, terminal lines, model graphs.
 """
 
-from ..errors import DivergedError, UserError
+from ..errors import UserError
 from .checkpoint import RunCheckpoints, TrainState, load_checkpoint, load_model_weights
-from .cli import SMOKE_SETTINGS, ArgumentParser, HelpFormatter, run_cli
+from .cli import SMOKE_SETTINGS, run_cli
 from .devices import (
     DEVICE_CHOICES,
     barrier,
@@ -18,11 +18,9 @@ from .devices import (
     on_main_process,
     place_model,
     process_group,
-    rank,
     select_device,
     sum_across_ranks,
     world_size,
-    wrap_model,
 )
 from .loader import DEFAULT_NUM_WORKERS, build_loader, build_loaders
 from .loop import BackgroundLoader, StepTimer, StopRequest
@@ -34,7 +32,6 @@ from .reporting import (
     log_validation,
     open_writer,
     require_torchviz,
-    run_summary,
     save_autograd_graph,
     start_line,
 )
@@ -54,29 +51,22 @@ from .step import (
     MixedPrecision,
     TrainStep,
     build_optimization,
-    build_optimizer,
-    build_scheduler,
 )
 
 # What train.py and test.py use, as engine.<name>.
 __all__ = [
     "AMP_CHOICES",
     "args_to_dict",
-    "ArgumentParser",
     "BackgroundLoader",
     "barrier",
     "build_loader",
     "build_loaders",
     "build_optimization",
-    "build_optimizer",
-    "build_scheduler",
     "DEFAULT_NUM_WORKERS",
     "DEVICE_CHOICES",
-    "DivergedError",
     "end_lines",
     "find_latest_checkpoint",
     "gradient_sync",
-    "HelpFormatter",
     "is_distributed",
     "is_main_process",
     "load_checkpoint",
@@ -93,11 +83,9 @@ __all__ = [
     "parse_resumed_args",
     "place_model",
     "process_group",
-    "rank",
     "require_torchviz",
     "restore_training",
     "run_cli",
-    "run_summary",
     "RunCheckpoints",
     "RunDirLock",
     "save_autograd_graph",
@@ -113,5 +101,4 @@ __all__ = [
     "TrainStep",
     "UserError",
     "world_size",
-    "wrap_model",
 ]
