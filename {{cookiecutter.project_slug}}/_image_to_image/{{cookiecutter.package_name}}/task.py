@@ -32,6 +32,10 @@ from .errors import UserError
 NAME = TASK
 # The validation metric that picks best.pt, and whether a higher value is better.
 BEST_METRIC, HIGHER_IS_BETTER = "psnr", True
+# Metrics that count samples: equal, not just close, however processes split the validation set.
+EXACT_METRICS = ()  # all of them average per-image floats, summed in another order under DDP
+# train.py flags that switch off random augmentation: a sample is then the same in any batch.
+NO_AUGMENTATION_FLAGS = ()  # none needed: data.py seeds each sample's crops and corruption
 # test.py: the task's own data settings (the checkpoint's unless given) and its batch size.
 EVAL_SETTINGS, EVAL_BATCH_SIZE = ("corruption", "corruption_strength"), 64
 SAMPLES_PER_PNG = 8  # columns of a --save-samples grid: wide enough to compare, small to view
