@@ -1,12 +1,16 @@
 """Shared fixtures: the two scripts loaded as modules, and one tiny training run reused by many tests."""
 
+import argparse
 import importlib.util
 import shutil
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import DataLoader
 
 from {{ cookiecutter.package_name }}.engine.cli import run_cli
 
@@ -32,6 +36,26 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class TaskModel(NamedTuple):
+    """A model of this project's task, built as train.py builds it."""
+
+    model: torch.nn.Module
+    config: dict  # the keyword arguments that built it (a checkpoint's model_config)
+    batch: tuple[torch.Tensor, torch.Tensor]  # 4 training samples: inputs and targets
+    args: argparse.Namespace  # the flags it was built from
+
+
+def model_of_this_task(train_script, *flags: str) -> TaskModel:
+    """The model of TINY_RUN_FLAGS (then `flags`), through the task module and the model's
+    constructor alone: machinery tests use no parameter name, size or loss of one model."""
+    args = train_script.parse_args([*TINY_RUN_FLAGS, *flags])
+    data = train_script.task.build_data(args)
+    config = train_script.task.model_config(args, data)
+    model = train_script.architecture.{{ cookiecutter.__model_class }}(**config)
+    inputs, targets = next(iter(DataLoader(data.train, batch_size=4)))
+    return TaskModel(model, config, (inputs, targets), args)
 
 
 @pytest.fixture(scope="session")

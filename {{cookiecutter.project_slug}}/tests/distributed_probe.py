@@ -13,7 +13,6 @@ import sys
 import torch
 import torch.distributed as dist
 
-from {{ cookiecutter.package_name }}.data import build_datasets
 from {{ cookiecutter.package_name }}.engine.devices import (
     process_group,
     rank,
@@ -36,11 +35,8 @@ def weights_fingerprint(model: torch.nn.Module) -> list[float]:
 
 def sharded_validation(train, args, model) -> dict[str, float]:
     """evaluate() on this rank's shard of the validation split, summed over the ranks."""
-{% if cookiecutter.task == 'image_to_image' %}    data = build_datasets(args.dataset, args.data_dir, args.image_size, args.seed,
-                          args.synthetic_size, args.corruption, args.corruption_strength)  # fmt: skip
-{% else %}    data = build_datasets(args.dataset, args.data_dir, args.image_size, False, args.seed,
-                          args.synthetic_size, args.hflip)  # fmt: skip
-{% endif %}    loader = build_loader(data.val, args.batch_size, False, 0, args.seed,
+    data = train.task.build_data(args)
+    loader = build_loader(data.val, args.batch_size, False, 0, args.seed,
                           rank=rank(), world_size=world_size())  # fmt: skip
     return evaluate(model, loader, torch.device("cpu"))
 

@@ -1,12 +1,10 @@
 import errno
 import os
+from typing import NamedTuple
 
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }} import (
-    {{ cookiecutter.model_name }} as architecture,
-)
 from {{ cookiecutter.package_name }}.data import TASK
 from {{ cookiecutter.package_name }}.engine import checkpoint as ckpt
 from {{ cookiecutter.package_name }}.engine.checkpoint import (
@@ -23,36 +21,46 @@ from {{ cookiecutter.package_name }}.engine.step import (
 )
 
 from .bad_input_cases import PickledObject
+from .conftest import model_of_this_task
 
 
-def trained_parts(num_classes=3):
-    model = architecture.{{ cookiecutter.__model_class }}({{ 'out_channels' if cookiecutter.task == 'image_to_image' else 'num_classes' }}=num_classes, width=4)
+class Parts(NamedTuple):
+    model: torch.nn.Module
+    model_config: dict
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+def trained_parts(train_script, width: int = 4) -> Parts:
+    """This task's model, its optimizer and schedule, after one step on a batch of its data."""
+    model, config, (inputs, _), _ = model_of_this_task(train_script, "--width", str(width))
     optimizer = build_optimizer(model, "adamw", 1e-2, 0.01)
     scheduler = build_scheduler(optimizer, "cosine", 1, 10)
-    model(torch.randn(4, 3, 8, 8)).sum().backward()
+    model(inputs).sum().backward()
     optimizer.step()
     scheduler.step()
-    return model, optimizer, scheduler
+    return Parts(model, config, optimizer, scheduler)
 
 
-def save(path, model, optimizer, scheduler, state=None):
+def save(path, parts: Parts, state=None):
     save_checkpoint(
         path,
-        model=model,
-        model_config={"{{ 'out_channels' if cookiecutter.task == 'image_to_image' else 'num_classes' }}": model.{{ 'out_channels' if cookiecutter.task == 'image_to_image' else 'num_classes' }}, "width": 4},
+        model=parts.model,
+        model_config=parts.model_config,
         classes=["a", "b", "c"],
-        optimizer=optimizer,
-        scheduler=scheduler,
+        optimizer=parts.optimizer,
+        scheduler=parts.scheduler,
         state=state or TrainState(epoch=2, step_in_epoch=1, global_step=9, best_metric=0.5),
         args={"lr": 0.01, "out_dir": "runs"},
     )
 
 
-def test_round_trip_restores_model_optimizer_schedule_and_state(tmp_path):
-    model, optimizer, scheduler = trained_parts()
-    save(tmp_path / "last.pt", model, optimizer, scheduler)
+def test_round_trip_restores_model_optimizer_schedule_and_state(train_script, tmp_path):
+    parts = trained_parts(train_script)
+    model, _, optimizer, scheduler = parts
+    save(tmp_path / "last.pt", parts)
     loaded = load_checkpoint(tmp_path / "last.pt")
-    fresh, fresh_optimizer, fresh_scheduler = trained_parts()
+    fresh, _, fresh_optimizer, fresh_scheduler = trained_parts(train_script)
     load_model_weights(fresh, loaded, "last.pt")
     fresh_optimizer.load_state_dict(loaded["optimizer"])
     fresh_scheduler.load_state_dict(loaded["scheduler"])
@@ -65,17 +73,19 @@ def test_round_trip_restores_model_optimizer_schedule_and_state(tmp_path):
     assert loaded["args"]["lr"] == 0.01 and loaded["classes"] == ["a", "b", "c"]
 
 
-def test_checkpoint_keys_have_no_wrapper_prefixes(tmp_path):
-    model, optimizer, scheduler = trained_parts()
-    save(tmp_path / "last.pt", torch.compile(model), optimizer, scheduler)
+def test_checkpoint_keys_have_no_wrapper_prefixes(train_script, tmp_path):
+    parts = trained_parts(train_script)
+    save(tmp_path / "last.pt", parts._replace(model=torch.compile(parts.model)))
     keys = load_checkpoint(tmp_path / "last.pt")["model"].keys()
     assert not any(key.startswith(("module.", "_orig_mod.")) for key in keys)
 
 
-def test_a_write_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
-    model, optimizer, scheduler = trained_parts()
+def test_a_write_that_fails_midway_leaves_the_previous_checkpoint(
+    train_script, tmp_path, monkeypatch
+):
+    parts = trained_parts(train_script)
     path = tmp_path / "last.pt"
-    save(path, model, optimizer, scheduler)
+    save(path, parts)
     before = path.read_bytes()
 
     def crash_midway(payload, file):
@@ -84,7 +94,7 @@ def test_a_write_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monk
 
     monkeypatch.setattr(ckpt.torch, "save", crash_midway)
     with pytest.raises(UserError) as refusal:
-        save(path, model, optimizer, scheduler)
+        save(path, parts)
     assert str(refusal.value).startswith(f"writing {path} failed: no space left on the device")
     assert str(refusal.value).endswith(
         f"the last good checkpoint is {path}: continue from it with --resume {path}"
@@ -94,9 +104,8 @@ def test_a_write_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary left
 
 
-def test_bad_files_are_refused_with_a_sentence(tmp_path):
-    model, optimizer, scheduler = trained_parts()
-    save(tmp_path / "good.pt", model, optimizer, scheduler)
+def test_bad_files_are_refused_with_a_sentence(train_script, tmp_path):
+    save(tmp_path / "good.pt", trained_parts(train_script))
     (tmp_path / "garbage.pt").write_bytes(b"this is not a checkpoint")
     (tmp_path / "truncated.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:2000])
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
@@ -111,15 +120,14 @@ def test_bad_files_are_refused_with_a_sentence(tmp_path):
             load_checkpoint(tmp_path / name)
 
 
-def test_newer_format_and_other_model_are_refused(tmp_path):
-    model, optimizer, scheduler = trained_parts()
-    save(tmp_path / "last.pt", model, optimizer, scheduler)
+def test_newer_format_and_other_model_are_refused(train_script, tmp_path):
+    save(tmp_path / "last.pt", trained_parts(train_script))
     payload = torch.load(tmp_path / "last.pt", weights_only=True)
     payload["format_version"] = ckpt.FORMAT_VERSION + 1
     torch.save(payload, tmp_path / "newer.pt")
     with pytest.raises(UserError, match="newer"):
         load_checkpoint(tmp_path / "newer.pt")
-    other, _, _ = trained_parts(num_classes=5)
+    other = trained_parts(train_script, width=6).model  # other shapes, from the same config keys
     with pytest.raises(UserError, match="another model or number of classes"):
         load_model_weights(other, load_checkpoint(tmp_path / "last.pt"), "last.pt")
 

@@ -16,10 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from {{ cookiecutter.package_name }} import (
-    {{ cookiecutter.model_name }} as architecture,
-)
-from {{ cookiecutter.package_name }}.data import build_datasets
+import {{ cookiecutter.package_name }}.task as task
 from {{ cookiecutter.package_name }}.engine import devices
 from {{ cookiecutter.package_name }}.engine.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.engine.cli import UserError
@@ -27,7 +24,7 @@ from {{ cookiecutter.package_name }}.engine.devices import select_device
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
 from {{ cookiecutter.package_name }}.task import evaluate
 
-from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
+from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, model_of_this_task
 
 # Batch-independent (GroupNorm, no flips), so 2 x 8 and 1 x 16 see the same 16 samples a step
 # and must compute the same update. 96 samples: 6 optimizer steps an epoch either way.
@@ -35,10 +32,9 @@ from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
 # the rounding of another reduction order stays rounding-sized. Adam divides by the root of its
 # squared-gradient average: where a gradient is ~0 its rounding sets the sign of a whole
 # lr-sized step, and which weights that hits depends on the CPU's kernels.
-{% if cookiecutter.task == 'image_to_image' %}DDP_FLAGS = [*TINY_RUN_FLAGS, "--norm", "group", "--optimizer", "sgd", "--epochs", "1"]
-{% else %}DDP_FLAGS = [*TINY_RUN_FLAGS, "--norm", "group", "--no-hflip", "--optimizer", "sgd",
-             "--epochs", "1"]  # fmt: skip
-{% endif %}TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+DDP_FLAGS = [*TINY_RUN_FLAGS, "--norm", "group", *task.NO_AUGMENTATION_FLAGS, "--optimizer",
+             "sgd", "--epochs", "1"]  # fmt: skip
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
 def torchrun(*command: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -145,21 +141,21 @@ def test_a_ddp_checkpoint_continues_in_a_single_process(ddp, train_script, tmp_p
     assert state["global_step"] == 6 + 12  # batch 8 in one process: 12 steps an epoch
 
 
-def test_validation_under_ddp_equals_the_single_process_numbers(ddp):
+def test_validation_under_ddp_equals_the_single_process_numbers(ddp, train_script):
     out_dir, report = ddp
     checkpoint = load_checkpoint(out_dir / "ddp" / "checkpoints" / "last.pt")
-    model = architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
+    model = train_script.architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
     model.load_state_dict(checkpoint["model"])
-{% if cookiecutter.task == 'image_to_image' %}    data = build_datasets("synthetic", None, 32, 0, 96)
-{% else %}    data = build_datasets("synthetic", None, 32, False, 0, 96, False)
-{% endif %}    single = evaluate(model, build_loader(data.val, 8, False, 0, 0), torch.device("cpu"))
+    data = task.build_data(train_script.parse_args(DDP_FLAGS))
+    single = evaluate(model, build_loader(data.val, 8, False, 0, 0), torch.device("cpu"))
     sharded = report["ddp"]["validation"]
     assert sharded["samples"] == single["samples"] == len(data.val) == 19  # shards of 10 and 9
-{% if cookiecutter.task == 'image_to_image' %}    for name in ("psnr", "ssim", "psnr_input", "ssim_input"):
-        assert sharded[name] == pytest.approx(single[name], rel=1e-5), name
-{% else %}    assert sharded["accuracy"] == single["accuracy"]
-    assert sharded["top5_accuracy"] == single["top5_accuracy"]
-{% endif %}    assert sharded["loss"] == pytest.approx(single["loss"], rel=1e-5)
+    assert set(sharded) == set(single) >= {task.BEST_METRIC, *task.EXACT_METRICS}
+    for name in single.keys() - {"samples"}:
+        if name in task.EXACT_METRICS:  # counts summed over the ranks: exactly equal
+            assert sharded[name] == single[name], name
+        else:  # float sums in another order: equal up to rounding
+            assert sharded[name] == pytest.approx(single[name], rel=1e-5), name
 
 
 def test_a_mid_epoch_ddp_checkpoint_refuses_another_process_count(ddp, train_script):
@@ -211,8 +207,8 @@ def one_process_group():
     dist.destroy_process_group()
 
 
-def test_sync_bn_on_the_cpu_is_refused_with_the_fix(one_process_group):
-    model = architecture.{{ cookiecutter.__model_class }}(width=4)
+def test_sync_bn_on_the_cpu_is_refused_with_the_fix(one_process_group, train_script):
+    model = model_of_this_task(train_script, "--width", "4").model
     with pytest.raises(UserError, match="--sync-bn needs CUDA GPUs; on the CPU use --norm group"):
         devices.wrap_model(model, torch.device("cpu"), sync_batchnorm=True)
     wrapped = devices.wrap_model(model, torch.device("cpu"), sync_batchnorm=False)
@@ -220,10 +216,10 @@ def test_sync_bn_on_the_cpu_is_refused_with_the_fix(one_process_group):
     assert wrapped.module is model  # checkpoints save `model`, never the wrapper
 
 
-def test_without_torchrun_nothing_is_wrapped_or_reduced(monkeypatch):
+def test_without_torchrun_nothing_is_wrapped_or_reduced(monkeypatch, train_script):
     for name in devices.TORCHRUN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    model = architecture.{{ cookiecutter.__model_class }}(width=4)
+    model = model_of_this_task(train_script, "--width", "4").model
     with devices.process_group(torch.device("cpu")):
         assert not devices.is_distributed() and devices.world_size() == 1
         assert devices.wrap_model(model, torch.device("cpu"), sync_batchnorm=True) is model

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from torch import nn
 
 from {{ cookiecutter.package_name }}.engine.cli import DivergedError
 from {{ cookiecutter.package_name }}.engine.loop import StopRequest
@@ -25,6 +26,27 @@ SIGNAL_RUN_FLAGS = [
     "--num-workers",
     "1",
 ]
+
+
+class TurnsNan(nn.Module):
+    """The task's own criterion, until its `from_call`-th call (one call a batch): then nan."""
+
+    def __init__(self, criterion: nn.Module, from_call: int):
+        super().__init__()
+        self.criterion, self.from_call, self.calls = criterion, from_call, 0
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        loss = self.criterion(*inputs)
+        return loss * float("nan") if self.calls >= self.from_call else loss
+
+
+def make_the_loss_nan_from_call(train_script, monkeypatch, from_call: int) -> None:
+    """train.py builds its loss with task.build_criterion: it gets the task's loss, wrapped."""
+    build = train_script.task.build_criterion
+    monkeypatch.setattr(
+        train_script.task, "build_criterion", lambda args: TurnsNan(build(args), from_call)
+    )
 
 
 def test_sigterm_saves_last_pt_and_the_resumed_run_matches_a_straight_one(train_script, tmp_path):
@@ -59,15 +81,7 @@ def test_sigterm_saves_last_pt_and_the_resumed_run_matches_a_straight_one(train_
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     train_script, tmp_path, monkeypatch
 ):
-    class DivergingLoss(train_script.architecture.{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}):
-        calls = 0
-
-        def forward(self, logits, targets):
-            DivergingLoss.calls += 1
-            loss = super().forward(logits, targets)
-            return loss * float("nan") if DivergingLoss.calls > 6 else loss  # from step 7
-
-    monkeypatch.setattr(train_script.architecture, "{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}", DivergingLoss)
+    make_the_loss_nan_from_call(train_script, monkeypatch, 7)  # from step 7
     flags = [*TINY_RUN_FLAGS, "--epochs", "3", "--out-dir", str(tmp_path), "--run-name", "nan"]
     with pytest.raises(DivergedError, match="training loss became nan by step 8"):
         train_script.train(train_script.parse_args(flags))
@@ -163,19 +177,11 @@ def test_a_stop_on_an_epochs_last_step_still_validates_that_epoch(
     assert train_script.main(flags) == 128 + signal.SIGTERM
     monkeypatch.undo()
     assert train_script.main(["--resume", str(tmp_path / "r" / "checkpoints" / "last.pt")]) == 0
-    assert scalar_steps(tmp_path / "r", "val/{{ 'psnr' if cookiecutter.task == 'image_to_image' else 'accuracy' }}") == [6, 12]
+    assert scalar_steps(tmp_path / "r", f"val/{train_script.task.BEST_METRIC}") == [6, 12]
 
 
 def test_a_nan_before_any_checkpoint_leaves_none_and_says_so(train_script, tmp_path, monkeypatch):
-    class NanFromStep3(train_script.architecture.{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}):
-        calls = 0
-
-        def forward(self, logits, targets):
-            NanFromStep3.calls += 1
-            loss = super().forward(logits, targets)
-            return loss * float("nan") if NanFromStep3.calls >= 3 else loss
-
-    monkeypatch.setattr(train_script.architecture, "{{ 'RestorationLoss' if cookiecutter.task == 'image_to_image' else 'ClassificationLoss' }}", NanFromStep3)
+    make_the_loss_nan_from_call(train_script, monkeypatch, 3)
     flags = [*TINY_RUN_FLAGS, "--log-every", "100", "--ckpt-every-steps", "4",
              "--out-dir", str(tmp_path), "--run-name", "nan"]  # fmt: skip
     with pytest.raises(

@@ -18,7 +18,7 @@ from {{ cookiecutter.package_name }}.engine.step import (
     resolve_amp_dtype,
 )
 
-from .conftest import TINY_RUN_FLAGS
+from .conftest import TINY_RUN_FLAGS, model_of_this_task
 
 
 def test_auto_is_bf16_on_capable_cuda_and_off_elsewhere():
@@ -63,7 +63,9 @@ def test_channels_last_puts_the_model_in_nhwc(train_script, tmp_path):
                                     "--out-dir", str(tmp_path)])  # fmt: skip
     train_script.train(args)
     checkpoint = torch.load(next(tmp_path.glob("*/checkpoints/last.pt")), weights_only=True)
-    assert "stem.{{ '0.' if cookiecutter.task == 'image_to_image' else '' }}conv.weight" in checkpoint["model"]  # plain keys, whatever the layout
+    plain = train_script.architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
+    # Plain keys, whatever the layout: the ones the model built from its config has.
+    assert checkpoint["model"].keys() == plain.state_dict().keys()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -94,11 +96,12 @@ def test_compiled_model_trains_and_saves_plain_keys(train_script, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_no_host_device_sync_outside_log_steps_on_cuda(train_script, tmp_path, monkeypatch):
     device = torch.device("cuda")
-    model = train_script.architecture.{{ cookiecutter.__model_class }}(width=8).to(device)
+    model, _, batch, args = model_of_this_task(train_script, "--log-every", "5", "--device", "cuda")
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = build_scheduler(optimizer, "cosine", 2, 20)
-    batches = [(torch.randn(8, 3, 16, 16).pin_memory(), torch.randint(0, 10, (8,)).pin_memory())
-               for _ in range(12)]  # fmt: skip
+    batches = [tuple(part.pin_memory() for part in batch) for _ in range(12)]
+    criterion = train_script.task.build_criterion(args).to(device)
     log_training = train_script.engine.log_training
 
     def log_with_syncs_allowed(*args, **kwargs):  # the log step is where syncs belong
@@ -109,11 +112,10 @@ def test_no_host_device_sync_outside_log_steps_on_cuda(train_script, tmp_path, m
             torch.cuda.set_sync_debug_mode("error")
 
     monkeypatch.setattr(train_script.engine, "log_training", log_with_syncs_allowed)
-    args = train_script.parse_args(["--log-every", "5", "--device", "cuda"])
     torch.cuda.set_sync_debug_mode("error")  # any other sync raises
     try:
         with SummaryWriter(tmp_path) as writer:
-            step = TrainStep(model, nn.CrossEntropyLoss(), optimizer, scheduler, device)
+            step = TrainStep(model, criterion, optimizer, scheduler, device)
             run = train_script.Run(writer, StopRequest(), save_last=lambda: None)
             train_script.train_one_epoch(step, batches, TrainState(), run, args)
     finally:

@@ -9,19 +9,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
-from {{ cookiecutter.package_name }} import (
-    {{ cookiecutter.model_name }} as architecture,
-)
 from {{ cookiecutter.package_name }}.engine.cli import UserError
 from {{ cookiecutter.package_name }}.engine.reporting import (
     log_module_graph,
     save_autograd_graph,
 )
-{% if cookiecutter.task == 'image_to_image' %}from {{ cookiecutter.package_name }}.losses import RestorationLoss
-{% else %}from {{ cookiecutter.package_name }}.losses import ClassificationLoss
-{% endif %}from {{ cookiecutter.package_name }}.task import HPARAM_METRICS
+from {{ cookiecutter.package_name }}.task import HPARAM_METRICS
 
-from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS
+from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, model_of_this_task
 
 
 def readme_tags(panel: str) -> set[str]:
@@ -36,18 +31,35 @@ def load_events(run_dir) -> EventAccumulator:
     return events
 
 
-def test_every_scalar_text_and_image_tag_in_the_readme_is_logged(tiny_run):
+class TagRecorder:
+    """Stands in for a SummaryWriter and keeps the tags it is given (add_image, add_scalar, ...)."""
+
+    def __init__(self) -> None:
+        self.tags: set[str] = set()
+
+    def __getattr__(self, name: str):
+        return lambda tag, *args, **kwargs: self.tags.add(tag)
+
+
+def step_image_tags(train_script) -> set[str]:
+    """The tags of task.log_step_images, which draws every n steps (step 0: any n), not
+    necessarily within the tiny run; test_training checks when."""
+    model, _, (inputs, targets), args = model_of_this_task(train_script)
+    recorder = TagRecorder()
+    with torch.no_grad():
+        train_script.task.log_step_images(recorder, 0, (inputs, model(inputs), targets), args)
+    return recorder.tags
+
+
+def test_every_scalar_text_and_image_tag_in_the_readme_is_logged(tiny_run, train_script):
     events = load_events(tiny_run.run_dir)
     tags = events.Tags()
     promised = {panel: readme_tags(panel) for panel in ("Scalars", "Text", "Images")}
-    assert len(promised["Scalars"]) == {{ 11 if cookiecutter.task == 'image_to_image' else 9 }} and promised["Text"] and promised["Images"]
-    assert promised["Scalars"] <= set(tags["scalars"])
+    assert promised["Text"] and promised["Images"]
+    assert promised["Scalars"] == set(tags["scalars"])  # each one logged, each logged one listed
     assert {f"{tag}/text_summary" for tag in promised["Text"]} <= set(tags["tensors"])
-{% if cookiecutter.task == 'image_to_image' %}    # The input | output | target grid comes every --image-log-every steps, after this short
-    # run; test_training checks it.
-    assert promised["Images"] - {"train/input_output_target"} <= set(tags["images"])
-{% else %}    assert promised["Images"] <= set(tags["images"])
-{% endif %}
+    assert promised["Images"] - step_image_tags(train_script) <= set(tags["images"])
+
 
 def test_hparams_hold_every_flag_and_name_the_final_metrics(tiny_run):
     events = load_events(tiny_run.run_dir)
@@ -68,11 +80,12 @@ def test_hparams_hold_every_flag_and_name_the_final_metrics(tiny_run):
     assert hparams["resume"].string_value == "None"  # a None flag is shown as text
 
 
-def test_log_module_graph_adds_the_graph_and_leaves_batchnorm_statistics(tmp_path):
-    model = architecture.{{ cookiecutter.__model_class }}(width=4).train()
+def test_log_module_graph_adds_the_graph_and_leaves_batchnorm_statistics(train_script, tmp_path):
+    model, _, (inputs, _), _ = model_of_this_task(train_script, "--width", "4")
+    model.train()
     before = {name: buffer.clone() for name, buffer in model.named_buffers()}
     with SummaryWriter(tmp_path) as writer:
-        log_module_graph(writer, model, torch.zeros(1, 3, 16, 16))
+        log_module_graph(writer, model, inputs[:1])
     assert load_events(tmp_path).Tags()["graph"]
     assert model.training
     for name, buffer in model.named_buffers():
@@ -89,18 +102,17 @@ def test_viz_graph_without_torchviz_stops_before_training_with_the_install_hint(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_autograd_graph_is_written_for_one_step_of_a_copy_of_the_model(tmp_path):
+def test_autograd_graph_is_written_for_one_step_of_a_copy_of_the_model(train_script, tmp_path):
     pytest.importorskip("torchviz")
-    model = architecture.{{ cookiecutter.__model_class }}(width=4).train()
+    model, _, (inputs, targets), args = model_of_this_task(train_script, "--width", "4")
+    model.train()
     before = {name: buffer.clone() for name, buffer in model.named_buffers()}
-{% if cookiecutter.task == 'image_to_image' %}    dataset = [(torch.rand(3, 16, 16), torch.rand(3, 16, 16)) for _ in range(2)]
-    message = save_autograd_graph(model, RestorationLoss(), dataset, tmp_path, torch.device("cpu"))
-{% else %}    dataset = [(torch.rand(3, 16, 16), 1), (torch.rand(3, 16, 16), 2)]
-    message = save_autograd_graph(
-        model, ClassificationLoss(), dataset, tmp_path, torch.device("cpu")
-    )
-{% endif %}    source = (tmp_path / "autograd_graph.dot").read_text()
-    assert "ConvolutionBackward" in source and "stem.{{ '0.' if cookiecutter.task == 'image_to_image' else '' }}conv.weight" in source
+    dataset = list(zip(inputs[:2], targets[:2], strict=True))
+    criterion = train_script.task.build_criterion(args)
+    message = save_autograd_graph(model, criterion, dataset, tmp_path, torch.device("cpu"))
+    source = (tmp_path / "autograd_graph.dot").read_text()
+    for name, _ in model.named_parameters():  # the loss's graph reaches every weight, named
+        assert f'label="{name}\n' in source, name
     assert str(tmp_path / "autograd_graph.dot") in message
     assert all(parameter.grad is None for parameter in model.parameters())
     for name, buffer in model.named_buffers():
