@@ -1,4 +1,4 @@
-"""Trim the project to the answers, write its CI matrix, smoke-train it, print the next steps.
+"""Add the task's files, trim the project to the answers, write its CI matrix, smoke-train it.
 
 Cookiecutter renders this file with Jinja and runs it inside the new project folder; a
 non-zero exit makes it delete the project (unless --keep-project-on-failure is given).
@@ -24,23 +24,16 @@ from typing import Any
 Condition = Callable[[dict[str, Any]], bool]
 
 
-def is_image_to_image(answers: dict[str, Any]) -> bool:
-    return answers.get("task") == "image_to_image"
-
-
-# Where the two tasks differ. A file whose two versions differ at a few lines (train.py,
-# README.md) holds both behind small Jinja if-blocks on cookiecutter.task. A file whose
-# versions share little (data.py, the model module, evaluation, test.py, most tests) would be
-# two programs interleaved by Jinja, so the image-to-image version is a file of its own at the
-# same relative path under TASK_OVERLAY: for that task the hook moves those files over the
-# classification ones; for classification it deletes the folder. The classification tree
-# stays the plain default, and each task's files read as ordinary Python.
-TASK_OVERLAY = "_image_to_image"
-PACKAGE = "{package}"  # stands for the package folder in the rows below
-CLASSIFICATION_ONLY = [
-    f"{PACKAGE}/losses/classification.py",
-    f"{PACKAGE}/layers/residual_block.py",
-]
+# Each task's own files (its task module, data, model, the layers/losses/ops only it uses, its
+# tests) live in one folder per task at their project-relative paths; the shared tree holds
+# only task-agnostic files. The hook moves the chosen task's files into the project and removes
+# TASKS. A new task: a folder under TASKS, its name among cookiecutter.json's task choices,
+# one row here.
+TASKS = "_tasks"
+TASK_FOLDERS = {
+    "classification": f"{TASKS}/classification",
+    "image_to_image": f"{TASKS}/image_to_image",
+}
 
 # (condition on the answers, project paths it removes); later options add rows here.
 # `is False`: the pre-gen hook has already refused anything that is not a JSON boolean.
@@ -48,12 +41,6 @@ EXCLUSIONS: list[tuple[Condition, list[str]]] = [
     (lambda answers: answers.get("license") == "none", ["LICENSE"]),
     (lambda answers: answers.get("github_actions") is False, [".github"]),
     (lambda answers: answers.get("pre_commit") is False, [".pre-commit-config.yaml"]),
-    (is_image_to_image, CLASSIFICATION_ONLY),
-]
-# (condition on the answers, folder whose files replace the project's at the same paths);
-# the folder itself is always removed.
-OVERLAYS: list[tuple[Condition, str]] = [
-    (is_image_to_image, TASK_OVERLAY),
 ]
 # The GitHub workflow is copied without rendering (its expressions are GitHub's): this hook writes
 # its Python matrix, the floor the project declares and the newest Python it supports.
@@ -90,7 +77,6 @@ def remove_excluded(project: Path, answers: dict[str, Any]) -> list[str]:
         if not applies(answers):
             continue
         for relative in paths:
-            relative = relative.replace(PACKAGE, str(answers.get("package_name")))
             path = project / relative
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -100,19 +86,17 @@ def remove_excluded(project: Path, answers: dict[str, Any]) -> list[str]:
     return removed
 
 
-def apply_overlays(project: Path, answers: dict[str, Any]) -> list[str]:
-    """Move each applying overlay's files over the project's; remove every overlay folder."""
-    moved = []
-    for applies, folder in OVERLAYS:
-        source = project / folder
-        if applies(answers) and source.is_dir():
-            for path in sorted(p for p in source.rglob("*") if p.is_file()):
-                relative = path.relative_to(source)
-                (project / relative).parent.mkdir(parents=True, exist_ok=True)
-                path.replace(project / relative)
-                moved.append(relative.as_posix())
-        shutil.rmtree(source, ignore_errors=True)
-    return moved
+def add_task_files(project: Path, answers: dict[str, Any]) -> list[str]:
+    """Move the chosen task's files into the project at their paths; remove every task folder."""
+    source = project / TASK_FOLDERS[answers["task"]]
+    added = []
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        relative = path.relative_to(source)
+        (project / relative).parent.mkdir(parents=True, exist_ok=True)
+        path.replace(project / relative)
+        added.append(relative.as_posix())
+    shutil.rmtree(project / TASKS)
+    return added
 
 
 def ci_pythons(answers: dict[str, Any]) -> list[str]:
@@ -213,12 +197,12 @@ def clean_up(project: Path, keep: set[Path]) -> None:
 
 
 def main() -> int:
-    """Trim the project, then run the smoke step unless it is off."""
+    """Add the task's files, trim the project, then run the smoke step unless it is off."""
     # tojson writes ' < > & as \u escapes, so no answer can close this '''-quoted raw literal.
     answers = json.loads(r'''{{ cookiecutter | tojson }}''')  # fmt: skip
     project = Path.cwd()
     remove_excluded(project, answers)
-    apply_overlays(project, answers)
+    add_task_files(project, answers)
     before = snapshot(project)
     try:
         write_ci_matrix(project, answers)

@@ -70,10 +70,8 @@ def load_post_gen_hook() -> ModuleType:
 POST_GEN = load_post_gen_hook()
 
 
-def expected_files(answers: dict) -> set[str]:
-    """The file set the template tree and the post-gen hook's tables promise for `answers`
-    (the answers the project recorded): the tree with its names rendered, each overlay's files
-    moved over for the answers it applies to, and what the exclusion rows name removed."""
+def template_files(answers: dict) -> set[str]:
+    """Every file of the template tree, its names rendered for `answers`."""
     names = {
         "{{cookiecutter.package_name}}": answers["package_name"],
         "{{cookiecutter.model_name}}": answers["model_name"],
@@ -85,15 +83,21 @@ def expected_files(answers: dict) -> set[str]:
             for placeholder, name in names.items():
                 relative = relative.replace(placeholder, name)
             files.add(relative)
-    for applies, folder in POST_GEN.OVERLAYS:
-        inside = {path for path in files if path.startswith(f"{folder}/")}
-        files -= inside
-        if applies(answers):
-            files |= {path.removeprefix(f"{folder}/") for path in inside}
+    return files
+
+
+def expected_files(answers: dict) -> set[str]:
+    """The file set the template tree and the post-gen hook's tables promise for `answers`
+    (the answers the project recorded): the shared tree, the chosen task's folder moved in,
+    and what the exclusion rows name removed."""
+    files = template_files(answers)
+    task_files = {path for path in files if path.startswith(f"{POST_GEN.TASKS}/")}
+    chosen = f"{POST_GEN.TASK_FOLDERS[answers['task']]}/"
+    files -= task_files
+    files |= {path.removeprefix(chosen) for path in task_files if path.startswith(chosen)}
     for applies, removed in POST_GEN.EXCLUSIONS:
         if applies(answers):
             for entry in removed:
-                entry = entry.replace(POST_GEN.PACKAGE, answers["package_name"])
                 files = {
                     path for path in files if path != entry and not path.startswith(f"{entry}/")
                 }
@@ -149,6 +153,63 @@ def test_file_set_is_exact(baked):
     assert project_files(project) == expected_files(recorded)
 
 
+def task_folder_files(task: str, answers: dict) -> set[str]:
+    """The project paths one task's folder adds, its names rendered for `answers`."""
+    folder = f"{POST_GEN.TASK_FOLDERS[task]}/"
+    return {
+        path.removeprefix(folder) for path in template_files(answers) if path.startswith(folder)
+    }
+
+
+def test_a_bake_has_no_file_that_only_another_task_has(baked):
+    # e.g. an image_to_image bake has no losses/classification.py nor layers/residual_block.py.
+    project, _ = baked
+    answers = json.loads((project / ".cookiecutter.json").read_text())
+    every_task = [task_folder_files(task, answers) for task in POST_GEN.TASK_FOLDERS]
+    only_others = set().union(*every_task) - task_folder_files(answers["task"], answers)
+    assert only_others and not only_others & project_files(project)
+
+
+def test_every_task_bakes_byte_identical_scripts_and_engine(tmp_path):
+    # train.py, test.py and engine/ are one program for every task: what differs is task.py's.
+    baked = {}
+    for task in POST_GEN.TASK_FOLDERS:
+        project = bake_names(tmp_path / task, task, "proj", "net")
+        baked[task] = {
+            name: (project / name).read_bytes()
+            for name in project_files(project)
+            if name in ("train.py", "test.py") or name.startswith("proj/engine/")
+        }
+    first_task, first = next(iter(baked.items()))
+    assert "proj/engine/__init__.py" in first
+    for task, files in baked.items():
+        assert files.keys() == first.keys(), (task, first_task)
+        assert [name for name in files if files[name] != first[name]] == [], (task, first_task)
+
+
+# The task answer, however Jinja spells it: cookiecutter.task, cookiecutter["task"], ...
+TASK_ANSWER = re.compile(r"cookiecutter\s*(\.\s*task\b|\[\s*['\"]task['\"]\s*\])")
+
+
+def test_no_shared_template_file_nor_hook_mentions_the_task_answer():
+    # What differs between tasks lives in the task folders; the shared tree and the hooks
+    # (which read answers["task"] through their table) are the same for every task.
+    shared = [
+        path
+        for path in TEMPLATE_DIR.rglob("*")
+        if path.is_file()
+        and path.relative_to(TEMPLATE_DIR).parts[0] not in (POST_GEN.TASKS, "README.md")
+    ]
+    hooks = [path for path in (REPO / "hooks").rglob("*") if path.is_file()]
+    assert len(shared) > 20 and hooks
+    mentions = [
+        path.relative_to(REPO).as_posix()
+        for path in shared + hooks
+        if "__pycache__" not in path.parts and TASK_ANSWER.search(path.read_text())
+    ]
+    assert mentions == []
+
+
 # GitHub Actions' own expressions, which the workflow keeps (it is copied without rendering).
 GITHUB_EXPRESSION = re.compile(r"\$\{\{ [A-Za-z_][\w.-]* \}\}")
 
@@ -190,8 +251,8 @@ def test_dev_extra_has_what_ci_and_pre_commit_need(baked):
 
 # Words only the other task's files use: none may be left in a bake.
 OTHER_TASK_WORDS = {
-    "classification": ("_image_to_image", "perceptual", "psnr", "RestorationLoss"),
-    "image_to_image": ("_image_to_image", "ClassificationLoss", "label_smoothing", "topk", "hflip"),
+    "classification": ("_tasks", "perceptual", "psnr", "RestorationLoss"),
+    "image_to_image": ("_tasks", "ClassificationLoss", "label_smoothing", "topk", "hflip"),
 }
 
 

@@ -278,6 +278,7 @@ def test_rendered_hook_reads_nasty_answers_back_unchanged(
         monkeypatch.setattr(module, "check_answers", lambda a: seen.append(a) or [])
     else:
         monkeypatch.setattr(module, "remove_excluded", lambda _, a: seen.append(a) or [])
+        monkeypatch.setattr(module, "add_task_files", lambda _, a: [])
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SMOKE_TEST", raising=False)
     assert module.main() == 0
@@ -366,18 +367,6 @@ def test_exclusion_rows_remove_folders_and_tolerate_missing_paths(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_image_to_image_removes_the_classification_only_files(tmp_path: Path) -> None:
-    for relative in post.CLASSIFICATION_ONLY:
-        path = tmp_path / relative.replace(post.PACKAGE, "pkg")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("x")
-    answers = {**GOOD, "package_name": "pkg", "task": "image_to_image"}
-    removed = post.remove_excluded(tmp_path, answers)
-    assert removed == [p.replace(post.PACKAGE, "pkg") for p in post.CLASSIFICATION_ONLY]
-    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert post.remove_excluded(tmp_path, {**answers, "task": "classification"}) == []
-
-
 def write_tree(root: Path, files: dict[str, str]) -> None:
     for relative, text in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -388,24 +377,55 @@ def read_tree(root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("task", ["classification", "image_to_image"])
-def test_the_task_overlay_replaces_files_for_its_task_and_is_always_removed(
+# --- post_gen_project: one folder per task ----------------------------------------------------
+
+TEMPLATE = REPO / "{{cookiecutter.project_slug}}"
+TASK_CHOICES = json.loads((REPO / "cookiecutter.json").read_text())["task"]
+
+
+@pytest.mark.parametrize("task", list(post.TASK_FOLDERS))
+def test_the_chosen_tasks_files_are_added_and_every_task_folder_removed(
     tmp_path: Path, task: str
 ) -> None:
-    overlay = post.TASK_OVERLAY
-    write_tree(tmp_path, {
-        "train.py": "shared", "pkg/data.py": "classes", "pkg/ops/metrics.py": "topk",
-        f"{overlay}/pkg/data.py": "pairs", f"{overlay}/pkg/losses/perceptual.py": "vgg",
-    })  # fmt: skip
-    moved = post.apply_overlays(tmp_path, {**GOOD, "task": task})
-    if task == "image_to_image":
-        assert moved == ["pkg/data.py", "pkg/losses/perceptual.py"]
-        expected = {"train.py": "shared", "pkg/data.py": "pairs", "pkg/ops/metrics.py": "topk",
-                    "pkg/losses/perceptual.py": "vgg"}  # fmt: skip
-    else:
-        assert moved == []
-        expected = {"train.py": "shared", "pkg/data.py": "classes", "pkg/ops/metrics.py": "topk"}
-    assert read_tree(tmp_path) == expected
+    tree = {"train.py": "shared", "pkg/engine/cli.py": "shared"}
+    for name, folder in post.TASK_FOLDERS.items():
+        tree |= {f"{folder}/pkg/task.py": name, f"{folder}/pkg/layers/{name}_block.py": name}
+    write_tree(tmp_path, tree)
+    added = post.add_task_files(tmp_path, {**GOOD, "task": task})
+    assert added == [f"pkg/layers/{task}_block.py", "pkg/task.py"]
+    assert read_tree(tmp_path) == {
+        "train.py": "shared", "pkg/engine/cli.py": "shared",
+        "pkg/task.py": task, f"pkg/layers/{task}_block.py": task,
+    }  # fmt: skip
+
+
+def test_every_task_choice_has_a_row_and_every_row_a_folder() -> None:
+    assert list(post.TASK_FOLDERS) == TASK_CHOICES
+    folders = {TEMPLATE / folder for folder in post.TASK_FOLDERS.values()}
+    assert all(folder.parent == TEMPLATE / post.TASKS for folder in folders)
+    assert set((TEMPLATE / post.TASKS).iterdir()) == folders  # no folder unlisted
+    assert all(
+        (folder / "{{cookiecutter.package_name}}" / "task.py").is_file() for folder in folders
+    )
+
+
+def test_the_pre_gen_hook_accepts_exactly_the_task_choices() -> None:
+    # Hooks run from a rendered temporary copy, so the pre-gen hook keeps its own list: this
+    # test keeps it equal to cookiecutter.json's choices (and so to the post-gen table).
+    for task in TASK_CHOICES:
+        assert pre.check_answers({**GOOD, "task": task}) == [], task
+    [error] = pre.check_answers({**GOOD, "task": "detection"})
+    assert error.startswith(f"ERROR: task 'detection' is not one of {', '.join(TASK_CHOICES)};")
+
+
+def test_task_files_add_to_the_shared_tree_and_never_replace_a_shared_file() -> None:
+    def files_under(root: Path) -> set[str]:
+        return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+    shared = {path for path in files_under(TEMPLATE) if not path.startswith(f"{post.TASKS}/")}
+    for folder in post.TASK_FOLDERS.values():
+        own = files_under(TEMPLATE / folder)
+        assert own and not own & shared, folder
 
 
 # --- post_gen_project: settings and environment overrides -------------------------------------

@@ -24,6 +24,7 @@ from {{ cookiecutter.package_name }}.engine.devices import select_device
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
 from {{ cookiecutter.package_name }}.task import evaluate
 
+from . import task_cases
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, model_of_this_task
 
 # Batch-independent (GroupNorm, no flips), so 2 x 8 and 1 x 16 see the same 16 samples a step
@@ -32,7 +33,7 @@ from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, model_of_this_task
 # the rounding of another reduction order stays rounding-sized. Adam divides by the root of its
 # squared-gradient average: where a gradient is ~0 its rounding sets the sign of a whole
 # lr-sized step, and which weights that hits depends on the CPU's kernels.
-DDP_FLAGS = [*TINY_RUN_FLAGS, "--norm", "group", *task.NO_AUGMENTATION_FLAGS, "--optimizer",
+DDP_FLAGS = [*TINY_RUN_FLAGS, "--norm", "group", *task_cases.NO_AUGMENTATION_FLAGS, "--optimizer",
              "sgd", "--epochs", "1"]  # fmt: skip
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
@@ -150,9 +151,9 @@ def test_validation_under_ddp_equals_the_single_process_numbers(ddp, train_scrip
     single = evaluate(model, build_loader(data.val, 8, False, 0, 0), torch.device("cpu"))
     sharded = report["ddp"]["validation"]
     assert sharded["samples"] == single["samples"] == len(data.val) == 19  # shards of 10 and 9
-    assert set(sharded) == set(single) >= {task.BEST_METRIC, *task.EXACT_METRICS}
+    assert set(sharded) == set(single) >= {task.BEST_METRIC, *task_cases.EXACT_METRICS}
     for name in single.keys() - {"samples"}:
-        if name in task.EXACT_METRICS:  # counts summed over the ranks: exactly equal
+        if name in task_cases.EXACT_METRICS:  # counts summed over the ranks: exactly equal
             assert sharded[name] == single[name], name
         else:  # float sums in another order: equal up to rounding
             assert sharded[name] == pytest.approx(single[name], rel=1e-5), name

@@ -1,22 +1,7 @@
 import torch
 from torch import nn
 
-from {{ cookiecutter.package_name }}.layers import (
-    ConvNormAct,
-    ResidualBlock,
-)
-
-
-def test_conv_norm_act_keeps_size_at_stride_1_and_halves_it_at_stride_2():
-    images = torch.randn(2, 3, 16, 16)
-    assert ConvNormAct(3, 8)(images).shape == (2, 8, 16, 16)
-    assert ConvNormAct(3, 8, stride=2)(images).shape == (2, 8, 8, 8)
-
-
-def test_conv_norm_act_without_activation_can_be_negative():
-    layer = ConvNormAct(3, 8, activation=False)
-    assert (layer(torch.randn(4, 3, 8, 8)) < 0).any()
-    assert (ConvNormAct(3, 8)(torch.randn(4, 3, 8, 8)) >= 0).all()
+from {{ cookiecutter.package_name }}.layers import ResidualBlock
 
 
 def test_residual_block_projects_the_shortcut_when_the_shape_changes():

@@ -35,10 +35,6 @@ BEST_METRIC, HIGHER_IS_BETTER = "accuracy", True
 HPARAM_METRICS = ("val/accuracy", "val/top5_accuracy", "val/loss", "train/loss")
 # Called with each evaluated batch as (images, logits, targets), as test.py's hook expects.
 BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
-# Metrics that count samples: equal, not just close, however processes split the validation set.
-EXACT_METRICS = ("accuracy", "top5_accuracy")
-# train.py flags that switch off random augmentation: a sample is then the same in any batch.
-NO_AUGMENTATION_FLAGS = ("--no-hflip",)
 # test.py: the task's own data settings (the checkpoint's unless given) and its batch size.
 EVAL_SETTINGS, EVAL_BATCH_SIZE = ("download",), 256
 # train.py --smoke-test: the smallest settings of this task that still train.

@@ -6,7 +6,6 @@ import torch
 
 from {{ cookiecutter.package_name }}.ops import (
     corrupt,
-    denormalize,
     psnr,
     ssim,
 )
@@ -93,8 +92,3 @@ def test_blur_and_downsample_leave_flat_images_flat():
     x = torch.full((1, 3, 16, 16), 0.3)
     torch.testing.assert_close(corrupt(x, "blur", 2.0), x)
     torch.testing.assert_close(corrupt(x, "downsample", 2.0), x)
-
-
-def test_denormalize_with_zero_mean_and_unit_std_is_the_identity():
-    x = torch.rand(2, 3, 4, 4)
-    torch.testing.assert_close(denormalize(x, (0.0,) * 3, (1.0,) * 3), x)

@@ -1,17 +1,10 @@
 import torch
 
 from {{ cookiecutter.package_name }}.layers import (
-    ConvNormAct,
     DoubleConv,
     DownBlock,
     UpBlock,
 )
-
-
-def test_conv_norm_act_keeps_size_at_stride_1_and_halves_it_at_stride_2():
-    x = torch.randn(2, 3, 16, 16)
-    assert ConvNormAct(3, 8)(x).shape == (2, 8, 16, 16)
-    assert ConvNormAct(3, 8, stride=2)(x).shape == (2, 8, 8, 8)
 
 
 def test_double_conv_changes_channels_not_size():

@@ -1,10 +1,6 @@
 import torch
-from torchvision.transforms import v2
 
-from {{ cookiecutter.package_name }}.ops import (
-    denormalize,
-    topk_correct,
-)
+from {{ cookiecutter.package_name }}.ops import topk_correct
 
 
 def test_topk_correct_counts_hits_per_k():
@@ -21,10 +17,3 @@ def test_topk_beyond_the_number_of_classes_counts_everything():
 def test_topk_correct_stays_on_the_input_device():
     logits, targets = torch.randn(4, 3), torch.randint(0, 3, (4,))
     assert topk_correct(logits, targets).device == logits.device
-
-
-def test_denormalize_undoes_normalize():
-    images = torch.rand(2, 3, 4, 4)
-    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
-    normalized = v2.Normalize(mean, std)(images)
-    assert torch.allclose(denormalize(normalized, mean, std), images, atol=1e-6)

@@ -42,10 +42,6 @@ BEST_METRIC, HIGHER_IS_BETTER = "psnr", True
 HPARAM_METRICS = ("val/psnr", "val/ssim", "val/loss", "train/loss")
 # Called with each evaluated batch as (corrupted, output, target); --save-samples saves them.
 BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
-# Metrics that count samples: equal, not just close, however processes split the validation set.
-EXACT_METRICS = ()  # all of them average per-image floats, summed in another order under DDP
-# train.py flags that switch off random augmentation: a sample is then the same in any batch.
-NO_AUGMENTATION_FLAGS = ()  # none needed: data.py seeds each sample's crops and corruption
 # test.py: the task's own data settings (the checkpoint's unless given) and its batch size.
 EVAL_SETTINGS, EVAL_BATCH_SIZE = ("corruption", "corruption_strength"), 64
 SAMPLES_PER_PNG = 8  # columns of a --save-samples grid: wide enough to compare, small to view

@@ -1,0 +1,49 @@
+"""What the shared loop tests (test_training_loop.py) need that differs by task: a tiny model,
+a batch with its plain loss, how far one batch overfits, and a folder of images."""
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
+
+# Overfitting one batch of 16 for 40 steps (no label smoothing: its loss has a floor) ends
+# below this share of the first loss.
+OVERFIT_FLAGS = ["--label-smoothing", "0"]
+OVERFIT_RATIO = 0.25
+# Metrics that count samples: equal, not just close, however processes split the validation set.
+EXACT_METRICS = ("accuracy", "top5_accuracy")
+# train.py flags that switch off random augmentation: a sample is then the same in any batch.
+NO_AUGMENTATION_FLAGS = ("--no-hflip",)
+
+
+def group_norm_model() -> nn.Module:
+    """A seeded tiny model with GroupNorm: no batch statistics, so micro-batches and one big
+    batch are comparable."""
+    torch.manual_seed(0)
+    return architecture.{{ cookiecutter.__model_class }}(num_classes=3, width=4, norm="group")
+
+
+def random_batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and targets for group_norm_model."""
+    return torch.randn(size, 3, 8, 8), torch.randint(0, 3, (size,))
+
+
+def plain_criterion() -> nn.Module:
+    """The task's loss at its simplest (a mean over the batch)."""
+    return nn.CrossEntropyLoss()
+
+
+def write_image_folder(root: Path) -> None:
+    """A --dataset folder tree of 48 train and 48 val images in two classes, 6 batches of 8."""
+    # Gradients at many angles: every crop and flip changes the pixels the model sees.
+    for split in ("train", "val"):
+        for label, name in enumerate(("a", "b")):
+            (root / split / name).mkdir(parents=True)
+            for number in range(24):
+                image = Image.linear_gradient("L").rotate(15 * number + 90 * label).resize((40, 30))
+                image.save(root / split / name / f"{number}.png")
