@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_loop import bake, load_train_script, models
+from bench_loop import bake, generated_epoch, load_train_script, models
 
 BATCH = 128
 
@@ -38,24 +38,10 @@ def timed_epoch(train, model, batches, device, flags: list[str], scratch: Path) 
     from torch.utils.tensorboard import SummaryWriter
 
     args = train.parse_args(["--device", "cuda", "--log-every", "20", *flags])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    precision = train.MixedPrecision(args.amp, device)
     torch.cuda.synchronize()
     start = time.perf_counter()
     with SummaryWriter(scratch) as writer, contextlib.redirect_stderr(io.StringIO()):
-        train.train_one_epoch(
-            model,
-            batches,
-            nn.CrossEntropyLoss(),
-            optimizer,
-            scheduler,
-            device,
-            writer,
-            train.TrainState(),
-            args,
-            precision=precision,
-        )
+        generated_epoch(train, model, batches, nn.CrossEntropyLoss(), device, writer, args)
     torch.cuda.synchronize()
     return len(batches) * BATCH / (time.perf_counter() - start)
 
@@ -110,9 +96,11 @@ def data_pipeline(train, factory, device, steps: int, image_size: int, scratch: 
     """Benchmark 1: the default pipeline (and the stream prefetcher) vs batches on the GPU."""
     import torch
 
-    data = train.build_datasets("synthetic", image_size=image_size, synthetic_size=BATCH * steps)
-    workers = train.DEFAULT_NUM_WORKERS
-    loader = train.build_loader(data.train, BATCH, True, workers, 0, pin_memory=True)
+    args = train.parse_args(["--dataset", "synthetic", "--image-size", str(image_size),
+                             "--synthetic-size", str(BATCH * steps)])  # fmt: skip
+    data = train.task.build_data(args)
+    workers = train.engine.DEFAULT_NUM_WORKERS
+    loader = train.engine.build_loader(data.train, BATCH, True, workers, seed=0, pin_memory=True)
     loader.sampler.set_epoch(0)
     on_gpu = [(images.to(device), targets.to(device)) for images, targets in loader]
     model = factory().to(device)

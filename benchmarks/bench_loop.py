@@ -95,19 +95,32 @@ def bare_loop(model, batches, criterion, device) -> None:
         torch.cuda.synchronize()
 
 
+def generated_epoch(train, model, batches, criterion, device, writer, args) -> None:
+    """One pass of the generated train_one_epoch, its TrainStep built from `args` as train()
+    builds it (AdamW at a constant rate; --amp, --grad-clip, --accum-steps, --channels-last)."""
+    import torch
+
+    engine = train.engine
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    precision = engine.MixedPrecision(args.amp, device)
+    step = engine.TrainStep(model, criterion, optimizer, scheduler, device, precision,
+                            args.grad_clip, args.accum_steps, args.channels_last)  # fmt: skip
+    # A StopRequest that is not entered installs no signal handlers: it never fires.
+    run = train.Run(writer, engine.StopRequest(), save_last=lambda: None)
+    train.train_one_epoch(step, batches, engine.TrainState(), run, args)
+
+
 def our_loop(train, model, batches, criterion, device, scratch: Path, flags=()) -> None:
-    """The generated loop: BackgroundGenerator, tqdm, timing, logging every 20 steps."""
+    """The generated loop: BackgroundGenerator, tqdm, timing, logging every 20 steps; fp32, as
+    the bare loop."""
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    args = train.parse_args(["--log-every", "20", "--epochs", "1", "--device", device.type, *flags])
-    state = train.TrainState()
+    args = train.parse_args(["--log-every", "20", "--epochs", "1", "--device", device.type,
+                             "--amp", "off", *flags])  # fmt: skip
     with SummaryWriter(scratch) as writer, contextlib.redirect_stderr(io.StringIO()):
-        train.train_one_epoch(
-            model, batches, criterion, optimizer, scheduler, device, writer, state, args
-        )
+        generated_epoch(train, model, batches, criterion, device, writer, args)
     if device.type == "cuda":
         torch.cuda.synchronize()
 
@@ -145,8 +158,12 @@ def models(train, device):
     import torch
     from torch import nn
 
-    # train.py imports one model module; its __all__ names the model class beside the loss.
-    model_module = next(m for m in vars(train).values() if hasattr(m, "ClassificationLoss"))
+    # train.py imports its model module as `architecture`; its __all__ names the model class
+    # beside the loss and the norm choices.
+    model_module = train.architecture
+    if not hasattr(model_module, "ClassificationLoss"):
+        sys.exit("bench_loop.py times a classification model; give --project a bake of the "
+                 "default task (task=classification)")  # fmt: skip
     model_class = next(
         getattr(model_module, name) for name in model_module.__all__
         if name != "ClassificationLoss" and isinstance(getattr(model_module, name), type)
@@ -242,8 +259,10 @@ def main() -> None:
         if options.only:
             return
         # The BackgroundGenerator with no workers: data made in the loop, in its thread or not.
-        data = train.build_datasets("synthetic", image_size=32, synthetic_size=128 * options.steps)
-        loader = train.build_loader(data.train, 128, True, 0, 0)
+        args = train.parse_args(["--dataset", "synthetic", "--image-size", "32",
+                                 "--synthetic-size", str(128 * options.steps)])  # fmt: skip
+        data = train.task.build_data(args)
+        loader = train.engine.build_loader(data.train, 128, True, num_workers=0, seed=0)
         loader.sampler.set_epoch(0)
         factory = models(train, device)["project_model"][0]
         loops = {

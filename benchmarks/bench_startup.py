@@ -27,19 +27,22 @@ sys.argv = ["train.py", "--out-dir", sys.argv[1]]
 spec = importlib.util.spec_from_file_location("train_script", "train.py")
 train = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train)
-step = train.MixedPrecision.step
-def step_then_exit(self, *args, **kwargs):
-    step(self, *args, **kwargs)
+update = train.engine.TrainStep.update  # clip, optimizer step, schedule step, zero_grad
+def update_then_exit(self):
+    update(self)
     os._exit(0)
-train.MixedPrecision.step = step_then_exit
+train.engine.TrainStep.update = update_then_exit
 train.main()
+sys.exit("train.py ended without calling engine.TrainStep.update: the probe needs updating")
 """
 
 
 def seconds(command: list[str], cwd: Path) -> float:
     """Wall time of a whole process, which must succeed."""
     start = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"failed (exit {proc.returncode}): {' '.join(command)}\n{proc.stderr[-3000:]}")
     return time.perf_counter() - start
 
 

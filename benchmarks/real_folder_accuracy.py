@@ -25,8 +25,14 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+
+try:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+except ModuleNotFoundError:
+    sys.exit(
+        "real_folder_accuracy.py needs scikit-learn (its bundled digits): pip install scikit-learn"
+    )
 
 REPO = Path(__file__).resolve().parents[1]
 
