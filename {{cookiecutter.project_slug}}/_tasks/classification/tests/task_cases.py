@@ -15,6 +15,8 @@ from {{ cookiecutter.package_name }} import (
 # below this share of the first loss.
 OVERFIT_FLAGS = ["--label-smoothing", "0"]
 OVERFIT_RATIO = 0.25
+# Flags of this task that every tiny test run adds (none: the defaults download nothing).
+TINY_RUN_FLAGS: list[str] = []
 # Metrics that count samples: equal, not just close, however processes split the validation set.
 EXACT_METRICS = ("accuracy", "top5_accuracy")
 # train.py flags that switch off random augmentation: a sample is then the same in any batch.

@@ -15,6 +15,10 @@ from {{ cookiecutter.package_name }} import (
 # keeps an error floor).
 OVERFIT_FLAGS: list[str] = []
 OVERFIT_RATIO = 0.85
+# Flags of this task that every tiny test run adds: no perceptual term, so no test run
+# downloads VGG16's weights (auto would, on a machine online without them in its cache);
+# test_losses and test_training build the VGG term with random or local weights.
+TINY_RUN_FLAGS = ["--perceptual-scale", "0"]
 # Metrics that count samples: equal, not just close, however processes split the validation set.
 EXACT_METRICS = ()  # all of them average per-image floats, summed in another order under DDP
 # train.py flags that switch off random augmentation: a sample is then the same in any batch.
