@@ -41,6 +41,11 @@ def corruption_too_strong(tmp_path, run):
     return flags, "--corruption-strength 3 does not suit --corruption noise"
 
 
+# The tiny runs turn the perceptual term off (task_cases.TINY_RUN_FLAGS); a weights file is
+# read only when it is on.
+PERCEPTUAL_ON = ["--perceptual-scale", "0.1"]
+
+
 def missing_perceptual_weights(tmp_path, run):
     flags = ["--perceptual-weights", str(tmp_path / "vgg16.pt")]
     return flags, "is not a file; give a VGG16 state dict file"
@@ -48,18 +53,19 @@ def missing_perceptual_weights(tmp_path, run):
 
 def foreign_perceptual_weights(tmp_path, run):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
-    return ["--perceptual-weights", str(tmp_path / "other.pt")], "does not hold vgg16 weights"
+    flags = ["--perceptual-weights", str(tmp_path / "other.pt"), *PERCEPTUAL_ON]
+    return flags, "does not hold vgg16 weights"
 
 
 def text_file_as_perceptual_weights(tmp_path, run):
     (tmp_path / "vgg16.txt").write_text("garbage")
-    flags = ["--perceptual-weights", str(tmp_path / "vgg16.txt")]
+    flags = ["--perceptual-weights", str(tmp_path / "vgg16.txt"), *PERCEPTUAL_ON]
     return flags, f"--perceptual-weights {tmp_path / 'vgg16.txt'} is not a torch weights file"
 
 
 def malicious_perceptual_weights(tmp_path, run):
     torch.save({"features.0.weight": PickledObject()}, tmp_path / "vgg16.pt")
-    flags = ["--perceptual-weights", str(tmp_path / "vgg16.pt")]
+    flags = ["--perceptual-weights", str(tmp_path / "vgg16.pt"), *PERCEPTUAL_ON]
     return flags, "holds Python objects other than tensors, so it was not loaded"
 
 
