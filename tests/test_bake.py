@@ -339,14 +339,28 @@ def test_natural_names_give_a_clean_project(tmp_path, task, package, model):
 
 
 def tiny_run_flags(project: Path) -> list[str]:
-    """The baked project's own TINY_RUN_FLAGS (tests/conftest.py)."""
-    tree = ast.parse((project / "tests" / "conftest.py").read_text())
+    """The baked project's own TINY_RUN_FLAGS (tests/conftest.py, with the task's own from
+    tests/task_cases.py where it unpacks them)."""
+    return listed_strings(project / "tests", "conftest.py", "TINY_RUN_FLAGS")
+
+
+def listed_strings(folder: Path, module: str, name: str) -> list[str]:
+    """The list of strings assigned to `name` in `folder/module`, following `*other.NAME`."""
+    tree = ast.parse((folder / module).read_text())
     [value] = [
         node.value
         for node in tree.body
-        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "TINY_RUN_FLAGS"
+        if isinstance(node, ast.AnnAssign | ast.Assign)
+        and ast.unparse(node.target if isinstance(node, ast.AnnAssign) else node.targets[0]) == name
     ]
-    return ast.literal_eval(value)
+    items: list[str] = []
+    for element in value.elts:
+        if isinstance(element, ast.Starred):  # *task_cases.TINY_RUN_FLAGS
+            other, attribute = ast.unparse(element.value).split(".")
+            items += listed_strings(folder, f"{other}.py", attribute)
+        else:
+            items.append(ast.literal_eval(element))
+    return items
 
 
 @pytest.mark.slow
