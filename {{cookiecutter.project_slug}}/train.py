@@ -235,7 +235,9 @@ def train(args: argparse.Namespace) -> TrainResult:
     return TrainResult(run_dir, device, losses, state.best_metric, model, stopped_by)
 
 
-def log_first_look(writer, model, criterion, data, device, args) -> None:
+def log_first_look(
+    writer: SummaryWriter, model: nn.Module, criterion: nn.Module, data, device: torch.device, args
+) -> None:
     """A new run's model summary (printed, saved, in TensorBoard), samples, flags and graphs."""
     run_dir = Path(writer.get_logdir())
     with torch.random.fork_rng(devices=[]):  # the dummy input and samples draw random numbers
