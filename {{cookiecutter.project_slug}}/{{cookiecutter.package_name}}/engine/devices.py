@@ -89,6 +89,11 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
+def effective_batch(args: argparse.Namespace) -> int:
+    """Samples per optimizer step over all processes: batch x accumulation x processes."""
+    return args.batch_size * args.accum_steps * world_size()
+
+
 def is_main_process() -> bool:
     """Rank 0: the one process that prints, writes TensorBoard, run folders and checkpoints."""
     return rank() == 0

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..errors import DivergedError, UserError
 from .checkpoint import RunCheckpoints, TrainState
-from .devices import is_distributed, is_main_process, world_size
+from .devices import effective_batch, is_distributed, is_main_process, world_size
 from .loop import StepTimer
 
 
@@ -197,7 +197,7 @@ def start_line(
     processes = world_size()
     batch = (
         f"effective batch: {args.batch_size} x {args.accum_steps} accumulated x {processes} "
-        f"process(es) = {args.batch_size * args.accum_steps * processes}"
+        f"process(es) = {effective_batch(args)}"
     )
     if is_new_run:
         return f"run folder: {run_dir}  device: {device}  {batch}"

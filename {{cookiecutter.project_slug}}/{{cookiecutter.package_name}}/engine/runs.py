@@ -25,7 +25,7 @@ from .checkpoint import (
     write_failure,
 )
 from .cli import check_stored_values
-from .devices import world_size
+from .devices import effective_batch, world_size
 from .step import MixedPrecision, apply_schedule
 
 try:  # POSIX only; where it is missing (Windows) run folders are not locked
@@ -326,9 +326,7 @@ def open_run_dir(
     call this (rank 0 under torchrun); the caller releases `lock` when training ends.
     """
     lock = lock or RunDirLock()
-    processes = world_size()
-    effective_batch = args.batch_size * args.accum_steps * processes
-    resolved = {"world_size": processes, "effective_batch": effective_batch}
+    resolved = {"world_size": world_size(), "effective_batch": effective_batch(args)}
     if args.resume is not None:
         run_dir = Path(args.resume).resolve().parent.parent  # <run>/checkpoints/last.pt
         if (run_dir / "args.json").is_file():

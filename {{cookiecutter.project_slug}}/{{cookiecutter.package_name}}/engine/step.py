@@ -171,11 +171,11 @@ class TrainStep:
 
     def __post_init__(self) -> None:
         self.precision = self.precision or MixedPrecision("off", self.device)
+        self.layout = torch.channels_last if self.channels_last else torch.contiguous_format
 
     def to_device(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The batch on the device; non-blocking, so a pinned batch's copy overlaps compute."""
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        images = images.to(self.device, non_blocking=True, memory_format=layout)
+        images = images.to(self.device, non_blocking=True, memory_format=self.layout)
         return images, targets.to(self.device, non_blocking=True)
 
     def update(self) -> float:
