@@ -1,10 +1,12 @@
-"""Evaluate a checkpoint of {{ cookiecutter.__model_class }} on the validation split.
+"""Evaluate a checkpoint on the validation split.
 
     python test.py --checkpoint runs/<run>/checkpoints/best.pt
 
 The data settings (data set, folder, image size, and the task's own, such as a corruption)
-are the checkpoint's own unless a flag overrides them. The task module says what is measured
-and printed; the last line printed is JSON, for scripts: the metrics, samples, device.
+are the checkpoint's own unless a flag overrides them, and the images are normalised as in
+training (the checkpoint records how). The task module builds the network the checkpoint names
+and says what is measured and printed; the last line printed is JSON, for scripts: the
+metrics, samples, device.
 """
 
 import argparse
@@ -16,11 +18,6 @@ from pathlib import Path
 # isort puts first whatever the package and model are called.
 import {{ cookiecutter.package_name }}.engine as engine
 import {{ cookiecutter.package_name }}.task as task
-
-# The model module under a fixed name, so no model_name answer can collide with a name here.
-from {{ cookiecutter.package_name }} import (
-    {{ cookiecutter.model_name }} as architecture,
-)
 from {{ cookiecutter.package_name }}.engine import cli
 
 # Data settings read from the checkpoint's args unless given on the command line (the task
@@ -71,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         name: train_args[name] if getattr(args, name) is None else getattr(args, name)
         for name in names
     }
-    data = task.build_data(argparse.Namespace(**{**train_args, **settings}))
+    recorded = {"preprocessing": checkpoint.get("preprocessing")}  # the input format it trained on
+    data = task.build_data(argparse.Namespace(**{**train_args, **settings, **recorded}))
     task.check_data(checkpoint, data)
 
-    model = architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
+    model = task.build_model(checkpoint["model_config"])
     engine.load_model_weights(model, checkpoint, args.checkpoint)
     device = engine.select_device(args.device)
     model.to(device)

@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     task.add_flags(parser)  # the task's own: its data set, model size, loss
     add = parser.add_argument_group("data").add_argument
-    add("--image-size", type=cli.image_size, default=32, help="side of the square input")
+    add("--image-size", type=cli.image_size,
+        help="side of the square input (default: the task's, or the pretrained weights')")  # fmt: skip
     add(
         "--num-workers",
         type=cli.num_workers,
@@ -108,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--viz-graph", action="store_true", help="torchviz autograd graph (viz extra)")
     add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
     add("--debug", action="store_true", help="show tracebacks of input errors")
+    # Not a flag: the input format a checkpoint recorded (set when resuming one).
+    parser.set_defaults(preprocessing=None)
     return parser
 
 
@@ -166,12 +169,15 @@ def train(args: argparse.Namespace) -> TrainResult:
     # Dataset transform + dataset / dataloader (the device is picked first: only CUDA
     # wants pinned memory). Under torchrun each process loads its own share.
     data = task.build_data(args)
+    args.image_size = data.image_size  # the size it chose, when --image-size was left to it
     device = engine.select_device(args.device)
     train_loader, val_loader = engine.build_loaders(data.train, data.val, device, args)
 
-    # Instantiate network
+    # Instantiate network (--arch; --pretrained weights, but a resumed run has its own)
     model_config = task.model_config(args, data)
-    model = architecture.{{ cookiecutter.__model_class }}(**model_config)
+    model = task.build_model(model_config)
+    if args.resume is None:
+        task.load_pretrained(model, args, data)
 
     # Create loss
     criterion = task.build_criterion(args)
@@ -181,8 +187,10 @@ def train(args: argparse.Namespace) -> TrainResult:
     step_model = engine.place_model(model, criterion, device, args)
     eval_model = model if engine.is_distributed() else step_model
 
-    # Create optimizer, its schedule (stepped once per optimizer step) and mixed precision
-    optimizer, scheduler = engine.build_optimization(model, len(train_loader), args)
+    # Create optimizer (the task's parameter groups, e.g. head and backbone), its schedule
+    # (stepped once per optimizer step) and mixed precision
+    groups = task.parameter_groups(model, args)
+    optimizer, scheduler = engine.build_optimization(groups, len(train_loader), args)
     precision = engine.MixedPrecision(args.amp, device)
     step = engine.TrainStep(step_model, criterion, optimizer, scheduler, device, precision,
                             args.grad_clip, args.accum_steps, args.channels_last)  # fmt: skip
@@ -194,7 +202,8 @@ def train(args: argparse.Namespace) -> TrainResult:
     run_dir, is_new_run = engine.on_main_process(lambda: engine.open_run_dir(args, state, run_lock))
     checkpoints = engine.RunCheckpoints(
         run_dir / "checkpoints", state, precision.state_dict, task=task.NAME, model=model,
-        model_config=model_config, classes=data.classes, optimizer=optimizer,
+        model_config=model_config, classes=data.classes, preprocessing=data.preprocessing,
+        optimizer=optimizer,
         scheduler=scheduler, args=engine.args_to_dict(args),
     )  # fmt: skip
 
@@ -212,6 +221,10 @@ def train(args: argparse.Namespace) -> TrainResult:
         run = Run(writer, stop, checkpoints.save_last)
         while state.epoch < args.epochs and not reached_max_steps(state, args):
             epoch_started = time.perf_counter()
+            # Training mode, but for what --freeze-backbone keeps frozen. DDP syncs only the
+            # parameters that were trainable when it wrapped the model: a new set, a new DDP.
+            if task.set_train_mode(model, state.epoch, args) and engine.is_distributed():
+                step.model = engine.place_model(model, criterion, device, args)
             # A resumed epoch skips the batches it trained on before the stop (0 otherwise).
             done = min(state.step_in_epoch * args.accum_steps, len(train_loader))
             train_loader.sampler.set_epoch(state.epoch, skip=done * args.batch_size)
@@ -267,7 +280,6 @@ def train_one_epoch(
 
     It ends early at --max-steps or when a stop is requested, always after an optimizer step.
     """
-    step.model.train()
     timer, accum = engine.StepTimer(step.device), step.accum_steps
     num_batches, processes = len(loader), engine.world_size()
     step_losses, logged = [], []  # kept on the device: no sync until a log step reads them

@@ -56,7 +56,7 @@ def model_of_this_task(train_script, *flags: str) -> TaskModel:
     args = train_script.parse_args([*TINY_RUN_FLAGS, *flags])
     data = train_script.task.build_data(args)
     config = train_script.task.model_config(args, data)
-    model = train_script.architecture.{{ cookiecutter.__model_class }}(**config)
+    model = train_script.task.build_model(config)
     inputs, targets = next(iter(DataLoader(data.train, batch_size=4)))
     return TaskModel(model, config, (inputs, targets), args)
 

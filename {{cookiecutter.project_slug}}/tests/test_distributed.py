@@ -145,7 +145,7 @@ def test_a_ddp_checkpoint_continues_in_a_single_process(ddp, train_script, tmp_p
 def test_validation_under_ddp_equals_the_single_process_numbers(ddp, train_script):
     out_dir, report = ddp
     checkpoint = load_checkpoint(out_dir / "ddp" / "checkpoints" / "last.pt")
-    model = train_script.architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
+    model = train_script.task.build_model(checkpoint["model_config"])
     model.load_state_dict(checkpoint["model"])
     data = task.build_data(train_script.parse_args(DDP_FLAGS))
     single = evaluate(model, build_loader(data.val, 8, False, 0, 0), torch.device("cpu"))

@@ -63,7 +63,7 @@ def test_channels_last_puts_the_model_in_nhwc(train_script, tmp_path):
                                     "--out-dir", str(tmp_path)])  # fmt: skip
     train_script.train(args)
     checkpoint = torch.load(next(tmp_path.glob("*/checkpoints/last.pt")), weights_only=True)
-    plain = train_script.architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
+    plain = train_script.task.build_model(checkpoint["model_config"])
     # Plain keys, whatever the layout: the ones the model built from its config has.
     assert checkpoint["model"].keys() == plain.state_dict().keys()
 

@@ -95,6 +95,7 @@ def save_checkpoint(
     args: dict,
     scaler: dict | None = None,
     task: str | None = None,
+    preprocessing: dict | None = None,
 ) -> None:
     """Write everything needed to evaluate the model or to continue training, atomically.
 
@@ -111,6 +112,7 @@ def save_checkpoint(
         "model": weights,
         "model_config": model_config,  # the model's constructor arguments
         "classes": classes,  # class index -> name
+        "preprocessing": preprocessing,  # input size and normalisation, as the data was fed
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler,  # the fp16 GradScaler's state dict, or None

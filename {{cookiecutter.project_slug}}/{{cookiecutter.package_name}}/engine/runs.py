@@ -228,7 +228,8 @@ def parse_resumed_args(
     state being resumed. The checkpoint's own values pass the flags' validators too, so an
     edited one (batch_size 0, run_name ../../X) is refused, not trained with.
     """
-    saved = load_checkpoint(path, task)["args"]
+    checkpoint = load_checkpoint(path, task)
+    saved = checkpoint["args"]
     given = vars(parser.parse_args(argv, namespace=_namespace_of_unset(parser)))
     not_given = {name: value for name, value in saved.items() if given.get(name) is _UNSET}
     check_stored_values(parser, not_given, path, overridable=CHANGEABLE_ON_RESUME)
@@ -243,7 +244,9 @@ def parse_resumed_args(
         for name, value in saved.items()
         if name in defaults
     }
-    return parser.parse_args(argv, namespace=argparse.Namespace(**restored))
+    resumed = parser.parse_args(argv, namespace=argparse.Namespace(**restored))
+    resumed.preprocessing = checkpoint.get("preprocessing")  # the data must be fed as before
+    return resumed
 
 
 def _conflict(name: str, value: object, saved: object) -> str:

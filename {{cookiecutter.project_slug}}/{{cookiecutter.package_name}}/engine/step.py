@@ -17,18 +17,35 @@ SCHEDULERS = ("cosine", "step", "constant")
 FEW_STEPS = 200  # below this many optimizer steps in all, a run rarely gets far: say so
 
 
+# Parameters and the fraction of --lr they learn at (the task's split, e.g. head and backbone).
+ParameterGroups = list[tuple[list[nn.Parameter], float]]
+
+
 def build_optimizer(
-    model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9
+    groups: nn.Module | ParameterGroups,
+    name: str,
+    lr: float,
+    weight_decay: float,
+    momentum: float = 0.9,
 ) -> torch.optim.Optimizer:
-    """AdamW or SGD with Nesterov momentum; no weight decay on biases and norm scales."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    """AdamW or SGD with Nesterov momentum; no weight decay on biases and norm scales.
+
+    `groups` is a model (every parameter at `lr`) or (parameters, lr scale) pairs. Frozen
+    parameters stay in the optimizer: without gradients they are skipped, untouched by weight
+    decay, and can be thawed later without a new optimizer.
+    """
+    if isinstance(groups, nn.Module):
+        groups = [(list(groups.parameters()), 1.0)]
+    param_groups = []
+    for parameters, lr_scale in groups:
+        decay = [parameter for parameter in parameters if parameter.ndim >= 2]
+        no_decay = [parameter for parameter in parameters if parameter.ndim < 2]
+        param_groups += [
+            {"params": decay, "weight_decay": weight_decay, "lr": lr * lr_scale},
+            {"params": no_decay, "weight_decay": 0.0, "lr": lr * lr_scale},
+        ]
+    # Empty groups are kept: a resumed optimizer must have as many groups as the saved one.
+    groups = param_groups
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     if name == "sgd":
@@ -135,11 +152,12 @@ class MixedPrecision:
 
 
 def build_optimization(
-    model: nn.Module, batches_per_epoch: int, args: argparse.Namespace
+    groups: nn.Module | ParameterGroups, batches_per_epoch: int, args: argparse.Namespace
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """The optimizer and its schedule, stepped once per optimizer step. The schedule spans
-    --epochs; --max-steps only stops the run, so a stopped run resumes on the same curve."""
-    optimizer = build_optimizer(model, args.optimizer, args.lr, args.weight_decay)
+    """The optimizer over `groups` (a model, or the task's (parameters, lr scale) pairs) and
+    its schedule, stepped once per optimizer step. The schedule spans --epochs; --max-steps
+    only stops the run, so a stopped run resumes on the same curve."""
+    optimizer = build_optimizer(groups, args.optimizer, args.lr, args.weight_decay)
     total_steps = math.ceil(batches_per_epoch / args.accum_steps) * args.epochs
     if total_steps < FEW_STEPS:
         tqdm.write(

@@ -1,6 +1,8 @@
 """Every bad input a user can give: one sentence on stderr, exit code 2, nothing on disk changed."""
 
 import pytest
+import torch
+import torchvision
 
 from .bad_input_cases import SHARED_CASES
 from .test_data import write_image_folder
@@ -47,8 +49,34 @@ def other_number_of_classes(tmp_path, run):
     return [*flags, "--data-dir", str(tmp_path / "data")], "--dataset folder differs"
 
 
+def pretrained_file_missing(tmp_path, run):
+    missing = tmp_path / "nope.pt"
+    return ["--pretrained", str(missing)], f"--pretrained {missing} is neither none, imagenet nor"
+
+
+def pretrained_file_not_weights(tmp_path, run):
+    (tmp_path / "notes.pt").write_text("not a torch file")
+    return ["--pretrained", str(tmp_path / "notes.pt")], "could not be read as weights"
+
+
+def pretrained_weights_of_another_arch(tmp_path, run):
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pt")
+    return ["--pretrained", str(tmp_path / "r18.pt")], "does not fit this --arch and its flags"
+
+
+def imagenet_weights_for_the_own_network(tmp_path, run):
+    return ["--pretrained", "imagenet"], "has no ImageNet weights); add e.g. --arch resnet18"
+
+
+def unfreeze_without_freeze(tmp_path, run):
+    return ["--unfreeze-at-epoch", "2"], "--unfreeze-at-epoch needs --freeze-backbone"
+
+
 CASES = [*SHARED_CASES, missing_data_dir, val_classes_differ, unreadable_image,
-         unreadable_image_in_a_worker, one_class, hflip_changed_on_resume, other_number_of_classes]  # fmt: skip
+         unreadable_image_in_a_worker, one_class, hflip_changed_on_resume, other_number_of_classes,
+         pretrained_file_missing, pretrained_file_not_weights,
+         pretrained_weights_of_another_arch, imagenet_weights_for_the_own_network,
+         unfreeze_without_freeze]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])

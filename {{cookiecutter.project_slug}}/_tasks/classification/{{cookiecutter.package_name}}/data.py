@@ -36,6 +36,18 @@ TORCHVISION_SETS = {
 }
 
 
+@dataclass(frozen=True)
+class InputFormat:
+    """How images become model inputs: their size, and the normalisation unless the data
+    set's own. Pretrained weights bring theirs (see backbones.pretrained_preprocessing)."""
+
+    image_size: int  # the side of the square input
+    resize_size: int | None = None  # evaluation: short side to this, then the centre square
+    mean: tuple[float, ...] | None = None  # None: the data set's own statistics
+    std: tuple[float, ...] | None = None
+    rgb: bool = False  # grayscale sets as three channels (torchvision's networks take RGB)
+
+
 @dataclass
 class DataBundle:
     """The train and val splits and what the model and the logs need to know about them."""
@@ -46,10 +58,19 @@ class DataBundle:
     in_channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    image_size: int = 32
+    resize_size: int = 32
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def preprocessing(self) -> dict:
+        """What a checkpoint records so that evaluation and prediction feed the model alike."""
+        return {"image_size": self.image_size, "resize_size": self.resize_size,
+                "mean": list(self.mean), "std": list(self.std),
+                "in_channels": self.in_channels}  # fmt: skip
 
 
 class SyntheticShapes(Dataset):
@@ -60,14 +81,24 @@ class SyntheticShapes(Dataset):
     file, and train and val draw from disjoint random streams, so they never share an image.
     """
 
-    def __init__(self, size: int, image_size: int = 32, split: str = "train", seed: int = 0):
+    MEAN = STD = (0.5, 0.5, 0.5)  # maps [0, 1] to [-1, 1]
+
+    def __init__(
+        self,
+        size: int,
+        image_size: int = 32,
+        split: str = "train",
+        seed: int = 0,
+        mean: tuple[float, ...] = MEAN,
+        std: tuple[float, ...] = STD,
+    ):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.size, self.image_size, self.split, self.seed = size, image_size, split, seed
         self.classes = list(SHAPES)
         coords = torch.linspace(-1.0, 1.0, image_size)
         self._ys, self._xs = torch.meshgrid(coords, coords, indexing="ij")
-        self._normalize = v2.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+        self._normalize = v2.Normalize(mean, std)
 
     def __len__(self) -> int:
         return self.size
@@ -111,7 +142,7 @@ class SyntheticShapes(Dataset):
 def build_datasets(
     name: str,
     data_dir: str | Path = "data",
-    image_size: int = 32,
+    image_size: int | InputFormat = 32,
     download: bool = False,
     seed: int = 0,
     synthetic_size: int = 8_000,
@@ -121,30 +152,45 @@ def build_datasets(
 
     The synthetic set has `synthetic_size` training images and a fifth as many for validation.
     `hflip` mirrors training images at random (folder, cifar10); turn it off for text, digits
-    and anything else whose meaning changes in a mirror.
+    and anything else whose meaning changes in a mirror. `image_size` is the input side, or
+    an InputFormat that also sets the normalisation (pretrained weights).
     """
+    form = image_size if isinstance(image_size, InputFormat) else InputFormat(image_size)
     if name == "synthetic":
-        train = SyntheticShapes(synthetic_size, image_size, "train", seed)
-        val = SyntheticShapes(max(synthetic_size // 5, 1), image_size, "val", seed)
-        return DataBundle(train, val, train.classes, 3, (0.5,) * 3, (0.5,) * 3)
+        mean, std = form.mean or SyntheticShapes.MEAN, form.std or SyntheticShapes.STD
+        train = SyntheticShapes(synthetic_size, form.image_size, "train", seed, mean, std)
+        val = SyntheticShapes(max(synthetic_size // 5, 1), form.image_size, "val", seed, mean, std)
+        return DataBundle(train, val, train.classes, 3, mean, std, *_sizes(form))
     if name == "folder":
-        return _image_folder(Path(data_dir), image_size, hflip)
+        return _image_folder(Path(data_dir), form, hflip)
     if name in TORCHVISION_SETS:
-        return _torchvision_set(name, Path(data_dir), image_size, download, hflip)
+        return _torchvision_set(name, Path(data_dir), form, download, hflip)
     raise UserError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
 
 
+def _sizes(form: InputFormat) -> tuple[int, int]:
+    """The input side and the evaluation resize of an input format."""
+    return form.image_size, form.resize_size or form.image_size
+
+
 def image_transforms(
-    image_size: int, mean: tuple[float, ...], std: tuple[float, ...], train: bool, hflip: bool
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    train: bool,
+    hflip: bool,
+    resize_size: int | None = None,
 ) -> v2.Compose:
     """Resize (random crop, optional flip for training; centre crop for eval), normalise."""
     if train:
         geometry = [v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True)]
         geometry += [v2.RandomHorizontalFlip()] if hflip else []
     else:
-        # The short side to image_size, then the centre square: a square image stays whole
-        # (no margin is cut away, so tightly cropped scans keep their edges).
-        geometry = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+        # The short side to resize_size (image_size unless pretrained weights say otherwise),
+        # then the centre square: a square image stays whole at the default (no margin is cut
+        # away, so tightly cropped scans keep their edges).
+        resize = [v2.Resize(resize_size or image_size, antialias=True)]
+        geometry = [*resize, v2.CenterCrop(image_size)]
     return v2.Compose(
         [v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     )
@@ -167,7 +213,7 @@ class ImageFolderDataset(datasets.ImageFolder):
         return classes, {name: index for index, name in enumerate(classes)}
 
 
-def _image_folder(data_dir: Path, image_size: int, hflip: bool) -> DataBundle:
+def _image_folder(data_dir: Path, form: InputFormat, hflip: bool) -> DataBundle:
     """DIR/train/<class>/* and DIR/val/<class>/*, any size, grayscale or RGB (loaded as RGB)."""
     if not data_dir.is_dir():
         raise UserError(
@@ -181,9 +227,10 @@ def _image_folder(data_dir: Path, image_size: int, hflip: bool) -> DataBundle:
                 f"{data_dir}/train/<class>/*.jpg and {data_dir}/val/<class>/*.jpg"
             )
     splits = {}
+    mean, std = form.mean or IMAGENET_MEAN, form.std or IMAGENET_STD
     for split in ("train", "val"):
         train = split == "train"
-        transform = image_transforms(image_size, IMAGENET_MEAN, IMAGENET_STD, train, hflip)
+        transform = image_transforms(form.image_size, mean, std, train, hflip, form.resize_size)
         try:
             splits[split] = ImageFolderDataset(str(data_dir / split), transform=transform)
         except FileNotFoundError as error:
@@ -203,21 +250,25 @@ def _image_folder(data_dir: Path, image_size: int, hflip: bool) -> DataBundle:
         )
     for dataset in splits.values():  # now, before any run folder exists (headers only)
         image_sizes([Path(path) for path, _ in dataset.samples])
-    return DataBundle(
-        splits["train"], splits["val"], splits["train"].classes, 3, IMAGENET_MEAN, IMAGENET_STD
-    )
+    classes = splits["train"].classes
+    return DataBundle(splits["train"], splits["val"], classes, 3, mean, std, *_sizes(form))
 
 
 def _torchvision_set(
-    name: str, data_dir: Path, image_size: int, download: bool, hflip: bool
+    name: str, data_dir: Path, form: InputFormat, download: bool, hflip: bool
 ) -> DataBundle:
     """One of torchvision's sets, resized to image_size when that differs from its own size."""
     dataset_class, channels, native_size, mean, std = TORCHVISION_SETS[name]
+    image_size = form.image_size
     resize = [] if image_size == native_size else [v2.Resize(image_size, antialias=True)]
     augment = [v2.RandomCrop(image_size, padding=image_size // 8)]
     if hflip and name == "cifar10":  # digits must not be mirrored; photos may
         augment.append(v2.RandomHorizontalFlip())
     to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if form.rgb and channels == 1:  # grey digits as RGB for a torchvision network
+        to_tensor, channels = [*to_tensor, v2.RGB()], 3
+        mean, std = mean * 3, std * 3
+    mean, std = form.mean or mean, form.std or std
     train_transform = v2.Compose([*to_tensor, *resize, *augment, v2.Normalize(mean, std)])
     val_transform = v2.Compose([*to_tensor, *resize, v2.Normalize(mean, std)])
     try:
@@ -237,7 +288,7 @@ def _torchvision_set(
             f"{name} is not in {data_dir}; add --download to fetch it there "
             f"(or point --data-dir at a folder that has it)"
         ) from None
-    return DataBundle(train, val, list(train.classes), channels, mean, std)
+    return DataBundle(train, val, list(train.classes), channels, mean, std, image_size, image_size)
 
 
 def preview_grid(

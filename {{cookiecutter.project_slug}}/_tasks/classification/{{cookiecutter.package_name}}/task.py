@@ -15,11 +15,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
+from . import backbones
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import (
     DATASETS,
     TASK,
     DataBundle,
+    InputFormat,
     build_datasets,
     preview_grid,
 )
@@ -37,8 +39,11 @@ HPARAM_METRICS = ("val/accuracy", "val/top5_accuracy", "val/loss", "train/loss")
 BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 # test.py: the task's own data settings (the checkpoint's unless given) and its batch size.
 EVAL_SETTINGS, EVAL_BATCH_SIZE = ("download",), 256
-# train.py --smoke-test: the smallest settings of this task that still train.
-SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
+# train.py --smoke-test: the smallest settings of this task that still train (own network).
+SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8,
+                  "arch": backbones.OWN_ARCH, "pretrained": "none", "freeze_backbone": False,
+                  "unfreeze_at_epoch": None}  # fmt: skip
+DEFAULT_IMAGE_SIZE = 32  # --image-size when neither it nor pretrained weights set one
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -53,26 +58,76 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="training images of --dataset synthetic (validation gets a fifth)")  # fmt: skip
     add("--hflip", action=argparse.BooleanOptionalAction, default=True,
         help="mirror training images at random (folder, cifar10); --no-hflip for text, digits")  # fmt: skip
-    add("--width", type=cli.positive_int, default=16, help="channels of the first stage")
     add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
+    add = parser.add_argument_group("task: network and fine-tuning").add_argument
+    add("--arch", type=backbones.arch, default=backbones.OWN_ARCH,
+        help="this project's network or a torchvision classifier (--list-archs names them)")  # fmt: skip
+    add("--list-archs", action=backbones.ListArchs, help="print the --arch names and exit")
+    add("--width", type=cli.positive_int, default=16,
+        help=f"{backbones.OWN_ARCH}: channels of the first stage")  # fmt: skip
+    add("--pretrained", default="none",
+        help="start from: none, imagenet (torchvision's weights of --arch, via torch's hub "
+        "cache), or a weights file (a state dict, or a checkpoint of this project)")  # fmt: skip
+    add("--freeze-backbone", action="store_true", help="train only the classifier head")
+    add("--unfreeze-at-epoch", type=cli.positive_int,
+        help="with --freeze-backbone: train every layer from this epoch on (1 is the first)")  # fmt: skip
+    add("--backbone-lr-scale", type=cli.non_negative_float, default=1.0,
+        help="the backbone's learning rate as a fraction of --lr (the head gets --lr)")  # fmt: skip
 
 
 def build_data(args: argparse.Namespace) -> DataBundle:
-    """The train and val splits with their transforms."""
+    """The train and val splits with their transforms, in the input format of the pretrained
+    weights (or of the checkpoint being resumed or evaluated) unless flags say otherwise."""
+    if args.unfreeze_at_epoch is not None and not args.freeze_backbone:
+        raise UserError("--unfreeze-at-epoch needs --freeze-backbone; add it or drop the epoch")
     return build_datasets(
-        args.dataset, args.data_dir, args.image_size, args.download, args.seed,
+        args.dataset, args.data_dir, input_format(args), args.download, args.seed,
         args.synthetic_size, args.hflip,
     )  # fmt: skip
 
 
+def input_format(args: argparse.Namespace) -> InputFormat:
+    """--image-size, else the weights' own size; the weights' normalisation, if any."""
+    recorded = args.preprocessing or backbones.pretrained_preprocessing(args.arch, args.pretrained)
+    recorded = recorded or {}
+    size = args.image_size or recorded.get("image_size") or DEFAULT_IMAGE_SIZE
+    resize = recorded.get("resize_size") if size == recorded.get("image_size") else None
+    mean, std = recorded.get("mean"), recorded.get("std")
+    rgb = args.arch != backbones.OWN_ARCH or recorded.get("in_channels") == 3
+    return InputFormat(size, resize, mean and tuple(mean), std and tuple(std), rgb)
+
+
 def model_config(args: argparse.Namespace, data: DataBundle) -> dict:
     """The keyword arguments that build the model; checkpoints keep them to rebuild it."""
-    return {
-        "in_channels": data.in_channels,
-        "num_classes": data.num_classes,
-        "width": args.width,
-        "norm": args.norm,
-    }
+    return backbones.model_config(
+        args.arch, data.num_classes, data.in_channels, data.image_size,
+        width=args.width, norm=args.norm,
+    )  # fmt: skip
+
+
+def build_model(config: dict) -> nn.Module:
+    """The network of a model config: this project's own, or a torchvision classifier."""
+    return backbones.build_model(config)
+
+
+def load_pretrained(model: nn.Module, args: argparse.Namespace, data: DataBundle) -> None:
+    """--pretrained: ImageNet weights or a weights file, the head re-initialised for new classes."""
+    backbones.load_pretrained(model, args.arch, args.pretrained, data.classes)
+
+
+def parameter_groups(model: nn.Module, args: argparse.Namespace) -> list:
+    """(parameters, learning-rate scale) pairs: the head at --lr, the backbone scaled."""
+    return backbones.parameter_groups(model, model.num_classes, args.backbone_lr_scale)
+
+
+def set_train_mode(model: nn.Module, epoch: int, args: argparse.Namespace) -> bool:
+    """Training mode for `epoch` (0-based): with --freeze-backbone, only the head trains (and the
+    backbone's batch-norm statistics stay) until --unfreeze-at-epoch. Returns whether the set of
+    trainable parameters changed."""
+    model.train()
+    unfreeze_at = args.unfreeze_at_epoch
+    frozen = args.freeze_backbone and (unfreeze_at is None or epoch + 1 < unfreeze_at)
+    return backbones.set_backbone_frozen(model, model.num_classes, frozen)
 
 
 def build_criterion(args: argparse.Namespace) -> nn.Module:

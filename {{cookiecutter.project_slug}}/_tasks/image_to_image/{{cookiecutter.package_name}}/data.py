@@ -37,6 +37,12 @@ class DataBundle:
     in_channels: int = 3
     # Restoration has no classes; checkpoints store this empty list in their "classes" entry.
     classes: list[str] = field(default_factory=list)
+    image_size: int = 32  # the side of the square crops the model trains on
+
+    @property
+    def preprocessing(self) -> dict:
+        """What a checkpoint records of how images become model inputs (values in [0, 1])."""
+        return {"image_size": self.image_size, "in_channels": self.in_channels}
 
 
 class SyntheticScenes(Dataset):
@@ -175,7 +181,9 @@ def build_datasets(
     else:
         raise UserError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     return DataBundle(
-        CorruptedPairs(train, corruption, strength), CorruptedPairs(val, corruption, strength)
+        CorruptedPairs(train, corruption, strength),
+        CorruptedPairs(val, corruption, strength),
+        image_size=image_size,
     )
 
 

@@ -47,6 +47,7 @@ EVAL_SETTINGS, EVAL_BATCH_SIZE = ("corruption", "corruption_strength"), 64
 SAMPLES_PER_PNG = 8  # columns of a --save-samples grid: wide enough to compare, small to view
 # train.py --smoke-test: the smallest settings of this task that still train.
 SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
+DEFAULT_IMAGE_SIZE = 32  # the side of the training crops unless --image-size says otherwise
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -79,8 +80,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 def build_data(args: argparse.Namespace) -> DataBundle:
     """The train and val pairs, corrupted on the fly."""
     return build_datasets(
-        args.dataset, args.data_dir, args.image_size, args.seed, args.synthetic_size,
-        args.corruption, args.corruption_strength, args.crops_per_image,
+        args.dataset, args.data_dir, args.image_size or DEFAULT_IMAGE_SIZE, args.seed,
+        args.synthetic_size, args.corruption, args.corruption_strength, args.crops_per_image,
     )  # fmt: skip
 
 
@@ -93,6 +94,26 @@ def model_config(args: argparse.Namespace, data: DataBundle) -> dict:
         "depth": args.depth,
         "norm": args.norm,
     }
+
+
+def build_model(config: dict) -> nn.Module:
+    """The network of a model config: this project's U-Net."""
+    return architecture.{{ cookiecutter.__model_class }}(**config)
+
+
+def load_pretrained(model: nn.Module, args: argparse.Namespace, data: DataBundle) -> None:
+    """Nothing to load: a restoration network trains from its own initialisation."""
+
+
+def parameter_groups(model: nn.Module, args: argparse.Namespace) -> list:
+    """(parameters, learning-rate scale) pairs: every parameter at --lr."""
+    return [(list(model.parameters()), 1.0)]
+
+
+def set_train_mode(model: nn.Module, epoch: int, args: argparse.Namespace) -> bool:
+    """Training mode: every layer trains, in every epoch (so the trainable set never changes)."""
+    model.train()
+    return False
 
 
 def build_criterion(args: argparse.Namespace) -> nn.Module:
