@@ -167,7 +167,9 @@ def train(args: argparse.Namespace) -> TrainResult:
     # wants pinned memory). Under torchrun each process loads its own share.
     data = task.build_data(args)
     device = engine.select_device(args.device)
-    train_loader, val_loader = engine.build_loaders(data.train, data.val, device, args)
+    train_loader, val_loader = engine.build_loaders(
+        data.train, data.val, device, args, data.train_sample_weights, data.train_batch_transform
+    )
 
     # Instantiate network
     model_config = task.model_config(args, data)

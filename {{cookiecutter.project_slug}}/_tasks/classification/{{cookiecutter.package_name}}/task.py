@@ -21,6 +21,8 @@ from .data import (
     TASK,
     DataBundle,
     build_datasets,
+    inverse_class_frequency,
+    mix_batches,
     preview_grid,
 )
 from .engine import cli
@@ -55,14 +57,26 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="mirror training images at random (folder, cifar10); --no-hflip for text, digits")  # fmt: skip
     add("--width", type=cli.positive_int, default=16, help="channels of the first stage")
     add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
+    add("--mixup", type=cli.non_negative_float, default=0.0, metavar="ALPHA",
+        help="MixUp of training batches with Beta(ALPHA, ALPHA) weights (0: off)")  # fmt: skip
+    add("--cutmix", type=cli.non_negative_float, default=0.0, metavar="ALPHA",
+        help="CutMix of training batches (0: off; with --mixup, one of the two per batch)")  # fmt: skip
+    add("--balanced-sampling", action="store_true",
+        help="draw training images inversely to their class's frequency (skewed folders)")  # fmt: skip
 
 
 def build_data(args: argparse.Namespace) -> DataBundle:
-    """The train and val splits with their transforms."""
-    return build_datasets(
+    """The train and val splits with their transforms, and how training batches are drawn."""
+    data = build_datasets(
         args.dataset, args.data_dir, args.image_size, args.download, args.seed,
         args.synthetic_size, args.hflip,
     )  # fmt: skip
+    # getattr: test.py passes the args of checkpoints made before these flags existed.
+    if getattr(args, "balanced_sampling", False):
+        data.train_sample_weights = inverse_class_frequency(data.train.targets)
+    mixup, cutmix = getattr(args, "mixup", 0.0), getattr(args, "cutmix", 0.0)
+    data.train_batch_transform = mix_batches(mixup, cutmix, data.num_classes)
+    return data
 
 
 def model_config(args: argparse.Namespace, data: DataBundle) -> dict:
@@ -76,7 +90,7 @@ def model_config(args: argparse.Namespace, data: DataBundle) -> dict:
 
 
 def build_criterion(args: argparse.Namespace) -> nn.Module:
-    """Cross-entropy with label smoothing."""
+    """Cross-entropy with label smoothing; it takes the soft targets of --mixup/--cutmix too."""
     return architecture.ClassificationLoss(args.label_smoothing)
 
 

@@ -8,6 +8,7 @@ with randomness seeded from (seed, epoch, index), so runs and resumes see the sa
 Images stay in [0, 1] (not normalised): the model, the losses and PSNR/SSIM all use that range.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,9 @@ class DataBundle:
     in_channels: int = 3
     # Restoration has no classes; checkpoints store this empty list in their "classes" entry.
     classes: list[str] = field(default_factory=list)
+    # What a training loader may take besides the data (engine.build_loaders); none here.
+    train_sample_weights: torch.Tensor | None = None
+    train_batch_transform: Callable | None = None
 
 
 class SyntheticScenes(Dataset):
