@@ -1,8 +1,8 @@
 """DataLoaders whose order and augmentation are functions of (seed, epoch), for any task.
 
-Shared by every data set in data.py: a seeded shuffle that a resumed run can start part-way,
-per-sample seeding of random augmentation, torchrun sharding, and workers that leave stop
-signals to the main process.
+Shared by every data set in data.py: a seeded shuffle (or weighted draw) that a resumed run can
+start part-way, per-sample seeding of random augmentation (per-batch for a batch transform),
+torchrun sharding, and workers that leave stop signals to the main process.
 """
 
 import argparse
@@ -178,7 +178,7 @@ def build_loader(
         sampler = ResumableSampler(dataset, **shard, shuffle=True, seed=seed, drop_last=True)
     else:
         sampler = EvaluationShard(dataset, **shard)
-    collate = SeededCollate(batch_transform) if train and batch_transform else None
+    collate = SeededCollate(batch_transform) if train and batch_transform is not None else None
     return DataLoader(
         EpochSeeded(dataset, seed),
         batch_size=batch_size,
