@@ -171,7 +171,9 @@ def train(args: argparse.Namespace) -> TrainResult:
     data = task.build_data(args)
     args.image_size = data.image_size  # the size it chose, when --image-size was left to it
     device = engine.select_device(args.device)
-    train_loader, val_loader = engine.build_loaders(data.train, data.val, device, args)
+    train_loader, val_loader = engine.build_loaders(
+        data.train, data.val, device, args, data.train_sample_weights, data.train_batch_transform
+    )
 
     # Instantiate network (--arch; --pretrained weights, but a resumed run has its own)
     model_config = task.model_config(args, data)

@@ -1,17 +1,18 @@
 """DataLoaders whose order and augmentation are functions of (seed, epoch), for any task.
 
-Shared by every data set in data.py: a seeded shuffle that a resumed run can start part-way,
-per-sample seeding of random augmentation, torchrun sharding, and workers that leave stop
-signals to the main process.
+Shared by every data set in data.py: a seeded shuffle (or weighted draw) that a resumed run can
+start part-way, per-sample seeding of random augmentation (per-batch for a batch transform),
+torchrun sharding, and workers that leave stop signals to the main process.
 """
 
 import argparse
 import os
 import signal
+from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 
 from ..errors import UserError
 from .devices import rank, world_size
@@ -38,11 +39,43 @@ class ResumableSampler(DistributedSampler):
         self.skip = skip
 
     def __iter__(self):
-        indices = list(super().__iter__())[getattr(self, "skip", 0) :]
+        indices = self.epoch_share()[getattr(self, "skip", 0) :]
         return iter([(self.epoch, index) for index in indices])
 
     def __len__(self) -> int:
         return self.num_samples - getattr(self, "skip", 0)
+
+    def epoch_share(self) -> list[int]:
+        """This process's indices of the current epoch, in order, before any skip."""
+        return list(super().__iter__())
+
+
+class WeightedResumableSampler(ResumableSampler):
+    """ResumableSampler's epochs, drawn with replacement in proportion to `weights`.
+
+    Each epoch draws as many samples as the data set has (rounded down to a multiple of the
+    process count) from a torch.Generator seeded with seed + epoch, as DistributedSampler
+    seeds its shuffle; process `rank` takes every num_replicas-th draw of it. The epoch's
+    order stays a function of (seed, epoch), so torchrun shards and `set_epoch(epoch, skip=n)`
+    work as with the plain shuffle.
+    """
+
+    def __init__(
+        self, dataset: Dataset, weights: torch.Tensor, num_replicas: int = 1, rank: int = 0,
+        seed: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(dataset, num_replicas, rank, shuffle=True, seed=seed, drop_last=True)
+        if weights.shape != (len(dataset),):
+            raise ValueError(f"need one weight per sample ({len(dataset)}), got {weights.shape}")
+        self.weights = weights.double()
+
+    def epoch_draw(self) -> torch.Tensor:
+        """The whole epoch's draw, before it is split over the processes."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.multinomial(self.weights, self.total_size, True, generator=generator)
+
+    def epoch_share(self) -> list[int]:
+        return self.epoch_draw()[self.rank : self.total_size : self.num_replicas].tolist()
 
 
 class EvaluationShard(Sampler):
@@ -85,6 +118,37 @@ class EpochSeeded(Dataset):
             torch.manual_seed(int(sample_seed))
             return self.dataset[index]
 
+    def __getitems__(self, keys: list[tuple[int, int]]) -> "SeededSamples":
+        """A batch's samples (the DataLoader asks for them together) with the batch's own seed."""
+        epoch = keys[0][0]
+        indices = [index for _, index in keys]
+        # The key 1 keeps batch seeds apart from sample seeds (a batch of one sample).
+        entropy = [self.seed, epoch, 1, *indices]
+        batch_seed = np.random.SeedSequence(entropy).generate_state(1)[0]
+        return SeededSamples([self[key] for key in keys], int(batch_seed))
+
+
+class SeededSamples(list):
+    """The samples of one batch, and the seed of its batch-level augmentation."""
+
+    def __init__(self, samples: list, seed: int) -> None:
+        super().__init__(samples)
+        self.seed = seed
+
+
+class SeededCollate:
+    """default_collate, then a random batch transform (MixUp, CutMix) drawn from the batch's
+    seed: a function of (seed, epoch, the batch's indices), whichever worker collates it."""
+
+    def __init__(self, transform: Callable) -> None:
+        self.transform = transform
+
+    def __call__(self, samples: SeededSamples):
+        batch = default_collate(samples)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(samples.seed)
+            return self.transform(*batch)
+
 
 def build_loader(
     dataset: Dataset,
@@ -95,23 +159,31 @@ def build_loader(
     pin_memory: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    sample_weights: torch.Tensor | None = None,
+    batch_transform: Callable | None = None,
 ) -> DataLoader:
     """A DataLoader over this process's share of `dataset` (all of it with one process).
 
     Training order and augmentation are functions of (seed, epoch): call
     `loader.sampler.set_epoch(epoch)` before each epoch. Every rank gets as many training
     batches as the others (the tail that does not divide is dropped), so they step together.
+    For training only: `sample_weights` draws each epoch with replacement in proportion to
+    them (instead of a shuffle), and `batch_transform(inputs, targets)` changes each
+    collated batch (MixUp, CutMix), seeded per batch.
     """
-    if train:
-        sampler = ResumableSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
-        )
+    shard = {"num_replicas": world_size, "rank": rank}
+    if train and sample_weights is not None:
+        sampler = WeightedResumableSampler(dataset, sample_weights, **shard, seed=seed)
+    elif train:
+        sampler = ResumableSampler(dataset, **shard, shuffle=True, seed=seed, drop_last=True)
     else:
-        sampler = EvaluationShard(dataset, num_replicas=world_size, rank=rank)
+        sampler = EvaluationShard(dataset, **shard)
+    collate = SeededCollate(batch_transform) if train and batch_transform is not None else None
     return DataLoader(
         EpochSeeded(dataset, seed),
         batch_size=batch_size,
         sampler=sampler,
+        collate_fn=collate,
         num_workers=num_workers,
         pin_memory=pin_memory,
         drop_last=train,  # equal micro-batches keep gradient accumulation exact
@@ -133,13 +205,20 @@ def ignore_stop_signals(worker_id: int) -> None:
 
 
 def build_loaders(
-    train_set: Dataset, val_set: Dataset, device: torch.device, args: argparse.Namespace
+    train_set: Dataset,
+    val_set: Dataset,
+    device: torch.device,
+    args: argparse.Namespace,
+    sample_weights: torch.Tensor | None = None,
+    batch_transform: Callable | None = None,
 ) -> tuple[DataLoader, DataLoader]:
-    """The training and validation loaders of this process (its share under torchrun)."""
+    """The training and validation loaders of this process (its share under torchrun); the
+    task's `sample_weights` and `batch_transform` go to the training loader alone."""
     pin = device.type == "cuda"  # page-locked memory makes host-to-GPU copies asynchronous
     shard = {"rank": rank(), "world_size": world_size()}
     common = {"num_workers": args.num_workers, "seed": args.seed, "pin_memory": pin, **shard}
-    train_loader = build_loader(train_set, args.batch_size, True, **common)
+    train_extras = {"sample_weights": sample_weights, "batch_transform": batch_transform}
+    train_loader = build_loader(train_set, args.batch_size, True, **common, **train_extras)
     val_loader = build_loader(val_set, args.batch_size, False, **common)
     if len(train_loader) == 0:  # the loader drops a partial batch
         raise UserError(

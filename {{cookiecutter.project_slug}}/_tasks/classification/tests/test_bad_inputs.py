@@ -82,3 +82,21 @@ CASES = [*SHARED_CASES, missing_data_dir, val_classes_differ, unreadable_image,
 @pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])
 def test_bad_input_is_one_sentence_exit_2_and_changes_nothing(case, bad_input_run):
     bad_input_run(case)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--mixup", "-0.2"], "argument --mixup: -0.2 is out of range; expected a number of 0"),
+        (["--cutmix", "-1"], "argument --cutmix: -1 is out of range; expected a number of 0"),
+        (["--cutmix", "inf"], "argument --cutmix: inf is out of range"),
+    ],
+)
+def test_a_negative_or_infinite_mix_alpha_exits_2_with_one_sentence(
+    train_script, capsys, flags, message
+):
+    with pytest.raises(SystemExit) as exit_info:
+        train_script.parse_args(flags)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1

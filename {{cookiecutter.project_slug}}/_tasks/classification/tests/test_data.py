@@ -9,9 +9,12 @@ from {{ cookiecutter.package_name }}.data import (
     SHAPES,
     SyntheticShapes,
     build_datasets,
+    inverse_class_frequency,
 )
 from {{ cookiecutter.package_name }}.engine.cli import UserError
-from {{ cookiecutter.package_name }}.engine.loader import build_loader
+from {{ cookiecutter.package_name }}.engine.loader import build_loader, build_loaders
+
+from .conftest import TINY_RUN_FLAGS
 
 
 def image_hashes(dataset) -> set[str]:
@@ -142,3 +145,103 @@ def test_hflip_can_be_turned_off_for_data_a_mirror_changes(tmp_path):
 
     assert flips(build_datasets("folder", tmp_path))
     assert not flips(build_datasets("folder", tmp_path, hflip=False))
+
+
+def write_skewed_folder(root, counts=(("a", 40), ("b", 4)), val_per_class=4) -> None:
+    """A --dataset folder tree whose training classes hold `counts` images (val: a few each)."""
+    for split in ("train", "val"):
+        for label, (name, count) in enumerate(counts):
+            (root / split / name).mkdir(parents=True)
+            for number in range(count if split == "train" else val_per_class):
+                image = Image.linear_gradient("L").rotate(7 * number + 90 * label).resize((20, 20))
+                image.save(root / split / name / f"{number}.png")
+
+
+def balanced_loader(tmp_path, **shard):
+    """A training loader over the skewed folder (40 a, 4 b) with --balanced-sampling's weights."""
+    write_skewed_folder(tmp_path)
+    train = build_datasets("folder", tmp_path, image_size=16).train
+    weights = inverse_class_frequency(train.targets)
+    return build_loader(train, 4, True, 0, seed=3, sample_weights=weights, **shard)
+
+
+def epoch_order(loader, epoch: int, skip: int = 0) -> list[int]:
+    loader.sampler.set_epoch(epoch, skip=skip)
+    return [index for _, index in loader.sampler]
+
+
+def test_synthetic_targets_are_the_labels_of_the_samples():
+    dataset = SyntheticShapes(14, image_size=8)
+    assert dataset.targets == [dataset[index][1] for index in range(14)]
+
+
+def test_balanced_sampling_draws_each_class_about_equally_from_a_skewed_folder(tmp_path):
+    loader = balanced_loader(tmp_path)
+    targets = loader.dataset.dataset.targets
+    drawn = [targets[index] for epoch in range(50) for index in epoch_order(loader, epoch)]
+    # 50 epochs of 44 draws, each class with probability 1/2: class b's share has a standard
+    # deviation of 1.1 points, so 40-60 % is a 9-sigma band; the folder itself has 9 % b.
+    assert len(drawn) == 2200 and 0.4 < drawn.count(1) / len(drawn) < 0.6
+
+
+def test_balanced_order_is_a_function_of_seed_and_epoch(tmp_path):
+    loader = balanced_loader(tmp_path)
+    torch.manual_seed(1)  # the global RNG plays no part
+    first = epoch_order(loader, 0)
+    torch.manual_seed(2)
+    assert epoch_order(loader, 0) == first != epoch_order(loader, 1)
+    assert len(first) == 44 and len(set(first)) < 44  # a draw with replacement
+
+
+def test_balanced_shards_of_two_ranks_interleave_to_the_epochs_draw(tmp_path):
+    ranks = [balanced_loader(tmp_path / str(rank), rank=rank, world_size=2) for rank in (0, 1)]
+    shares = [epoch_order(loader, 2) for loader in ranks]
+    ranks[0].sampler.set_epoch(2)
+    draw = ranks[0].sampler.epoch_draw().tolist()
+    assert len(draw) == 44 and shares[0] == draw[0::2] and shares[1] == draw[1::2]
+    assert len(ranks[0]) == len(ranks[1]) == 5  # 22 samples each, in batches of 4
+
+
+def test_balanced_skip_drops_exactly_the_first_samples_of_a_ranks_share(tmp_path):
+    loader = balanced_loader(tmp_path, rank=1, world_size=2)
+    share = epoch_order(loader, 4)
+    assert epoch_order(loader, 4, skip=8) == share[8:] and len(loader.sampler) == 22 - 8
+
+
+@pytest.mark.parametrize(
+    "flags", [["--mixup", "0.4"], ["--cutmix", "1.0"], ["--mixup", "0.4", "--cutmix", "1.0"]]
+)
+def test_mixup_and_cutmix_make_training_targets_soft_and_leave_validation_hard(train_script, flags):
+    args = train_script.parse_args([*TINY_RUN_FLAGS, *flags])
+    data = train_script.task.build_data(args)
+    loaders = build_loaders(data.train, data.val, torch.device("cpu"), args,
+                            data.train_sample_weights, data.train_batch_transform)  # fmt: skip
+    loaders[0].sampler.set_epoch(0)
+    (_, train_targets), (_, val_targets) = (next(iter(loader)) for loader in loaders)
+    assert train_targets.shape == (16, len(SHAPES)) and train_targets.is_floating_point()
+    torch.testing.assert_close(train_targets.sum(dim=1), torch.ones(16))
+    assert (train_targets.max(dim=1).values < 1).any()  # mixed rows, not one-hot ones
+    assert val_targets.shape == (16,) and val_targets.dtype == torch.int64
+
+
+def test_without_mixing_training_targets_stay_class_indices(train_script):
+    data = train_script.task.build_data(train_script.parse_args(TINY_RUN_FLAGS))
+    assert data.train_batch_transform is None and data.train_sample_weights is None
+
+
+def test_mixed_batches_are_a_function_of_seed_epoch_and_position(train_script):
+    args = train_script.parse_args([*TINY_RUN_FLAGS, "--mixup", "0.4", "--cutmix", "1.0"])
+    data = train_script.task.build_data(args)
+
+    def batches(workers: int, skip: int, global_seed: int) -> list[tuple[torch.Tensor, ...]]:
+        torch.manual_seed(global_seed)
+        loader = build_loader(data.train, 16, True, workers, seed=0,
+                              batch_transform=data.train_batch_transform)  # fmt: skip
+        loader.sampler.set_epoch(1, skip=skip)
+        return list(loader)
+
+    straight = batches(workers=0, skip=0, global_seed=1)
+    resumed = batches(workers=2, skip=32, global_seed=2)  # from the third batch, in 2 workers
+    assert len(resumed) == len(straight) - 2 == 4
+    for (images, targets), (their_images, their_targets) in zip(resumed, straight[2:], strict=True):
+        assert torch.equal(images, their_images) and torch.equal(targets, their_targets)

@@ -6,6 +6,7 @@
 """
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,10 @@ class DataBundle:
     std: tuple[float, ...]
     image_size: int = 32
     resize_size: int = 32
+    # For the training loader (engine.build_loaders): per-sample draw weights instead of a
+    # shuffle (--balanced-sampling), and a transform of each batch (--mixup, --cutmix).
+    train_sample_weights: torch.Tensor | None = None
+    train_batch_transform: Callable | None = None
 
     @property
     def num_classes(self) -> int:
@@ -103,13 +108,18 @@ class SyntheticShapes(Dataset):
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def targets(self) -> list[int]:
+        """Every sample's class, without drawing an image (as torchvision's sets have it)."""
+        return [index % len(SHAPES) for index in range(self.size)]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         if not 0 <= index < self.size:
             raise IndexError(index)
         # numpy's SeedSequence hashes the whole (seed, split, index) key, so no two samples
         # share a stream (torch.Generator would keep only 32 bits of a combined seed).
         rng = np.random.default_rng([self.seed, SPLITS.index(self.split), index])
-        label = index % len(SHAPES)
+        label = index % len(SHAPES)  # as `targets` says
         mask = self._shape_mask(label, *rng.uniform(-0.4, 0.4, size=2), rng.uniform(0.35, 0.6))
         # A light shape on a dark ground, each of a random colour: the contrast keeps every
         # shape visible while colour alone says nothing about the class.
@@ -289,6 +299,28 @@ def _torchvision_set(
             f"(or point --data-dir at a folder that has it)"
         ) from None
     return DataBundle(train, val, list(train.classes), channels, mean, std, image_size, image_size)
+
+
+def inverse_class_frequency(labels: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """One draw weight per sample, 1 / (samples of its class): each class is drawn as often."""
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    return 1.0 / torch.bincount(labels)[labels].double()
+
+
+def mix_batches(mixup_alpha: float, cutmix_alpha: float, num_classes: int) -> v2.Transform | None:
+    """MixUp, CutMix or (both on) one of them at random per batch; None when both are 0.
+
+    It takes a collated batch (images, class indices) and returns the images mixed and the
+    targets as (N, num_classes) probabilities, as torchvision's reference scripts use them.
+    """
+    mixes = []
+    if cutmix_alpha > 0:
+        mixes.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
+    if mixup_alpha > 0:
+        mixes.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
+    if not mixes:
+        return None
+    return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
 
 
 def preview_grid(

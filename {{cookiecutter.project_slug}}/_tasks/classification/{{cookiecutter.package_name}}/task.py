@@ -23,6 +23,8 @@ from .data import (
     DataBundle,
     InputFormat,
     build_datasets,
+    inverse_class_frequency,
+    mix_batches,
     preview_grid,
 )
 from .engine import cli
@@ -59,6 +61,12 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--hflip", action=argparse.BooleanOptionalAction, default=True,
         help="mirror training images at random (folder, cifar10); --no-hflip for text, digits")  # fmt: skip
     add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")
+    add("--mixup", type=cli.non_negative_float, default=0.0, metavar="ALPHA",
+        help="MixUp of training batches with Beta(ALPHA, ALPHA) weights (0: off)")  # fmt: skip
+    add("--cutmix", type=cli.non_negative_float, default=0.0, metavar="ALPHA",
+        help="CutMix of training batches (0: off; with --mixup, one of the two per batch)")  # fmt: skip
+    add("--balanced-sampling", action="store_true",
+        help="draw training images inversely to their class's frequency (skewed folders)")  # fmt: skip
     add = parser.add_argument_group("task: network and fine-tuning").add_argument
     add("--arch", type=backbones.arch, default=backbones.OWN_ARCH,
         help="this project's network or a torchvision classifier (--list-archs names them)")  # fmt: skip
@@ -76,24 +84,34 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_data(args: argparse.Namespace) -> DataBundle:
-    """The train and val splits with their transforms, in the input format of the pretrained
-    weights (or of the checkpoint being resumed or evaluated) unless flags say otherwise."""
-    if args.unfreeze_at_epoch is not None and not args.freeze_backbone:
+    """The train and val splits with their transforms (in the input format of the pretrained
+    weights, or of the checkpoint being resumed or evaluated, unless flags say otherwise), and
+    how training batches are drawn."""
+    # getattr: test.py passes the args of checkpoints made before these flags existed.
+    if getattr(args, "unfreeze_at_epoch", None) is not None and not args.freeze_backbone:
         raise UserError("--unfreeze-at-epoch needs --freeze-backbone; add it or drop the epoch")
-    return build_datasets(
+    data = build_datasets(
         args.dataset, args.data_dir, input_format(args), args.download, args.seed,
         args.synthetic_size, args.hflip,
     )  # fmt: skip
+    if getattr(args, "balanced_sampling", False):
+        data.train_sample_weights = inverse_class_frequency(data.train.targets)
+    mixup, cutmix = getattr(args, "mixup", 0.0), getattr(args, "cutmix", 0.0)
+    data.train_batch_transform = mix_batches(mixup, cutmix, data.num_classes)
+    return data
 
 
 def input_format(args: argparse.Namespace) -> InputFormat:
     """--image-size, else the weights' own size; the weights' normalisation, if any."""
-    recorded = args.preprocessing or backbones.pretrained_preprocessing(args.arch, args.pretrained)
+    arch = getattr(args, "arch", backbones.OWN_ARCH)  # older checkpoints: the own network
+    recorded = args.preprocessing or backbones.pretrained_preprocessing(
+        arch, getattr(args, "pretrained", "none")
+    )
     recorded = recorded or {}
     size = args.image_size or recorded.get("image_size") or DEFAULT_IMAGE_SIZE
     resize = recorded.get("resize_size") if size == recorded.get("image_size") else None
     mean, std = recorded.get("mean"), recorded.get("std")
-    rgb = args.arch != backbones.OWN_ARCH or recorded.get("in_channels") == 3
+    rgb = arch != backbones.OWN_ARCH or recorded.get("in_channels") == 3
     return InputFormat(size, resize, mean and tuple(mean), std and tuple(std), rgb)
 
 
@@ -131,7 +149,7 @@ def set_train_mode(model: nn.Module, epoch: int, args: argparse.Namespace) -> bo
 
 
 def build_criterion(args: argparse.Namespace) -> nn.Module:
-    """Cross-entropy with label smoothing."""
+    """Cross-entropy with label smoothing; it takes the soft targets of --mixup/--cutmix too."""
     return architecture.ClassificationLoss(args.label_smoothing)
 
 

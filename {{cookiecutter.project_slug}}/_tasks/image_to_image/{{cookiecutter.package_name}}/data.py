@@ -8,6 +8,7 @@ with randomness seeded from (seed, epoch, index), so runs and resumes see the sa
 Images stay in [0, 1] (not normalised): the model, the losses and PSNR/SSIM all use that range.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,9 @@ class DataBundle:
     # Restoration has no classes; checkpoints store this empty list in their "classes" entry.
     classes: list[str] = field(default_factory=list)
     image_size: int = 32  # the side of the square crops the model trains on
+    # What a training loader may take besides the data (engine.build_loaders); none here.
+    train_sample_weights: torch.Tensor | None = None
+    train_batch_transform: Callable | None = None
 
     @property
     def preprocessing(self) -> dict:

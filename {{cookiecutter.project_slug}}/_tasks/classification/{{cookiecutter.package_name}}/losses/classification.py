@@ -6,7 +6,11 @@ from torch import nn
 
 
 class ClassificationLoss(nn.Module):
-    """Mean cross-entropy over the batch; `label_smoothing` spreads that much target mass evenly."""
+    """Mean cross-entropy over the batch; `label_smoothing` spreads that much target mass evenly.
+
+    Targets are class indices (N,) or class probabilities (N, C), as MixUp and CutMix make
+    them; smoothing mixes either with the uniform distribution (F.cross_entropy does both).
+    """
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
