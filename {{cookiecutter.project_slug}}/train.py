@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument_group("optimisation").add_argument
     add("--epochs", type=cli.positive_int, default=5, help="passes over the training data")
     add("--max-steps", type=cli.non_negative_int, default=0, help="optimizer steps (0: all)")
-    add("--batch-size", type=cli.positive_int, default=128, help="samples per micro-batch")
+    add("--batch-size", type=cli.batch_size, default="auto",
+        help="samples per micro-batch; auto: 128 down to 16 as the training set is small")  # fmt: skip
     add("--accum-steps", type=cli.positive_int, default=1, help="micro-batches per update")
     add("--lr", type=cli.positive_float, default=3e-3, help="peak learning rate")
     add("--weight-decay", type=cli.non_negative_float, default=0.05, help="decoupled weight decay")
@@ -166,6 +167,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     # Dataset transform + dataset / dataloader (the device is picked first: only CUDA
     # wants pinned memory). Under torchrun each process loads its own share.
     data = task.build_data(args)
+    engine.resolve_batch_size(args, len(data.train))  # --batch-size auto: fitted to the data
     device = engine.select_device(args.device)
     train_loader, val_loader = engine.build_loaders(data.train, data.val, device, args)
 
