@@ -81,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument_group("optimisation").add_argument
     add("--epochs", type=cli.positive_int, default=5, help="passes over the training data")
     add("--max-steps", type=cli.non_negative_int, default=0, help="optimizer steps (0: all)")
-    add("--batch-size", type=cli.batch_size, default="auto",
-        help="samples per micro-batch; auto: 128 down to 16 as the training set is small")  # fmt: skip
+    add(
+        "--batch-size",
+        type=cli.batch_size,
+        default="auto",
+        help="samples per micro-batch; auto: the largest of 128/64/32/16 with 30 steps an epoch",
+    )
     add("--accum-steps", type=cli.positive_int, default=1, help="micro-batches per update")
     add("--lr", type=cli.positive_float, default=3e-3, help="peak learning rate")
     add("--weight-decay", type=cli.non_negative_float, default=0.05, help="decoupled weight decay")
