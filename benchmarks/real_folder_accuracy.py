@@ -62,23 +62,34 @@ def bake(out: Path, python: str, env: dict[str, str]) -> Path:
     return project
 
 
-def write_digits(root: Path, size: int, val_fraction: float, seed: int) -> dict[str, object]:
-    """Write the digits as `size` x `size` grayscale PNGs in ImageFolder layout; return facts."""
+def split_digits(val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The digits as uint8 images and labels, and a seeded stratified {train, val} split."""
     digits = load_digits()
     pixels = (digits.images * (255 / 16)).round().astype(np.uint8)  # 0..16 -> 0..255
     train, val = train_test_split(
         np.arange(len(pixels)), test_size=val_fraction, stratify=digits.target, random_state=seed
     )
-    splits = {"train": train, "val": val}
+    return pixels, digits.target, {"train": train, "val": val}
+
+
+def write_pngs(root: Path, pixels: np.ndarray, labels: np.ndarray, splits: dict, size: int) -> None:
+    """Write each split's images as `size` x `size` grayscale PNGs in ImageFolder layout."""
     for split, indices in splits.items():
         for index in indices:
-            folder = root / split / str(digits.target[index])
+            folder = root / split / str(labels[index])
             folder.mkdir(parents=True, exist_ok=True)
             image = Image.fromarray(pixels[index])  # uint8 2-D: mode "L"
             image.resize((size, size), Image.Resampling.NEAREST).save(folder / f"{index:04d}.png")
-    classes = sorted({str(label) for label in digits.target}, key=int)
+
+
+def write_digits(root: Path, size: int, val_fraction: float, seed: int) -> dict[str, object]:
+    """Write the digits as `size` x `size` grayscale PNGs in ImageFolder layout; return facts."""
+    pixels, labels, splits = split_digits(val_fraction, seed)
+    write_pngs(root, pixels, labels, splits, size)
+    classes = sorted({str(label) for label in labels}, key=int)
     return {"data": "sklearn load_digits", "dir": str(root), "png_size": size,
-            "n_train": len(train), "n_val": len(val), "classes": classes}  # fmt: skip
+            "n_train": len(splits["train"]), "n_val": len(splits["val"]),
+            "classes": classes}  # fmt: skip
 
 
 def torch_version(python: str, env: dict[str, str]) -> str:
@@ -106,6 +117,35 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def run_train(
+    project: Path, python: str, flags: dict, extra: list[str], env: dict[str, str]
+) -> float:
+    """Run train.py with --flag value pairs and extra arguments (its output to stderr).
+
+    Returns the seconds it took.
+    """
+    command = [python, "train.py"]
+    for flag, value in flags.items():
+        command += [f"--{flag}", str(value)]
+    start = time.perf_counter()
+    run([*command, *extra], cwd=project, env=env, stdout=sys.stderr)
+    return time.perf_counter() - start
+
+
+def run_test(project: Path, python: str, checkpoint: Path, env: dict[str, str]) -> dict:
+    """test.py's JSON metrics for one checkpoint."""
+    output = run([python, "test.py", "--checkpoint", str(checkpoint)],
+                 cwd=project, env=env, capture_output=True)  # fmt: skip
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def scratch_env(root: Path) -> dict[str, str]:
+    """The environment for bakes and runs under the scratch folder `root`."""
+    config = root / "cookiecutter.yaml"  # keep cookiecutter's replay files out of $HOME
+    config.write_text(f"cookiecutters_dir: {root}\nreplay_dir: {root}\n")
+    return {**os.environ, "COOKIECUTTER_CONFIG": str(config), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def train_and_test(
     project: Path, data_dir: Path, args: argparse.Namespace, env: dict[str, str]
 ) -> tuple[float, dict[str, dict]]:
@@ -116,18 +156,10 @@ def train_and_test(
     flags = {"dataset": "folder", "data-dir": data_dir, "image-size": args.image_size,
              "epochs": args.epochs, "seed": args.seed, "out-dir": data_dir.parent / "runs",
              "run-name": "digits"}  # fmt: skip
-    command = [args.python, "train.py"]
-    for flag, value in flags.items():
-        command += [f"--{flag}", str(value)]
-    start = time.perf_counter()
-    run([*command, *args.train_args], cwd=project, env=env, stdout=sys.stderr)
-    seconds = time.perf_counter() - start
-    metrics = {}
-    for name in ("best", "last"):
-        checkpoint = flags["out-dir"] / "digits" / "checkpoints" / f"{name}.pt"
-        output = run([args.python, "test.py", "--checkpoint", str(checkpoint)],
-                     cwd=project, env=env, capture_output=True)  # fmt: skip
-        metrics[name] = json.loads(output.strip().splitlines()[-1])
+    seconds = run_train(project, args.python, flags, args.train_args, env)
+    checkpoints = flags["out-dir"] / "digits" / "checkpoints"
+    metrics = {name: run_test(project, args.python, checkpoints / f"{name}.pt", env)
+               for name in ("best", "last")}  # fmt: skip
     return seconds, metrics
 
 
@@ -136,9 +168,7 @@ def main() -> int:
     args = parse_args()
     with tempfile.TemporaryDirectory(prefix="real-folder-") as tmp:
         root = Path(tmp)
-        config = root / "cookiecutter.yaml"  # keep cookiecutter's replay files out of $HOME
-        config.write_text(f"cookiecutters_dir: {root}\nreplay_dir: {root}\n")
-        env = {**os.environ, "COOKIECUTTER_CONFIG": str(config), "PYTHONDONTWRITEBYTECODE": "1"}
+        env = scratch_env(root)
         project = args.project.resolve() if args.project else bake(root / "bake", args.python, env)
         emit(write_digits(root / "digits", args.png_size, args.val_fraction, args.seed))
         train_seconds, metrics = train_and_test(project, root / "digits", args, env)

@@ -82,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument_group("optimisation").add_argument
     add("--epochs", type=cli.positive_int, default=5, help="passes over the training data")
     add("--max-steps", type=cli.non_negative_int, default=0, help="optimizer steps (0: all)")
-    add("--batch-size", type=cli.positive_int, default=128, help="samples per micro-batch")
+    add(
+        "--batch-size",
+        type=cli.batch_size,
+        default="auto",
+        help="samples per micro-batch; auto: the largest of 128/64/32/16 with 30 steps an epoch",
+    )
     add("--accum-steps", type=cli.positive_int, default=1, help="micro-batches per update")
     add("--lr", type=cli.positive_float, default=3e-3, help="peak learning rate")
     add("--weight-decay", type=cli.non_negative_float, default=0.05, help="decoupled weight decay")
@@ -170,6 +175,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     # wants pinned memory). Under torchrun each process loads its own share.
     data = task.build_data(args)
     args.image_size = data.image_size  # the size it chose, when --image-size was left to it
+    engine.resolve_batch_size(args, len(data.train))  # --batch-size auto: fitted to the data
     device = engine.select_device(args.device)
     train_loader, val_loader = engine.build_loaders(
         data.train, data.val, device, args, data.train_sample_weights, data.train_batch_transform

@@ -61,7 +61,7 @@ def edited_checkpoint(tmp_path, run, **stored_args) -> list[str]:
 def stored_batch_size_zero(tmp_path, run):
     flags = edited_checkpoint(tmp_path, run, batch_size=0)
     message = "stores --batch-size 0, which the command line refuses (0 is out of range; expected "
-    return flags, message + "an integer of 1 or more); use a checkpoint as train.py wrote it"
+    return flags, message + "an integer of 1 or more, or auto); use a checkpoint as train.py wrote"
 
 
 def stored_lr_nan(tmp_path, run):

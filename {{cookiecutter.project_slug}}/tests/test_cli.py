@@ -20,6 +20,11 @@ from .conftest import PROJECT_ROOT
     ("flags", "message"),
     [
         (["--batch-size", "0"], "argument --batch-size: 0 is out of range"),
+        (
+            ["--batch-size", "big"],
+            "argument --batch-size: 'big' is not a number; expected an integer of 1 or more, or auto",
+        ),
+        (["--batch-size", "Auto"], "argument --batch-size: 'Auto' is not a number"),
         (["--accum-steps", "0"], "argument --accum-steps: 0 is out of range"),
         (["--lr", "-1"], "argument --lr: -1 is out of range"),
         (["--epochs", "two"], "argument --epochs: 'two' is not a number"),

@@ -22,7 +22,7 @@ from .devices import (
     sum_across_ranks,
     world_size,
 )
-from .loader import DEFAULT_NUM_WORKERS, build_loader, build_loaders
+from .loader import DEFAULT_NUM_WORKERS, build_loader, build_loaders, resolve_batch_size
 from .loop import BackgroundLoader, StepTimer, StopRequest
 from .reporting import (
     end_lines,
@@ -84,6 +84,7 @@ __all__ = [
     "place_model",
     "process_group",
     "require_torchviz",
+    "resolve_batch_size",
     "restore_training",
     "run_cli",
     "RunCheckpoints",

@@ -65,6 +65,13 @@ def positive_int(text: str) -> int:
     return _number(int, text, lambda value: value >= 1, "an integer of 1 or more")
 
 
+def batch_size(text: str) -> int | str:
+    """A batch size: an integer >= 1, or "auto" (fitted to the training set; loader.py)."""
+    if text == "auto":
+        return text
+    return _number(int, text, lambda value: value >= 1, "an integer of 1 or more, or auto")
+
+
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (0 often meaning 'none' or 'no limit')."""
     return _number(int, text, lambda value: value >= 0, "an integer of 0 or more")
