@@ -68,6 +68,10 @@ def imagenet_weights_for_the_own_network(tmp_path, run):
     return ["--pretrained", "imagenet"], "has no ImageNet weights); add e.g. --arch resnet18"
 
 
+def image_size_too_small_for_the_arch(tmp_path, run):
+    return ["--arch", "inception_v3"], "--arch inception_v3 needs input images of at least 75 px"
+
+
 def unfreeze_without_freeze(tmp_path, run):
     return ["--unfreeze-at-epoch", "2"], "--unfreeze-at-epoch needs --freeze-backbone"
 
@@ -76,7 +80,7 @@ CASES = [*SHARED_CASES, missing_data_dir, val_classes_differ, unreadable_image,
          unreadable_image_in_a_worker, one_class, hflip_changed_on_resume, other_number_of_classes,
          pretrained_file_missing, pretrained_file_not_weights,
          pretrained_weights_of_another_arch, imagenet_weights_for_the_own_network,
-         unfreeze_without_freeze]  # fmt: skip
+         image_size_too_small_for_the_arch, unfreeze_without_freeze]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])

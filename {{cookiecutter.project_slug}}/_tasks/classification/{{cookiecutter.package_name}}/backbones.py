@@ -12,6 +12,7 @@ import argparse
 import difflib
 import functools
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -64,8 +65,26 @@ def model_config(arch: str, num_classes: int, in_channels: int, image_size: int,
     """The config build_model() takes: the arch, the classes, and what that arch needs."""
     if arch == OWN_ARCH:
         return {"arch": arch, "in_channels": in_channels, "num_classes": num_classes, **own}
+    check_input_size(arch, image_size)
     sized = {"image_size": image_size} if arch.startswith(SIZED_BY_INPUT) else {}
     return {"arch": arch, "num_classes": num_classes, **sized}
+
+
+def check_input_size(arch: str, image_size: int) -> None:
+    """Refuse an input size the torchvision network cannot take, before anything is built: a
+    ViT's side must be a multiple of its patch; others have a minimum in their weights' meta."""
+    crop = torchvision.models.get_model_weights(arch).DEFAULT.transforms().crop_size[0]
+    if arch.startswith(SIZED_BY_INPUT):
+        patch = int(re.search(r"_(\d+)$", arch).group(1))  # vit_b_16: 16-px patches
+        fits, needed = image_size % patch == 0, f"a multiple of {patch} px"
+    else:
+        smallest = torchvision.models.get_model_weights(arch).DEFAULT.meta["min_size"][0]
+        fits, needed = image_size >= smallest, f"at least {smallest} px"
+    if not fits:
+        raise UserError(
+            f"--arch {arch} needs input images of {needed}, not {image_size}; set --image-size "
+            f"to such a size (its ImageNet weights use {crop})"
+        )
 
 
 def build_model(config: dict) -> nn.Module:
