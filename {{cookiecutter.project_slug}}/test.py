@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     task.check_data(checkpoint, data)
 
     model = architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
-    engine.load_model_weights(model, checkpoint, args.checkpoint)
+    # A run trained with --ema is measured, and picked its best.pt, by the averaged weights.
+    weights = "ema" if checkpoint.get("ema") is not None else "model"
+    engine.load_model_weights(model, checkpoint, args.checkpoint, weights)
     device = engine.select_device(args.device)
     model.to(device)
     loader = engine.build_loader(
@@ -90,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     metrics = task.evaluate(model, loader, device, on_batch)
 
     state = checkpoint["state"]
-    print(f"checkpoint  {args.checkpoint} (epoch {state['epoch']}, step {state['global_step']})")
+    described = "EMA weights, " if weights == "ema" else ""
+    print(
+        f"checkpoint  {args.checkpoint} ({described}epoch {state['epoch']}, "
+        f"step {state['global_step']})"
+    )
     for line in task.report_lines(metrics, settings, data, saved):
         print(line)
     print(
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dataset": settings["dataset"],
                 "device": device.type,
                 "checkpoint": str(args.checkpoint),
+                "weights": weights,
             }
         )
     )
