@@ -8,7 +8,7 @@ import signal
 import pytest
 import torch
 
-from image_classifier.engine import checkpoint as ckpt
+from {{ cookiecutter.package_name }}.engine import checkpoint as ckpt
 
 from .conftest import TINY_RUN_FLAGS
 
