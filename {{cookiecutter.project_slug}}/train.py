@@ -136,6 +136,7 @@ class TrainResult:
     best_metric: float | None  # the best validation value of task.BEST_METRIC
     model: nn.Module  # the trained model, unwrapped (no DDP, no torch.compile)
     stopped_by: engine.StopRequest | None = None  # set when a signal ended the run early
+    ema: nn.Module | None = None  # --ema: the average of the weights (an AveragedModel)
 
 
 @dataclass
@@ -239,7 +240,7 @@ def train(args: argparse.Namespace) -> TrainResult:
         seconds = time.perf_counter() - started
         tqdm.write(engine.end_lines(checkpoints, stop.requested, args, seconds, task.describe_best))
     stopped_by = stop if stop.requested else None
-    return TrainResult(run_dir, device, losses, state.best_metric, model, stopped_by)
+    return TrainResult(run_dir, device, losses, state.best_metric, model, stopped_by, ema)
 
 
 def log_first_look(
