@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     task.check_data(checkpoint, data)
 
     model = architecture.{{ cookiecutter.__model_class }}(**checkpoint["model_config"])
-    # A run trained with --ema is measured, and picked its best.pt, by the averaged weights.
+    # A run trained with --ema measured (and picked best.pt by) its average of the weights.
     weights = "ema" if checkpoint.get("ema") is not None else "model"
     engine.load_model_weights(model, checkpoint, args.checkpoint, weights)
     device = engine.select_device(args.device)

@@ -183,7 +183,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     # DDP under torchrun, and compiled if asked. Evaluation runs the plain model under DDP.
     step_model = engine.place_model(model, criterion, device, args)
     eval_model = model if engine.is_distributed() else step_model
-    # With --ema, an average of the weights on the device: it is what validation measures.
+    # --ema: an average of the weights (a copy on the device); validation measures it instead.
     ema = engine.build_ema(model, args.ema)
     eval_model = ema.module if ema is not None else eval_model
 

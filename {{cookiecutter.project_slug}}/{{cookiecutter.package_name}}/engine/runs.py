@@ -314,7 +314,8 @@ def restore_training(
         precision.load_state_dict(checkpoint.get("scaler"))
     if ema is not None and checkpoint.get("ema") is not None:
         load_model_weights(ema.module, checkpoint, args.resume, weights="ema")
-        ema.n_averaged.fill_(checkpoint["ema_updates"])  # 0 would restart it from the weights
+        # The step count too: at 0 the next update would copy the weights over the average.
+        ema.n_averaged.fill_(checkpoint["ema_updates"])
     restore_rng_state(checkpoint["rng"])
     state.world_size = world_size()
     return state
