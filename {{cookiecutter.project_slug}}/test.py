@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     task.check_data(checkpoint, data)
 
     model = task.build_model(checkpoint["model_config"])
-    engine.load_model_weights(model, checkpoint, args.checkpoint)
+    # A run trained with --ema measured (and picked best.pt by) its average of the weights.
+    weights = "ema" if checkpoint.get("ema") is not None else "model"
+    engine.load_model_weights(model, checkpoint, args.checkpoint, weights)
     device = engine.select_device(args.device)
     model.to(device)
     loader = engine.build_loader(
@@ -88,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     metrics = task.evaluate(model, loader, device, on_batch)
 
     state = checkpoint["state"]
-    print(f"checkpoint  {args.checkpoint} (epoch {state['epoch']}, step {state['global_step']})")
+    described = "EMA weights, " if weights == "ema" else ""
+    print(
+        f"checkpoint  {args.checkpoint} ({described}epoch {state['epoch']}, "
+        f"step {state['global_step']})"
+    )
     for line in task.report_lines(metrics, settings, data, saved):
         print(line)
     print(
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dataset": settings["dataset"],
                 "device": device.type,
                 "checkpoint": str(args.checkpoint),
+                "weights": weights,
             }
         )
     )

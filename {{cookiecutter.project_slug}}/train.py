@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--warmup-steps", type=cli.non_negative_int, default=50, help="linear warm-up steps")
     add("--norm", choices=architecture.NORMS, default="batch", help="normalisation layers")
     add("--grad-clip", type=cli.non_negative_float, default=0.0, help="max grad norm (0: off)")
+    add("--ema", type=cli.probability, default=0.0, help="EMA decay of the weights (0: off)")
     add = parser.add_argument_group("speed").add_argument
     add("--amp", choices=engine.AMP_CHOICES, default="auto", help="auto: bf16 on a CUDA GPU")
     add("--channels-last", action="store_true", help="NHWC memory layout")
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--deterministic", action="store_true", help="deterministic kernels (slower)")
     add("--log-every", type=cli.positive_int, default=20, help="optimizer steps between logs")
     add("--ckpt-every-steps", type=cli.non_negative_int, default=0, help="last.pt every N steps")
+    add("--keep-top-k", type=cli.non_negative_int, default=0, help="best epoch checkpoints kept")
     add("--out-dir", type=Path, default=Path("runs"), help="where run folders go")
     add("--run-name", type=cli.folder_name, help="run folder name (default: a timestamp)")
     add("--resume", type=Path, help="checkpoint to continue, or auto: the newest last.pt")
@@ -142,6 +144,7 @@ class TrainResult:
     best_metric: float | None  # the best validation value of task.BEST_METRIC
     model: nn.Module  # the trained model, unwrapped (no DDP, no torch.compile)
     stopped_by: engine.StopRequest | None = None  # set when a signal ended the run early
+    ema: nn.Module | None = None  # --ema: the average of the weights (an AveragedModel)
 
 
 @dataclass
@@ -194,6 +197,9 @@ def train(args: argparse.Namespace) -> TrainResult:
     # DDP under torchrun, and compiled if asked. Evaluation runs the plain model under DDP.
     step_model = engine.place_model(model, criterion, device, args)
     eval_model = model if engine.is_distributed() else step_model
+    # --ema: an average of the weights (a copy on the device); validation measures it instead.
+    ema = engine.build_ema(model, args.ema)
+    eval_model = ema.module if ema is not None else eval_model
 
     # Create optimizer (the task's parameter groups, e.g. head and backbone), its schedule
     # (stepped once per optimizer step) and mixed precision
@@ -201,18 +207,18 @@ def train(args: argparse.Namespace) -> TrainResult:
     optimizer, scheduler = engine.build_optimization(groups, len(train_loader), args)
     precision = engine.MixedPrecision(args.amp, device)
     step = engine.TrainStep(step_model, criterion, optimizer, scheduler, device, precision,
-                            args.grad_clip, args.accum_steps, args.channels_last)  # fmt: skip
+                            args.grad_clip, args.accum_steps, args.channels_last, ema)  # fmt: skip
 
     # Load checkpoint if needed (on every rank), then the run folder (made by rank 0 alone,
     # and locked by it until the loop ends: a second process is refused, not mixed in).
-    state = engine.restore_training(args, model, optimizer, scheduler, precision)
+    state = engine.restore_training(args, model, optimizer, scheduler, precision, ema)
     run_lock = engine.RunDirLock()
     run_dir, is_new_run = engine.on_main_process(lambda: engine.open_run_dir(args, state, run_lock))
     checkpoints = engine.RunCheckpoints(
         run_dir / "checkpoints", state, precision.state_dict, task=task.NAME, model=model,
         model_config=model_config, classes=data.classes, preprocessing=data.preprocessing,
-        optimizer=optimizer,
-        scheduler=scheduler, args=engine.args_to_dict(args),
+        optimizer=optimizer, scheduler=scheduler, args=engine.args_to_dict(args), ema=ema,
+        keep_top_k=args.keep_top_k,
     )  # fmt: skip
 
     # Create TensorBoard writer (a new run also gets a first look at its model and data)
@@ -242,7 +248,8 @@ def train(args: argparse.Namespace) -> TrainResult:
                 break
             metrics = task.evaluate(eval_model, val_loader, device)
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
-            checkpoints.save_epoch(metrics[task.BEST_METRIC], task.HIGHER_IS_BETTER)
+            value = metrics[task.BEST_METRIC]  # picks best.pt (and the --keep-top-k files)
+            checkpoints.save_epoch(value, task.HIGHER_IS_BETTER, task.BEST_METRIC)
             line = f"epoch {state.epoch}/{args.epochs}  step {state.global_step}  "
             line += f"{task.describe(metrics)}  ({time.perf_counter() - epoch_started:.1f} s)"
             engine.log_validation(writer, metrics, state.global_step, line)
@@ -253,7 +260,7 @@ def train(args: argparse.Namespace) -> TrainResult:
         seconds = time.perf_counter() - started
         tqdm.write(engine.end_lines(checkpoints, stop.requested, args, seconds, task.describe_best))
     stopped_by = stop if stop.requested else None
-    return TrainResult(run_dir, device, losses, state.best_metric, model, stopped_by)
+    return TrainResult(run_dir, device, losses, state.best_metric, model, stopped_by, ema)
 
 
 def log_first_look(

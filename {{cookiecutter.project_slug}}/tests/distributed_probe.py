@@ -33,6 +33,15 @@ def weights_fingerprint(model: torch.nn.Module) -> list[float]:
     ]
 
 
+def gathered_ema_fingerprints(ema: torch.nn.Module | None) -> list | None:
+    """Every rank's fingerprint of its --ema average (None without --ema)."""
+    if ema is None:
+        return None
+    fingerprints = [None] * world_size()
+    dist.all_gather_object(fingerprints, weights_fingerprint(ema.module))
+    return fingerprints
+
+
 def sharded_validation(train, args, model) -> dict[str, float]:
     """evaluate() on this rank's shard of the validation split, summed over the ranks."""
     data = train.task.build_data(args)
@@ -57,6 +66,7 @@ def main(spec_path: str) -> None:
                 "run_dir": str(result.run_dir),
                 "losses": result.losses,
                 "fingerprints": fingerprints,
+                "ema_fingerprints": gathered_ema_fingerprints(result.ema),
                 "validation": sharded_validation(train, args, result.model),
                 "world_size": world_size(),
             }

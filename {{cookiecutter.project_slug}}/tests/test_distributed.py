@@ -35,6 +35,7 @@ from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, model_of_this_task
 # lr-sized step, and which weights that hits depends on the CPU's kernels.
 DDP_FLAGS = [*TINY_RUN_FLAGS, "--norm", "group", *task_cases.NO_AUGMENTATION_FLAGS, "--optimizer",
              "sgd", "--epochs", "1"]  # fmt: skip
+EMA_FLAGS = ["--ema", "0.9", "--keep-top-k", "1"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
@@ -67,6 +68,7 @@ def ddp(train_script, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("ddp")
     flags = [*DDP_FLAGS, "--out-dir", str(out_dir)]
     train_script.main([*flags, "--run-name", "single"])
+    train_script.main([*flags, *EMA_FLAGS, "--run-name", "single_ema"])
     shutil.copytree(out_dir / "single", out_dir / "from_single")  # to continue under DDP
     per_process = [*flags, "--batch-size", "8"]
     runs = [
@@ -76,6 +78,7 @@ def ddp(train_script, tmp_path_factory):
         ("ddp_resumed", ["--resume", str(out_dir / "ddp_stopped/checkpoints/last.pt"),
                          "--max-steps", "0"]),
         ("ddp_mid_epoch", [*per_process, "--max-steps", "2", "--run-name", "ddp_mid_epoch"]),
+        ("ddp_ema", [*per_process, *EMA_FLAGS, "--run-name", "ddp_ema"]),
         ("ddp_from_single", ["--resume", str(out_dir / "from_single/checkpoints/last.pt"),
                              "--epochs", "2"]),
     ]  # fmt: skip
@@ -97,9 +100,9 @@ def test_all_ranks_end_with_identical_weights(ddp):
 
 def test_only_rank_0_writes_one_run_folder_with_one_set_of_events(ddp):
     out_dir, _ = ddp
-    started_by_ddp = {"ddp", "ddp_accum", "ddp_stopped", "ddp_mid_epoch"}
+    started_by_ddp = {"ddp", "ddp_accum", "ddp_stopped", "ddp_mid_epoch", "ddp_ema"}
     folders = {path.name for path in out_dir.iterdir() if path.is_dir()}
-    assert folders == started_by_ddp | {"single", "from_single"}
+    assert folders == started_by_ddp | {"single", "from_single", "single_ema"}
     for name in started_by_ddp:
         starts = 2 if name == "ddp_stopped" else 1  # each start opens one events file
         assert len(list((out_dir / name).glob("events.out.tfevents.*"))) == starts, name
@@ -111,6 +114,19 @@ def test_only_rank_0_writes_one_run_folder_with_one_set_of_events(ddp):
 def test_two_processes_with_half_batches_equal_one_process_with_the_whole_batch(ddp):
     out_dir, _ = ddp
     assert_same_weights(last_checkpoint(out_dir, "single"), last_checkpoint(out_dir, "ddp"))
+
+
+def test_every_rank_keeps_the_same_ema_and_it_equals_one_processs(ddp):
+    out_dir, report = ddp
+    first, second = report["ddp_ema"]["ema_fingerprints"]
+    assert first == second
+    assert report["ddp"]["ema_fingerprints"] is None
+    single, ddp_ema = last_checkpoint(out_dir, "single_ema"), last_checkpoint(out_dir, "ddp_ema")
+    # The average of weights that agree to rounding agrees to rounding: the same tolerance.
+    assert_same_weights({"model": single["ema"]}, {"model": ddp_ema["ema"]})
+    assert ddp_ema["ema_updates"] == 6
+    kept = list((out_dir / "ddp_ema" / "checkpoints").glob("epoch-*.pt"))
+    assert [path.name for path in kept] == [ddp_ema["state"]["kept"][0]["file"]]
 
 
 def test_accumulation_under_ddp_equals_the_same_effective_batch_without_it(ddp):

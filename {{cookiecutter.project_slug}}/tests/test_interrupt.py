@@ -100,7 +100,7 @@ def test_ckpt_every_steps_saves_within_the_epoch(train_script, tmp_path, monkeyp
 
     monkeypatch.setattr(train_script.engine.checkpoint, "save_checkpoint", recording_save)
     monkeypatch.setattr(train_script.engine.checkpoint, "save_epoch_checkpoints",
-                        lambda folder, is_best, **parts: recording_save(folder / "last.pt", **parts))  # fmt: skip
+                        lambda folder, is_best, epoch_file=None, **parts: recording_save(folder / "last.pt", **parts))  # fmt: skip
     flags = [
         *TINY_RUN_FLAGS,
         "--epochs",

@@ -50,6 +50,7 @@ from .step import (
     SCHEDULERS,
     MixedPrecision,
     TrainStep,
+    build_ema,
     build_optimization,
 )
 
@@ -61,6 +62,7 @@ __all__ = [
     "barrier",
     "build_loader",
     "build_loaders",
+    "build_ema",
     "build_optimization",
     "DEFAULT_NUM_WORKERS",
     "DEVICE_CHOICES",

@@ -6,6 +6,7 @@ never runs code from the file.
 
 import contextlib
 import errno
+import math
 import os
 import pickle
 import random
@@ -14,13 +15,14 @@ import shutil
 import textwrap
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from ..errors import DivergedError, UserError
 from .devices import is_main_process
@@ -48,6 +50,8 @@ class TrainState:
     global_step: int = 0  # optimizer steps since the start of the run
     best_metric: float | None = None  # best validation accuracy so far
     world_size: int = 1  # processes training together (each one's share of an epoch depends on it)
+    # --keep-top-k: the epoch checkpoints kept, best first, as {"file", "epoch", "value"}
+    kept: list[dict] = field(default_factory=list)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -96,6 +100,7 @@ def save_checkpoint(
     scaler: dict | None = None,
     task: str | None = None,
     preprocessing: dict | None = None,
+    ema: AveragedModel | None = None,
 ) -> None:
     """Write everything needed to evaluate the model or to continue training, atomically.
 
@@ -116,6 +121,10 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler,  # the fp16 GradScaler's state dict, or None
+        # --ema: the averaged weights (a plain state dict, keyed as "model") and how many
+        # optimizer steps they average; None without --ema
+        "ema": unwrap_model(ema.module).state_dict() if ema is not None else None,
+        "ema_updates": int(ema.n_averaged) if ema is not None else None,
         "state": asdict(state),
         "args": args,
         "rng": capture_rng_state(),
@@ -123,9 +132,20 @@ def save_checkpoint(
     atomic_save(payload, path)
 
 
-def save_epoch_checkpoints(checkpoint_dir: Path, is_best: bool, **parts) -> None:
-    """Save last.pt (parts as for save_checkpoint) and, when validation improved, best.pt."""
-    save_checkpoint(checkpoint_dir / "last.pt", **parts)
+def save_epoch_checkpoints(
+    checkpoint_dir: Path, is_best: bool, epoch_file: Path | None = None, **parts
+) -> None:
+    """Save last.pt (parts as for save_checkpoint) and, when validation improved, best.pt;
+    with `epoch_file` (a new --keep-top-k checkpoint) that file first, then last.pt as its copy.
+
+    The new epoch file comes before last.pt, whose state lists the kept files: a crash in
+    between leaves one file too many (the next epoch removes it), never a listed one missing.
+    """
+    if epoch_file is None:
+        save_checkpoint(checkpoint_dir / "last.pt", **parts)
+    else:
+        save_checkpoint(epoch_file, **parts)
+        atomic_copy(epoch_file, checkpoint_dir / "last.pt")
     if is_best:  # the same bytes: copy rather than serialise twice
         atomic_copy(checkpoint_dir / "last.pt", checkpoint_dir / "best.pt")
 
@@ -308,10 +328,13 @@ def first_line(error: Exception) -> str:
     return textwrap.shorten(line, 120, placeholder=" ...")
 
 
-def load_model_weights(model: nn.Module, checkpoint: dict, path: str | Path) -> None:
-    """Load the checkpoint's weights into `model`; a different architecture is a UserError."""
+def load_model_weights(
+    model: nn.Module, checkpoint: dict, path: str | Path, weights: str = "model"
+) -> None:
+    """Load the checkpoint's weights ("model", or "ema": the averaged ones) into `model`; a
+    different architecture is a UserError."""
     try:
-        unwrap_model(model).load_state_dict(checkpoint["model"])
+        unwrap_model(model).load_state_dict(checkpoint[weights])
     except RuntimeError as error:
         detail = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
         raise UserError(
@@ -321,6 +344,37 @@ def load_model_weights(model: nn.Module, checkpoint: dict, path: str | Path) -> 
         ) from None
 
 
+# --keep-top-k's files: epoch-<epoch>-<metric>-<value>.pt, e.g. epoch-003-accuracy-0.9512.pt
+EPOCH_CHECKPOINT = re.compile(r"epoch-\d{3,}-\w+-[-+.\w]+\.pt")
+
+
+def epoch_checkpoint_name(epoch: int, metric_name: str, value: float) -> str:
+    """The file name of an epoch's checkpoint: its number and validation metric, readable."""
+    return f"epoch-{epoch:03d}-{metric_name}-{value:.4f}.pt"
+
+
+def top_k(entries: list[dict], k: int, higher_is_better: bool) -> list[dict]:
+    """The k best entries ({"value", "epoch", ...}), best first; a tie keeps the earlier epoch,
+    a non-finite value ranks last."""
+
+    def rank(entry: dict) -> tuple[float, int]:
+        value = entry["value"]
+        if not math.isfinite(value):
+            return math.inf, entry["epoch"]
+        return (-value if higher_is_better else value), entry["epoch"]
+
+    return sorted(entries, key=rank)[:k]
+
+
+def remove_unkept_epoch_checkpoints(folder: Path, kept: list[dict]) -> None:
+    """Delete the epoch checkpoints in `folder` that `kept` does not list (the one that just fell
+    out of the top k, or one a crash left before last.pt listed its successor)."""
+    names = {entry["file"] for entry in kept}
+    for path in folder.glob("epoch-*.pt"):
+        if EPOCH_CHECKPOINT.fullmatch(path.name) and path.name not in names:
+            path.unlink(missing_ok=True)
+
+
 class RunCheckpoints:
     """A run's last.pt and best.pt, and everything they hold besides the training state.
 
@@ -328,26 +382,41 @@ class RunCheckpoints:
     """
 
     def __init__(
-        self, folder: Path, state: TrainState, scaler: Callable[[], dict | None], **parts
+        self,
+        folder: Path,
+        state: TrainState,
+        scaler: Callable[[], dict | None],
+        keep_top_k: int = 0,
+        **parts,
     ) -> None:
         self.folder, self.state, self.scaler, self.parts = folder, state, scaler, parts
         self.last = folder / "last.pt"
+        self.keep_top_k = keep_top_k  # 0: no epoch checkpoints besides last.pt and best.pt
 
     def save_last(self) -> None:
         """last.pt, as of now (a stop, or --ckpt-every-steps within an epoch)."""
         if is_main_process():
             save_checkpoint(self.last, state=self.state, scaler=self.scaler(), **self.parts)
 
-    def save_epoch(self, value: float, higher_is_better: bool) -> None:
+    def save_epoch(self, value: float, higher_is_better: bool, metric_name: str = "metric") -> None:
         """last.pt at the end of an epoch and, when `value` (the validation metric that picks
-        best.pt) beats the best so far, best.pt; the state keeps the best value."""
+        best.pt) beats the best so far, best.pt; the state keeps the best value. With
+        --keep-top-k, also the epoch's own checkpoint while it is among the K best."""
         best = self.state.best_metric
         is_best = best is None or (value > best if higher_is_better else value < best)
         if is_best:
             self.state.best_metric = value
+        epoch_file = None
+        if self.keep_top_k:
+            name = epoch_checkpoint_name(self.state.epoch, metric_name, value)
+            entry = {"file": name, "epoch": self.state.epoch, "value": value}
+            self.state.kept = top_k([*self.state.kept, entry], self.keep_top_k, higher_is_better)
+            epoch_file = self.folder / name if entry in self.state.kept else None
         if is_main_process():
             parts = {"state": self.state, "scaler": self.scaler(), **self.parts}
-            save_epoch_checkpoints(self.folder, is_best, **parts)
+            save_epoch_checkpoints(self.folder, is_best, epoch_file, **parts)
+            if self.keep_top_k:  # only now: the files that fell out are no longer listed
+                remove_unkept_epoch_checkpoints(self.folder, self.state.kept)
 
     @contextlib.contextmanager
     def explain_divergence(self) -> Iterator[None]:

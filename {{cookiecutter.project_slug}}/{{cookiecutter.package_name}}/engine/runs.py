@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from ..errors import UserError
 from .checkpoint import (
@@ -276,9 +277,10 @@ def restore_training(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     precision: MixedPrecision | None = None,
+    ema: AveragedModel | None = None,
 ) -> TrainState:
     """A fresh TrainState, or with --resume the checkpoint's, after loading into the model,
-    optimizer, schedule, scaler and RNGs what it saved (every rank does this)."""
+    optimizer, schedule, scaler, EMA and RNGs what it saved (every rank does this)."""
     if args.resume is None:
         return TrainState(world_size=world_size())
     checkpoint = load_checkpoint(args.resume)
@@ -313,6 +315,10 @@ def restore_training(
     apply_schedule(optimizer, scheduler)  # --epochs may have lengthened the schedule
     if precision is not None:
         precision.load_state_dict(checkpoint.get("scaler"))
+    if ema is not None and checkpoint.get("ema") is not None:
+        load_model_weights(ema.module, checkpoint, args.resume, weights="ema")
+        # The step count too: at 0 the next update would copy the weights over the average.
+        ema.n_averaged.fill_(checkpoint["ema_updates"])
     restore_rng_state(checkpoint["rng"])
     state.world_size = world_size()
     return state

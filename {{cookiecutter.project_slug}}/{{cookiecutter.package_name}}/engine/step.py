@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..errors import UserError
+from .checkpoint import unwrap_model
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("cosine", "step", "constant")
@@ -168,6 +170,22 @@ def build_optimization(
     return optimizer, build_scheduler(optimizer, args.scheduler, warmup_steps, total_steps)
 
 
+def build_ema(model: nn.Module, decay: float) -> AveragedModel | None:
+    """--ema: an exponential moving average of `model`'s weights and buffers (batch-norm
+    statistics too), or None when decay is 0.
+
+    Build it after the model is on its device: the average is a copy of the plain model
+    (never the DDP or compiled wrapper). Its step count, n_averaged, stays on the CPU, so
+    the checks AveragedModel makes at each update never wait for the GPU. Under torchrun
+    every rank averages the same weights (DDP keeps them equal), so the copies stay equal.
+    """
+    if decay == 0:
+        return None
+    return AveragedModel(
+        unwrap_model(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True
+    )
+
+
 @dataclass
 class TrainStep:
     """What one optimizer step needs: the model the loop runs (DDP-wrapped and compiled when
@@ -186,6 +204,7 @@ class TrainStep:
     grad_clip: float = 0.0  # 0: no clipping
     accum_steps: int = 1  # micro-batches per optimizer step
     channels_last: bool = False  # NHWC batches, as the model was put in
+    ema: AveragedModel | None = None  # --ema: updated after every optimizer step
 
     def __post_init__(self) -> None:
         self.precision = self.precision or MixedPrecision("off", self.device)
@@ -197,10 +216,13 @@ class TrainStep:
         return images, targets.to(self.device, non_blocking=True)
 
     def update(self) -> float:
-        """Clip, step the optimizer and the schedule, zero the gradients; returns the learning
-        rate the step used (a float the optimizer holds: no device sync)."""
+        """Clip, step the optimizer, average the new weights into the EMA (if any), step the
+        schedule, zero the gradients; returns the learning rate the step used (a float the
+        optimizer holds: no device sync)."""
         lr = self.optimizer.param_groups[0]["lr"]
         self.precision.step(self.model, self.optimizer, self.grad_clip)
+        if self.ema is not None:
+            self.ema.update_parameters(unwrap_model(self.model))
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return lr

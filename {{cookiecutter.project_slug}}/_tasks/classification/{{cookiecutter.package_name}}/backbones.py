@@ -255,7 +255,8 @@ def read_weights_file(path: str) -> dict:
             "give a file written by torch.save (a state dict, or a checkpoint of this project)"
         ) from None
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):  # a project checkpoint
-        state = loaded["model"]
+        # Its average of the weights (--ema) when it kept one: that is what its metrics measured.
+        state = loaded.get("ema") or loaded["model"]
         config = loaded.get("model_config") or {}
         arch = config.get("arch", OWN_ARCH if "num_classes" in config else None)
         return {"model": state, "classes": loaded.get("classes"),
