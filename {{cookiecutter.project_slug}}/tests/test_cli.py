@@ -47,6 +47,12 @@ from .conftest import PROJECT_ROOT
             "--no-prefetch-thread",
         ),
         (["--compile=yes"], "--compile takes no value (got 'yes'); write just --compile"),
+        (["--ema", "1"], "argument --ema: 1 is out of range; expected a number in [0, 1)"),
+        (["--ema", "1.5"], "argument --ema: 1.5 is out of range"),
+        (["--ema", "-0.1"], "argument --ema: -0.1 is out of range"),
+        (["--ema", "high"], "argument --ema: 'high' is not a number"),
+        (["--keep-top-k", "-1"], "argument --keep-top-k: -1 is out of range"),
+        (["--keep-top-k", "2.5"], "argument --keep-top-k: '2.5' is not a number"),
     ],
 )
 def test_impossible_flags_exit_2_with_the_reason(train_script, capsys, flags, message):

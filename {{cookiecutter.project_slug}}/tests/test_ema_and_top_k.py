@@ -47,27 +47,6 @@ def straight_run(tmp_path_factory, train_script):
     return out_dir / "s"
 
 
-@pytest.mark.parametrize(
-    ("flags", "message"),
-    [
-        (["--ema", "1"], "argument --ema: 1 is out of range; expected a number in [0, 1)"),
-        (["--ema", "1.5"], "argument --ema: 1.5 is out of range"),
-        (["--ema", "-0.1"], "argument --ema: -0.1 is out of range"),
-        (["--ema", "high"], "argument --ema: 'high' is not a number"),
-        (["--keep-top-k", "-1"], "argument --keep-top-k: -1 is out of range"),
-        (["--keep-top-k", "2.5"], "argument --keep-top-k: '2.5' is not a number"),
-    ],
-)
-def test_bad_ema_and_keep_top_k_values_exit_2_with_one_sentence(
-    train_script, capsys, flags, message
-):
-    with pytest.raises(SystemExit) as exit_info:
-        train_script.parse_args(flags)
-    assert exit_info.value.code == 2
-    error = capsys.readouterr().err
-    assert message in error and error.count("\n") == 1
-
-
 def test_the_ema_is_the_average_of_the_weights_after_each_step(train_script, tmp_path, monkeypatch):
     after_each_step = []  # the model's weights and buffers right after each optimizer step
     step = train_script.engine.MixedPrecision.step
