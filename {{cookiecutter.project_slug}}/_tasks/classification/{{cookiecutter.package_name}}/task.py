@@ -15,7 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
-from . import backbones
+# Absolute, so isort keeps it apart from the model module's import whatever the model is called.
+import {{ cookiecutter.package_name }}.backbones as backbones
+
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import (
     DATASETS,
