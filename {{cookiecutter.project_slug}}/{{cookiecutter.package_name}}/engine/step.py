@@ -47,11 +47,10 @@ def build_optimizer(
             {"params": no_decay, "weight_decay": 0.0, "lr": lr * lr_scale},
         ]
     # Empty groups are kept: a resumed optimizer must have as many groups as the saved one.
-    groups = param_groups
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(param_groups, lr=lr)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
+        return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, nesterov=True)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 
 
