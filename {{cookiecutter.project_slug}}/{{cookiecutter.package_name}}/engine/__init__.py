@@ -3,7 +3,7 @@
 cli: flags and how a script ends; loader: resumable, seeded DataLoaders; devices: device
 choice and torchrun/DDP; step: optimizer, schedule, mixed precision, TrainStep; loop: prefetch,
 timing, stop signals; checkpoint: atomic checkpoints; runs: run folders and resuming;
-reporting: TensorBoard, terminal lines, model graphs.
+reporting: TensorBoard, terminal lines, model graphs; inference: model cards and predictors.
 """
 
 from ..errors import UserError
@@ -22,6 +22,7 @@ from .devices import (
     sum_across_ranks,
     world_size,
 )
+from .inference import Predictor, eager_predictor, load_checkpoint_model, model_card
 from .loader import DEFAULT_NUM_WORKERS, build_loader, build_loaders, resolve_batch_size
 from .loop import BackgroundLoader, StepTimer, StopRequest
 from .reporting import (
@@ -66,24 +67,28 @@ __all__ = [
     "build_optimization",
     "DEFAULT_NUM_WORKERS",
     "DEVICE_CHOICES",
+    "eager_predictor",
     "end_lines",
     "find_latest_checkpoint",
     "gradient_sync",
     "is_distributed",
     "is_main_process",
     "load_checkpoint",
+    "load_checkpoint_model",
     "load_model_weights",
     "log_hparams",
     "log_module_graph",
     "log_training",
     "log_validation",
     "MixedPrecision",
+    "model_card",
     "on_main_process",
     "open_run_dir",
     "open_writer",
     "OPTIMIZERS",
     "parse_resumed_args",
     "place_model",
+    "Predictor",
     "process_group",
     "require_torchviz",
     "resolve_batch_size",

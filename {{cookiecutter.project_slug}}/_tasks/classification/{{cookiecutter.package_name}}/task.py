@@ -43,6 +43,8 @@ HPARAM_METRICS = ("val/accuracy", "val/top5_accuracy", "val/loss", "train/loss")
 BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 # test.py: the task's own data settings (the checkpoint's unless given) and its batch size.
 EVAL_SETTINGS, EVAL_BATCH_SIZE = ("download",), 256
+# predict.py and export.py: the training flags a prediction needs (kept in model cards).
+PREDICT_SETTINGS = ()
 # train.py --smoke-test: the smallest settings of this task that still train (own network).
 SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8,
                   "arch": backbones.OWN_ARCH, "pretrained": "none", "freeze_backbone": False,

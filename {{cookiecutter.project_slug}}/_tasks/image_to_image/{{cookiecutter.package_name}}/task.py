@@ -45,6 +45,9 @@ BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 # test.py: the task's own data settings (the checkpoint's unless given) and its batch size.
 EVAL_SETTINGS, EVAL_BATCH_SIZE = ("corruption", "corruption_strength"), 64
 SAMPLES_PER_PNG = 8  # columns of a --save-samples grid: wide enough to compare, small to view
+# predict.py and export.py: the training flags a prediction needs (--corrupt applies the
+# checkpoint's corruption; kept in model cards).
+PREDICT_SETTINGS = ("corruption", "corruption_strength")
 # train.py --smoke-test: the smallest settings of this task that still train.
 SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
 DEFAULT_IMAGE_SIZE = 32  # the side of the training crops unless --image-size says otherwise
