@@ -170,22 +170,6 @@ def test_a_bake_has_no_file_that_only_another_task_has(baked):
     assert only_others and not only_others & project_files(project)
 
 
-def test_task_folders_only_add_files_and_never_replace_a_shared_one():
-    # The post-gen hook moves a task's files over the shared tree: a task file at a shared
-    # file's path (say, two tests/test_predict.py) would silently replace the shared one.
-    tasks = TEMPLATE_DIR / "_tasks"
-    shared = {
-        path.relative_to(TEMPLATE_DIR).as_posix()
-        for path in TEMPLATE_DIR.rglob("*")
-        if path.is_file() and tasks not in path.parents
-    }
-    for task in POST_GEN.TASK_FOLDERS:
-        folder = tasks / task
-        files = [path for path in folder.rglob("*") if path.is_file()]
-        added = {path.relative_to(folder).as_posix() for path in files}
-        assert added and not added & shared, task
-
-
 def test_every_task_bakes_byte_identical_scripts_and_engine(tmp_path):
     # train.py, test.py, predict.py and engine/ are one program for every task: what differs
     # is task.py's.
