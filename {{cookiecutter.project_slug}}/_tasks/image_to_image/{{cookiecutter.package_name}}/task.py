@@ -11,9 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
+from torchvision.transforms import v2
 from torchvision.utils import save_image
 from tqdm import tqdm
 
@@ -33,7 +35,9 @@ from .engine.devices import (
     sum_across_ranks,
 )
 from .errors import UserError
+from .image_files import FoundImage
 from .ops import psnr, ssim
+from .predictions import Predictions, prepare_predictions
 
 NAME = TASK
 # The validation metric that picks best.pt, and whether a higher value is better.
@@ -275,3 +279,29 @@ def report_lines(metrics: dict, settings: dict, data: DataBundle, saved: list[Pa
         folder = saved[0].parent
         lines.append(f"samples     {len(saved)} PNG(s) in {folder} (rows: input, output, target)")
     return lines
+
+
+def add_predict_flags(parser: argparse.ArgumentParser) -> None:
+    """predict.py's flags of this task: where the restored images go, tiling, --corrupt."""
+    add = parser.add_argument_group("task: image_to_image").add_argument
+    add("--output-dir", type=Path, required=True,
+        help="folder for the restored images (each keeps its name and sub-folder)")  # fmt: skip
+    add("--tile", type=cli.positive_int,
+        help="run images in overlapping tiles of this side (a multiple of 2**depth), blended "
+        "seamlessly: for images too large for memory")  # fmt: skip
+    add("--tile-overlap", type=cli.non_negative_int,
+        help="pixels neighbouring tiles share (default: above twice the model's receptive "
+        "radius, so tiles agree with the whole image)")  # fmt: skip
+    add("--corrupt", action="store_true",
+        help="apply the model's training corruption first and write it beside each result "
+        "(NAME.corrupted.EXT): before and after, from clean images")  # fmt: skip
+
+
+def prediction_transform(card: dict) -> Callable[[Image.Image], torch.Tensor]:
+    """An RGB image as the model's input: (C, H, W) in [0, 1], any size (as in training)."""
+    return v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
+
+
+def open_predictions(args: argparse.Namespace, card: dict, images: list[FoundImage]) -> Predictions:
+    """predict.py's restorations, written to --output-dir (flags checked before any image)."""
+    return prepare_predictions(args, card, images)

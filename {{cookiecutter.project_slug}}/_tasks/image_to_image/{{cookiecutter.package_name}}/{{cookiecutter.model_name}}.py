@@ -20,8 +20,21 @@ __all__ = [
     "{{ cookiecutter.__model_class }}",
     "fetch_imagenet_weights",
     "psnr",
+    "receptive_radius",
     "ssim",
 ]
+
+
+def receptive_radius(depth: int) -> int:
+    """How far (px) from an output pixel the input pixels it depends on can lie: 7 * 2**depth - 5.
+
+    The stem's two 3x3 convolutions reach 2 px. Down step k (a strided 3x3, then a 3x3 at
+    stride 2**k) adds 2**(k-1) + 2**k. Up step k adds 2**k for the bilinear upsampling (a
+    strided convolution centres its outputs on even pixels, the upsampling assumes odd ones,
+    so its farther source is a whole coarse pixel away) and 2**k for its two 3x3 convolutions
+    at level k-1. In all 2 + 3 (2**depth - 1) + 4 (2**depth - 1); tests measure it.
+    """
+    return 7 * 2**depth - 5
 
 
 class {{ cookiecutter.__model_class }}(nn.Module):

@@ -1,7 +1,8 @@
 """Corruptions that turn a clean image into a restoration task's input (pure torch).
 
 Each takes a (C, H, W) or (N, C, H, W) image in [0, 1] and returns the same shape, clipped
-to [0, 1]; noise draws from torch's global generator (the data seeds it per sample).
+to [0, 1]; noise draws from torch's global generator (the data seeds it per sample) unless a
+generator is given.
 """
 
 import math
@@ -18,9 +19,21 @@ STRENGTH = {
 }
 
 
-def add_noise(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Additive white Gaussian noise of standard deviation `sigma`."""
-    return (image + sigma * torch.randn_like(image)).clamp(0.0, 1.0)
+def add_noise(
+    image: torch.Tensor, sigma: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Additive white Gaussian noise of standard deviation `sigma`.
+
+    The noise is drawn where `generator` lives (a CPU one draws the same noise for an image on
+    any device); without one, from torch's global generator on the image's device.
+    """
+    if generator is None:
+        noise = torch.randn_like(image)
+    else:
+        noise = torch.randn(
+            image.shape, generator=generator, dtype=image.dtype, device=generator.device
+        ).to(image.device)
+    return (image + sigma * noise).clamp(0.0, 1.0)
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -51,10 +64,13 @@ def downsample(image: torch.Tensor, factor: float) -> torch.Tensor:
     return out if image.dim() == 4 else out.squeeze(0)
 
 
-def corrupt(image: torch.Tensor, kind: str, strength: float) -> torch.Tensor:
-    """Apply corruption `kind` (one of CORRUPTIONS) of the given strength."""
+def corrupt(
+    image: torch.Tensor, kind: str, strength: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Apply corruption `kind` (one of CORRUPTIONS) of the given strength; `generator` seeds
+    the noise (blur and downsample draw nothing)."""
     if kind == "noise":
-        return add_noise(image, strength)
+        return add_noise(image, strength, generator)
     if kind == "blur":
         return gaussian_blur(image, strength)
     if kind == "downsample":
