@@ -246,9 +246,11 @@ class Predictions:
 
     def summary(self) -> str:
         """One line: how many images were restored, how many failed, where they went."""
-        line = f"{self.written} image(s) restored, {self.failed} failed, in {self.output_dir}"
+        line = f"{self.written} image(s) restored, {self.failed} failed; written to "
+        line += str(self.output_dir)
         if self.corruption is not None:
-            line += f" with their {self.corruption[0]}-corrupted inputs (*{CORRUPTED_TAG}.*)"
+            kind = self.corruption[0]
+            line += f", each beside its {kind}-corrupted input (NAME{CORRUPTED_TAG}.EXT)"
         if self.tiling is not None:
             tiling = self.tiling
             line += f"; {tiling.size} px tiles overlapping {tiling.overlap} px"
