@@ -44,7 +44,8 @@ def test_receptive_radius_is_how_far_an_output_pixel_sees(depth):
     # Positive weights and inputs: every ReLU passes, eval BatchNorm (mean 0, var 1) keeps the
     # sign and bilinear weights are positive, so no path cancels and the gradient of an output
     # pixel is non-zero exactly on the input pixels it depends on.
-    model = architecture.{{ cookiecutter.__model_class }}(1, 1, width=2, depth=depth).eval().double()
+    model = architecture.{{ cookiecutter.__model_class }}(1, 1, width=2, depth=depth)
+    model = model.eval().double()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.Conv2d):
