@@ -111,6 +111,11 @@ def test_tiled_prediction_writes_what_the_whole_image_gives(
     assert np.abs(outputs["tiled"] - outputs["whole"]).max() <= 1
     # The model changes the image a lot, so a tile that saw padding would show.
     assert np.abs(outputs["whole"] - pixels(tmp_path / "in" / "big.png")).mean() > 10
+    _, _, err = run_script(predict_script, "predict.py", monkeypatch, capsys,
+                           "--checkpoint", str(blur_checkpoint), str(tmp_path / "in"),
+                           "--output-dir", str(tmp_path / "short"), "--tile", "64",
+                           "--tile-overlap", "16")  # fmt: skip
+    assert "(approximate: exact tiles need an overlap above 46 px)" in err
 
 
 def test_corrupt_writes_the_corrupted_input_beside_and_the_same_in_any_batch(

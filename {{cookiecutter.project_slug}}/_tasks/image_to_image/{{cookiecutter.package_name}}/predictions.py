@@ -82,8 +82,8 @@ def check_tiling(args: argparse.Namespace, config: dict) -> Tiling | None:
 
 
 def default_overlap(depth: int) -> int:
-    """The smallest tile step's multiple above twice the receptive radius: tiles then agree
-    exactly with the whole image (both overlapping tiles leave out their outer `radius` px)."""
+    """The smallest multiple of 2**depth above twice the receptive radius: tiles then agree
+    exactly with the whole image (both tiles of an overlap leave out their outer `radius` px)."""
     multiple = 2**depth
     return (2 * architecture.receptive_radius(depth) // multiple + 1) * multiple
 
@@ -93,8 +93,8 @@ def corruption_of(card: dict) -> tuple[str, float]:
     settings = card["settings"]
     if settings.get("corruption") is None:
         raise UserError(
-            f"{card['checkpoint']} records no corruption, so --corrupt cannot apply one; "
-            "drop --corrupt and give corrupted images"
+            f"{card.get('checkpoint', 'the model file')} records no corruption, so --corrupt "
+            "cannot apply one; drop --corrupt and give corrupted images"
         )
     kind = settings["corruption"]
     image_size = card["preprocessing"]["image_size"]

@@ -287,8 +287,8 @@ def add_predict_flags(parser: argparse.ArgumentParser) -> None:
     add("--output-dir", type=Path, required=True,
         help="folder for the restored images (each keeps its name and sub-folder)")  # fmt: skip
     add("--tile", type=cli.positive_int,
-        help="run images in overlapping tiles of this side (a multiple of 2**depth), blended "
-        "seamlessly: for images too large for memory")  # fmt: skip
+        help="run images in overlapping tiles of this side (a multiple of 2**depth), "
+        "--batch-size tiles at a time, blended seamlessly: for images too large for memory")  # fmt: skip
     add("--tile-overlap", type=cli.non_negative_int,
         help="pixels neighbouring tiles share (default: above twice the model's receptive "
         "radius, so tiles agree with the whole image)")  # fmt: skip
