@@ -48,6 +48,9 @@ SAMPLES_PER_PNG = 8  # columns of a --save-samples grid: wide enough to compare,
 # predict.py and export.py: the training flags a prediction needs (--corrupt applies the
 # checkpoint's corruption; kept in model cards).
 PREDICT_SETTINGS = ("corruption", "corruption_strength")
+# export.py: the input dimensions an exported model takes at any size (0: the batch; 2, 3:
+# height and width).
+EXPORT_DYNAMIC_DIMS = (0, 2, 3)
 # train.py --smoke-test: the smallest settings of this task that still train.
 SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
 DEFAULT_IMAGE_SIZE = 32  # the side of the training crops unless --image-size says otherwise
@@ -275,3 +278,14 @@ def report_lines(metrics: dict, settings: dict, data: DataBundle, saved: list[Pa
         folder = saved[0].parent
         lines.append(f"samples     {len(saved)} PNG(s) in {folder} (rows: input, output, target)")
     return lines
+
+
+def export_examples(card: dict) -> list[torch.Tensor]:
+    """export.py's inputs: the first traces the model, each checks the exported file (a batch
+    of 2 at the training side, then 1 and 3 at other heights and widths, multiples of the
+    U-Net's 2**depth; seeded, so every export is checked alike)."""
+    generator = torch.Generator().manual_seed(0)
+    config, side = card["model_config"], card["preprocessing"]["image_size"]
+    step = 2 ** config["depth"]
+    shapes = [(2, side, side), (1, side + step, side + 2 * step), (3, side + 2 * step, side + step)]
+    return [torch.rand(n, config["in_channels"], h, w, generator=generator) for n, h, w in shapes]
