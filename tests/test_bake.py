@@ -178,7 +178,7 @@ def test_every_task_bakes_byte_identical_scripts_and_engine(tmp_path):
         baked[task] = {
             name: (project / name).read_bytes()
             for name in project_files(project)
-            if name in ("train.py", "test.py") or name.startswith("proj/engine/")
+            if name in ("train.py", "test.py", "export.py") or name.startswith("proj/engine/")
         }
     first_task, first = next(iter(baked.items()))
     assert "proj/engine/__init__.py" in first
@@ -460,7 +460,7 @@ def test_workflow_sets_up_cached_pip_then_cpu_torch_then_lints_and_tests(everyth
     cpu_torch = step_index(
         steps, r"pip install torch torchvision --index-url https://download\.pytorch\.org/whl/cpu$"
     )
-    install = step_index(steps, r'pip install -e "\.\[dev\]"$')
+    install = step_index(steps, r'pip install -e "\.\[dev,export\]"$')
     lint = step_index(steps, r"^ruff check \.$")
     format_check = step_index(steps, r"^ruff format --check \.$")
     test = step_index(steps, r"^python -m pytest$")
