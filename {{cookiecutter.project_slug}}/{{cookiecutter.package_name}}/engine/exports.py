@@ -125,6 +125,8 @@ def write_safetensors(
 
     safetensors.torch.save_model(model, str(path))
     sidecar_path(path).write_text(json.dumps(card, indent=2) + "\n")
+    # safetensors writes its file readable by its owner alone; give it a new file's usual mode.
+    shutil.copymode(sidecar_path(path), path)
 
 
 WRITERS: dict[str, Callable] = {
