@@ -171,14 +171,16 @@ def test_a_bake_has_no_file_that_only_another_task_has(baked):
 
 
 def test_every_task_bakes_byte_identical_scripts_and_engine(tmp_path):
-    # train.py, test.py and engine/ are one program for every task: what differs is task.py's.
+    # The scripts and engine/ are one program for every task: what differs
+    # is task.py's.
     baked = {}
     for task in POST_GEN.TASK_FOLDERS:
         project = bake_names(tmp_path / task, task, "proj", "net")
         baked[task] = {
             name: (project / name).read_bytes()
             for name in project_files(project)
-            if name in ("train.py", "test.py", "export.py") or name.startswith("proj/engine/")
+            if name in ("train.py", "test.py", "predict.py", "export.py")
+            or name.startswith("proj/engine/")
         }
     first_task, first = next(iter(baked.items()))
     assert "proj/engine/__init__.py" in first

@@ -1,7 +1,9 @@
-"""Image files on disk, for any task: checked before training starts, loaded as 8-bit RGB."""
+"""Image files on disk, for any task: found, checked before training starts, loaded as 8-bit RGB."""
 
+import glob
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,73 @@ HEADER_THREADS = 16
 # Grayscale modes with more than 8 bits a pixel (16-bit PNG and TIFF open as one of these).
 WIDE_GRAYSCALE = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 WIDE_MAX = 65535  # the largest 16-bit value; it maps to 255
+# What a folder search picks up (a file named on the command line is tried whatever its suffix).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+GLOB_CHARACTERS = set("*?[")
+
+
+@dataclass(frozen=True)
+class FoundImage:
+    """An input image: its path, and the name its outputs get (unique among the inputs)."""
+
+    path: Path
+    name: str  # a file's own name; under a folder given as input, the path relative to it
+
+
+def images_under(folder: Path) -> list[Path]:
+    """Every image file under `folder`, recursively, sorted; hidden files and folders skipped."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def find_images(inputs: Sequence[str]) -> list[FoundImage]:
+    """The images that image files, folders (searched recursively) and glob patterns name.
+
+    A path that does not exist is kept beside images that do (loading it fails, and its record
+    says so); no image at all, or two inputs whose outputs would share a name, is a UserError.
+    """
+    found: dict[Path, FoundImage] = {}
+    for text in inputs:
+        for image in _expand(text):
+            found.setdefault(image.path.absolute(), image)  # the same file named twice: once
+    if not any(image.path.exists() for image in found.values()):
+        raise UserError(
+            f"no image found in {', '.join(inputs)}; give image files, folders of images "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}) or glob patterns such as 'photos/*.jpg'"
+        )
+    _check_unique_names(list(found.values()))
+    return list(found.values())
+
+
+def _expand(text: str) -> list[FoundImage]:
+    """The images one command-line input names (a missing file stays, to be reported)."""
+    path = Path(text)
+    if path.is_dir():
+        return [FoundImage(file, file.relative_to(path).as_posix()) for file in images_under(path)]
+    if path.exists() or not GLOB_CHARACTERS & set(text):
+        return [FoundImage(path, path.name)]
+    matches = sorted(Path(match) for match in glob.glob(text, recursive=True))
+    images = [FoundImage(match, match.name) for match in matches if match.is_file()]
+    for folder in (match for match in matches if match.is_dir()):
+        images += _expand(str(folder))
+    return images
+
+
+def _check_unique_names(images: list[FoundImage]) -> None:
+    """Refuse inputs whose outputs would overwrite each other (same name from two folders)."""
+    first_with_name: dict[str, Path] = {}
+    for image in images:
+        other = first_with_name.setdefault(image.name, image.path)
+        if other != image.path:
+            raise UserError(
+                f"{other} and {image.path} would both be called {image.name} in the outputs; "
+                "give the folder above both as the input (names then keep their sub-folders)"
+            )
 
 
 def image_sizes(paths: Sequence[Path]) -> list[tuple[int, int]]:

@@ -33,7 +33,15 @@ from .exports import (
     verify_export,
     write_export,
 )
-from .inference import Predictor, eager_predictor, load_checkpoint_model, model_card
+from .inference import (
+    ImageGroup,
+    PredictionBatch,
+    Predictor,
+    build_prediction_loader,
+    eager_predictor,
+    load_checkpoint_model,
+    model_card,
+)
 from .loader import DEFAULT_NUM_WORKERS, build_loader, build_loaders, resolve_batch_size
 from .loop import BackgroundLoader, StepTimer, StopRequest
 from .reporting import (
@@ -74,6 +82,7 @@ __all__ = [
     "barrier",
     "build_loader",
     "build_loaders",
+    "build_prediction_loader",
     "build_ema",
     "build_optimization",
     "DEFAULT_NUM_WORKERS",
@@ -85,6 +94,7 @@ __all__ = [
     "exported_predictor",
     "find_latest_checkpoint",
     "gradient_sync",
+    "ImageGroup",
     "is_distributed",
     "is_main_process",
     "load_checkpoint",
@@ -102,6 +112,7 @@ __all__ = [
     "OPTIMIZERS",
     "parse_resumed_args",
     "place_model",
+    "PredictionBatch",
     "Predictor",
     "process_group",
     "require_torchviz",

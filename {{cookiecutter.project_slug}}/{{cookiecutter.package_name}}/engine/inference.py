@@ -7,14 +7,18 @@ each format), so a deployed model carries everything a prediction needs.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
-from .checkpoint import load_checkpoint, load_model_weights
+from ..image_files import FoundImage, load_rgb_image
+from .checkpoint import first_line, load_checkpoint, load_model_weights
+from .loader import ignore_stop_signals
 
 CARD_VERSION = 1  # bump when a card's keys change meaning
 
@@ -74,3 +78,96 @@ def eager_predictor(model: nn.Module, card: dict, device: torch.device) -> Predi
         return model(images).float()
 
     return Predictor(run, card, device)
+
+
+# ------------------------------------------------------------------------------ Input images
+@dataclass
+class ImageGroup:
+    """Images of one size, stacked: one forward pass. `indices` are their input positions."""
+
+    indices: list[int]
+    images: list[FoundImage]
+    batch: torch.Tensor  # (N, C, H, W) float32
+
+
+@dataclass
+class PredictionBatch:
+    """A loader batch: its readable images grouped by size, and the inputs that failed."""
+
+    groups: list[ImageGroup] = field(default_factory=list)
+    failures: list[tuple[int, FoundImage, str]] = field(default_factory=list)  # with the reason
+
+    def pin_memory(self) -> "PredictionBatch":
+        """Page-locked copies, so copies to the GPU overlap compute (DataLoader calls this)."""
+        for group in self.groups:
+            group.batch = group.batch.pin_memory()
+        return self
+
+    def to(self, device: torch.device) -> "PredictionBatch":
+        """The same batch with its images on `device`."""
+        for group in self.groups:
+            group.batch = group.batch.to(device, non_blocking=True)
+        return self
+
+
+class PredictionImages(Dataset):
+    """Input images loaded as RGB and transformed; an unreadable one is a reason, not a crash."""
+
+    def __init__(self, images: list[FoundImage], transform: Callable) -> None:
+        self.images, self.transform = images, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            return index, self.transform(load_rgb_image(self.images[index].path)), None
+        except UserError as error:  # load_rgb_image's sentence names the file
+            return index, None, str(error)
+        except (OSError, ValueError, Image.DecompressionBombError) as error:  # the transform's
+            return (
+                index,
+                None,
+                f"cannot use the image {self.images[index].path} ({first_line(error)})",
+            )
+
+
+class CollatePredictions:
+    """A collate_fn that stacks same-sized samples into groups and keeps failures aside (a
+    class, not a closure: with the spawn start method, workers receive it pickled)."""
+
+    def __init__(self, images: list[FoundImage]) -> None:
+        self.images = images
+
+    def __call__(self, samples: list[tuple[int, torch.Tensor | None, str | None]]):
+        batch, by_size = PredictionBatch(), {}
+        for index, tensor, reason in samples:
+            if tensor is None:
+                batch.failures.append((index, self.images[index], reason))
+            else:
+                by_size.setdefault(tuple(tensor.shape), []).append((index, tensor))
+        for members in by_size.values():
+            indices = [index for index, _ in members]
+            stacked = torch.stack([tensor for _, tensor in members])
+            batch.groups.append(ImageGroup(indices, [self.images[i] for i in indices], stacked))
+        return batch
+
+
+def build_prediction_loader(
+    images: list[FoundImage],
+    transform: Callable,
+    batch_size: int,
+    num_workers: int,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """Input images in order, loaded and transformed by `num_workers` processes, as in training."""
+    return DataLoader(
+        PredictionImages(images, transform),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=CollatePredictions(images),
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if num_workers > 0 else None,
+        worker_init_fn=ignore_stop_signals,
+    )

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
+from torchvision.transforms import v2
 
 # Absolute, so isort keeps it apart from the model module's import whatever the model is called.
 import {{ cookiecutter.package_name }}.backbones as backbones
@@ -25,6 +27,7 @@ from .data import (
     DataBundle,
     InputFormat,
     build_datasets,
+    image_transforms,
     inverse_class_frequency,
     mix_batches,
     preview_grid,
@@ -32,7 +35,9 @@ from .data import (
 from .engine import cli
 from .engine.devices import sum_across_ranks
 from .errors import UserError
+from .image_files import FoundImage
 from .ops import topk_correct
+from .predictions import Predictions
 
 NAME = TASK
 # The validation metric that picks best.pt, and whether a higher value is better.
@@ -243,6 +248,33 @@ def report_lines(metrics: dict, settings: dict, data: DataBundle, saved: list[Pa
         f"accuracy    {metrics['accuracy']:.2%}   top-5 {metrics['top5_accuracy']:.2%}   "
         f"loss {metrics['loss']:.4f}",
     ]
+
+
+def add_predict_flags(parser: argparse.ArgumentParser) -> None:
+    """predict.py's flags of this task: how many classes a record lists, and where it goes."""
+    add = parser.add_argument_group("task: classification").add_argument
+    add("--top-k", type=cli.positive_int, default=5,
+        help="classes listed per image, most probable first (at most the class count)")  # fmt: skip
+    add("--output", type=Path,
+        help="write the records to FILE.csv or FILE.jsonl (default: JSON lines on stdout)")  # fmt: skip
+
+
+def prediction_transform(card: dict) -> Callable[[Image.Image], torch.Tensor]:
+    """An RGB image as the model's input, as evaluation fed it: resized, centre-cropped,
+    normalised, and grey when the model takes one channel."""
+    form = card["preprocessing"]
+    evaluation = image_transforms(
+        form["image_size"], tuple(form["mean"]), tuple(form["std"]), train=False, hflip=False,
+        resize_size=form.get("resize_size"),
+    )  # fmt: skip
+    if form["in_channels"] == 1:
+        return v2.Compose([v2.Grayscale(), evaluation])
+    return evaluation
+
+
+def open_predictions(args: argparse.Namespace, card: dict, images: list[FoundImage]) -> Predictions:
+    """predict.py's records: the predicted class, its probability and the top-k, per image."""
+    return Predictions(card["classes"], args.top_k, args.output)
 
 
 def export_examples(card: dict) -> list[torch.Tensor]:

@@ -52,3 +52,8 @@ def write_image_folder(root: Path) -> None:
         for number in range(6):
             image = Image.linear_gradient("L").rotate(15 * number).resize((48, 40))
             image.save(root / split / f"{number}.png")
+
+
+def predict_flags(tmp_path: Path) -> list[str]:
+    """predict.py's task flags that a run needs: where the restored images go."""
+    return ["--output-dir", str(tmp_path / "restored")]

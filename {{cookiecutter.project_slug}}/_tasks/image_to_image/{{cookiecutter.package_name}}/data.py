@@ -19,14 +19,13 @@ from torchvision.transforms import v2
 from torchvision.utils import make_grid
 
 from .errors import UserError
-from .image_files import image_sizes, load_rgb_image
+from .image_files import IMAGE_SUFFIXES, image_sizes, images_under, load_rgb_image
 from .ops import CORRUPTIONS, STRENGTH, corrupt
 
 DATASETS = ("synthetic", "folder")
 SPLITS = ("train", "val")
 # What this project trains; saved in checkpoints so test.py refuses another task's.
 TASK = "image_to_image"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 
 @dataclass
@@ -109,12 +108,7 @@ class ImageFiles(Dataset):
     """
 
     def __init__(self, root: Path, image_size: int, train: bool, crops_per_image: int = 1):
-        self.files = sorted(
-            path
-            for path in root.rglob("*")
-            if path.suffix.lower() in IMAGE_SUFFIXES
-            and not any(part.startswith(".") for part in path.relative_to(root).parts)
-        )
+        self.files = images_under(root)
         if not self.files:
             suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
             raise UserError(f"{root} holds no images ({suffixes}); put clean images there")
