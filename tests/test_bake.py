@@ -171,7 +171,7 @@ def test_a_bake_has_no_file_that_only_another_task_has(baked):
 
 
 def test_every_task_bakes_byte_identical_scripts_and_engine(tmp_path):
-    # train.py, test.py, predict.py and engine/ are one program for every task: what differs
+    # The scripts and engine/ are one program for every task: what differs
     # is task.py's.
     baked = {}
     for task in POST_GEN.TASK_FOLDERS:
@@ -179,7 +179,8 @@ def test_every_task_bakes_byte_identical_scripts_and_engine(tmp_path):
         baked[task] = {
             name: (project / name).read_bytes()
             for name in project_files(project)
-            if name in ("train.py", "test.py", "predict.py") or name.startswith("proj/engine/")
+            if name in ("train.py", "test.py", "predict.py", "export.py")
+            or name.startswith("proj/engine/")
         }
     first_task, first = next(iter(baked.items()))
     assert "proj/engine/__init__.py" in first
@@ -461,7 +462,7 @@ def test_workflow_sets_up_cached_pip_then_cpu_torch_then_lints_and_tests(everyth
     cpu_torch = step_index(
         steps, r"pip install torch torchvision --index-url https://download\.pytorch\.org/whl/cpu$"
     )
-    install = step_index(steps, r'pip install -e "\.\[dev\]"$')
+    install = step_index(steps, r'pip install -e "\.\[dev,export\]"$')
     lint = step_index(steps, r"^ruff check \.$")
     format_check = step_index(steps, r"^ruff format --check \.$")
     test = step_index(steps, r"^python -m pytest$")

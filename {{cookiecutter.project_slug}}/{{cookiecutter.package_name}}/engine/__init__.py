@@ -3,7 +3,8 @@
 cli: flags and how a script ends; loader: resumable, seeded DataLoaders; devices: device
 choice and torchrun/DDP; step: optimizer, schedule, mixed precision, TrainStep; loop: prefetch,
 timing, stop signals; checkpoint: atomic checkpoints; runs: run folders and resuming;
-reporting: TensorBoard, terminal lines, model graphs; inference: model cards and predictors.
+reporting: TensorBoard, terminal lines, model graphs; inference: model cards and predictors;
+exports: pt2, ONNX and safetensors files, written, verified and run.
 """
 
 from ..errors import UserError
@@ -21,6 +22,16 @@ from .devices import (
     select_device,
     sum_across_ranks,
     world_size,
+)
+from .exports import (
+    EXPORT_FORMATS,
+    VerificationError,
+    exported_files,
+    exported_predictor,
+    require_export_packages,
+    staged_output,
+    verify_export,
+    write_export,
 )
 from .inference import (
     ImageGroup,
@@ -78,6 +89,9 @@ __all__ = [
     "DEVICE_CHOICES",
     "eager_predictor",
     "end_lines",
+    "EXPORT_FORMATS",
+    "exported_files",
+    "exported_predictor",
     "find_latest_checkpoint",
     "gradient_sync",
     "ImageGroup",
@@ -102,6 +116,7 @@ __all__ = [
     "Predictor",
     "process_group",
     "require_torchviz",
+    "require_export_packages",
     "resolve_batch_size",
     "restore_training",
     "run_cli",
@@ -112,6 +127,7 @@ __all__ = [
     "SCHEDULERS",
     "select_device",
     "SMOKE_SETTINGS",
+    "staged_output",
     "start_line",
     "StepTimer",
     "StopRequest",
@@ -119,5 +135,8 @@ __all__ = [
     "TrainState",
     "TrainStep",
     "UserError",
+    "VerificationError",
+    "verify_export",
     "world_size",
+    "write_export",
 ]

@@ -50,6 +50,8 @@ BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 EVAL_SETTINGS, EVAL_BATCH_SIZE = ("download",), 256
 # predict.py and export.py: the training flags a prediction needs (kept in model cards).
 PREDICT_SETTINGS = ()
+# export.py: the input dimensions an exported model takes at any size (0: the batch).
+EXPORT_DYNAMIC_DIMS = (0,)
 # train.py --smoke-test: the smallest settings of this task that still train (own network).
 SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8,
                   "arch": backbones.OWN_ARCH, "pretrained": "none", "freeze_backbone": False,
@@ -273,3 +275,11 @@ def prediction_transform(card: dict) -> Callable[[Image.Image], torch.Tensor]:
 def open_predictions(args: argparse.Namespace, card: dict, images: list[FoundImage]) -> Predictions:
     """predict.py's records: the predicted class, its probability and the top-k, per image."""
     return Predictions(card["classes"], args.top_k, args.output)
+
+
+def export_examples(card: dict) -> list[torch.Tensor]:
+    """export.py's inputs: the first traces the model, each checks the exported file (batches
+    of 2, 1 and 3 at the card's input size; seeded, so every export is checked alike)."""
+    generator = torch.Generator().manual_seed(0)
+    size, channels = card["preprocessing"]["image_size"], card["preprocessing"]["in_channels"]
+    return [torch.randn(n, channels, size, size, generator=generator) for n in (2, 1, 3)]

@@ -52,6 +52,9 @@ SAMPLES_PER_PNG = 8  # columns of a --save-samples grid: wide enough to compare,
 # predict.py and export.py: the training flags a prediction needs (--corrupt applies the
 # checkpoint's corruption; kept in model cards).
 PREDICT_SETTINGS = ("corruption", "corruption_strength")
+# export.py: the input dimensions an exported model takes at any size (0: the batch; 2, 3:
+# height and width).
+EXPORT_DYNAMIC_DIMS = (0, 2, 3)
 # train.py --smoke-test: the smallest settings of this task that still train.
 SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
 DEFAULT_IMAGE_SIZE = 32  # the side of the training crops unless --image-size says otherwise
@@ -305,3 +308,14 @@ def prediction_transform(card: dict) -> Callable[[Image.Image], torch.Tensor]:
 def open_predictions(args: argparse.Namespace, card: dict, images: list[FoundImage]) -> Predictions:
     """predict.py's restorations, written to --output-dir (flags checked before any image)."""
     return prepare_predictions(args, card, images)
+
+
+def export_examples(card: dict) -> list[torch.Tensor]:
+    """export.py's inputs: the first traces the model, each checks the exported file (a batch
+    of 2 at the training side, then 1 and 3 at other heights and widths, multiples of the
+    U-Net's 2**depth; seeded, so every export is checked alike)."""
+    generator = torch.Generator().manual_seed(0)
+    config, side = card["model_config"], card["preprocessing"]["image_size"]
+    step = 2 ** config["depth"]
+    shapes = [(2, side, side), (1, side + step, side + 2 * step), (3, side + 2 * step, side + step)]
+    return [torch.rand(n, config["in_channels"], h, w, generator=generator) for n, h, w in shapes]

@@ -1,0 +1,269 @@
+"""export.py and engine/exports.py: each format round-trips the tiny run's best.pt within the
+tolerance at several input sizes, a file that fails its verification replaces nothing, and a bad
+model file gets one sentence. Through the task interface, so a swapped-in model passes too."""
+
+import contextlib
+import importlib.util
+import io
+import json
+import shutil
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import {{ cookiecutter.package_name }}.engine as engine
+import {{ cookiecutter.package_name }}.task as task
+from {{ cookiecutter.package_name }}.engine import exports
+from {{ cookiecutter.package_name }}.engine.cli import run_cli
+from {{ cookiecutter.package_name }}.errors import UserError
+
+from .conftest import load_script
+
+CPU = torch.device("cpu")
+# export.py's default. Two runtimes' float32 outputs of one network differ by rounding, about
+# 1e-6 on outputs of order 1 (the float32 step there is 1.2e-7): a hundredfold margin.
+TOLERANCE = 1e-4
+
+
+def skip_without_packages(fmt: str) -> None:
+    """Skip, naming the package, when the export extra that `fmt` needs is not installed."""
+    for name in exports.WRITE_PACKAGES.get(fmt, ()):
+        pytest.importorskip(name, reason=f"--format {fmt} needs {name}: pip install -e .[export]")
+
+
+def run_export(script, monkeypatch, *flags: str) -> int:
+    """export.py's exit code for `flags`, as the command line would end."""
+    monkeypatch.setattr(sys, "argv", ["export.py", *flags])
+    return run_cli(script.main, prog="export.py")
+
+
+@pytest.fixture(scope="module")
+def export_script():
+    return load_script("export")
+
+
+@pytest.fixture(scope="module")
+def best(tiny_run):
+    return tiny_run.run_dir / "checkpoints" / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def eager(best):
+    """The checkpoint's network (eval, CPU) and model card, as export.py loads them."""
+    return engine.load_checkpoint_model(best, task.NAME, task.PREDICT_SETTINGS, task.build_model)
+
+
+@pytest.fixture(scope="module")
+def exported(export_script, best, tmp_path_factory):
+    """export(fmt): best.pt exported once per format for this module: (file, exit code, stdout)."""
+    made = {}
+
+    def export(fmt: str):
+        skip_without_packages(fmt)
+        if fmt not in made:
+            output = tmp_path_factory.mktemp(f"export-{fmt}") / f"model.{fmt}"
+            flags = ["--checkpoint", str(best), "--format", fmt, "--output", str(output)]
+            stdout = io.StringIO()
+            with contextlib.redirect_stdout(stdout):
+                code = export_script.main(flags)
+            made[fmt] = (output, code, stdout.getvalue())
+        return made[fmt]
+
+    return export
+
+
+def test_the_export_examples_vary_every_dynamic_dimension(eager):
+    # A verification at one size would pass a file that only works at that size.
+    _, card = eager
+    examples = task.export_examples(card)
+    assert all(images.dtype == torch.float32 for images in examples)
+    for dim in range(examples[0].dim()):
+        sizes = {images.shape[dim] for images in examples}
+        assert len(sizes) > 1 if dim in task.EXPORT_DYNAMIC_DIMS else len(sizes) == 1, dim
+    assert 1 in {images.shape[0] for images in examples}  # a lone image: a last batch of one
+
+
+@pytest.mark.parametrize("fmt", engine.EXPORT_FORMATS)
+def test_every_format_round_trips_within_tolerance_at_several_sizes(exported, eager, fmt):
+    output, code, stdout = exported(fmt)
+    model, card = eager
+    examples = task.export_examples(card)
+    summary = json.loads(stdout.splitlines()[-1])
+    assert code == 0 and summary["format"] == fmt and summary["output"] == str(output)
+    assert 0 <= summary["max_abs_diff"] <= summary["tolerance"] == TOLERANCE
+    assert stdout.count("verified    batch ") == len(examples)
+    # Checked here too, not only by export.py: reloaded as predict.py --model would, the file
+    # carries the checkpoint's card and matches the network, also on a batch size (twice the
+    # traced one) that export.py never tried.
+    predictor = engine.exported_predictor(output, CPU, task.NAME, task.build_model)
+    assert predictor.card == card
+    with torch.inference_mode():
+        for images in [*examples, torch.cat([examples[0], examples[0]])]:
+            outputs = predictor.run(images)
+            assert outputs.dtype == torch.float32
+            torch.testing.assert_close(outputs, model(images), rtol=0, atol=TOLERANCE)
+
+
+def test_the_default_output_is_the_checkpoint_path_with_the_format_suffix(
+    export_script, best, tmp_path, monkeypatch
+):
+    skip_without_packages("safetensors")
+    checkpoint = tmp_path / "best.pt"
+    shutil.copy(best, checkpoint)
+    assert run_export(export_script, monkeypatch, "--checkpoint", str(checkpoint),
+                      "--format", "safetensors") == 0  # fmt: skip
+    # The weights, and the card beside them; no staging folder left.
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["best.json", "best.pt", "best.safetensors"]
+
+
+class ShiftedOutputs(nn.Module):
+    """A network whose outputs are another's plus 1: far beyond any tolerance."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images) + 1
+
+
+def test_a_file_that_fails_verification_exits_1_and_replaces_nothing(
+    export_script, best, tmp_path, monkeypatch, capsys
+):
+    output = tmp_path / "model.pt2"
+    output.write_bytes(b"an earlier export")
+    write_pt2 = exports.WRITERS["pt2"]
+
+    def write_shifted(model, *rest) -> None:
+        write_pt2(ShiftedOutputs(model), *rest)
+
+    monkeypatch.setitem(exports.WRITERS, "pt2", write_shifted)
+    flags = ["--checkpoint", str(best), "--format", "pt2", "--output", str(output)]
+    assert run_export(export_script, monkeypatch, *flags) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("export.py: error: the pt2 file's outputs differ from the checkpoint's")
+    assert "above --tolerance 0.0001" in error and error.count("\n") == 1
+    # The failed file is gone, the earlier one untouched.
+    assert list(tmp_path.iterdir()) == [output] and output.read_bytes() == b"an earlier export"
+
+
+def test_an_export_that_crashes_replaces_nothing(tmp_path):
+    output = tmp_path / "model.onnx"
+    output.write_bytes(b"an earlier export")
+    with pytest.raises(RuntimeError), engine.staged_output(output) as staged:
+        staged.write_bytes(b"half a file")
+        raise RuntimeError("the exporter crashed")
+    assert list(tmp_path.iterdir()) == [output] and output.read_bytes() == b"an earlier export"
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("model.onnx", "--output {tmp}/model.onnx does not end in .pt2; name the file *.pt2"),
+        ("missing/model.pt2", "the folder {tmp}/missing does not exist; create it first"),
+        ("folder.pt2", "--output {tmp}/folder.pt2 is a folder; give a file path"),
+    ],
+    ids=["wrong-suffix", "no-folder", "a-folder"],
+)
+def test_a_bad_output_gets_one_sentence(
+    export_script, best, tmp_path, monkeypatch, capsys, output, message
+):
+    (tmp_path / "folder.pt2").mkdir()
+    flags = ["--checkpoint", str(best), "--format", "pt2", "--output", str(tmp_path / output)]
+    assert run_export(export_script, monkeypatch, *flags) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("export.py: error: ") and error.count("\n") == 1
+    assert message.format(tmp=tmp_path) in error
+    assert [path.name for path in tmp_path.rglob("*")] == ["folder.pt2"]  # nothing written
+
+
+def test_a_missing_export_package_names_the_extra(
+    export_script, best, tmp_path, monkeypatch, capsys
+):
+    find_spec = importlib.util.find_spec
+
+    def without_onnx(name, *rest):
+        return None if name.startswith("onnx") else find_spec(name, *rest)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_onnx)
+    flags = ["--checkpoint", str(best), "--format", "onnx", "--output", str(tmp_path / "m.onnx")]
+    assert run_export(export_script, monkeypatch, *flags) == 2
+    assert capsys.readouterr().err == (
+        "export.py: error: the onnx format needs the package onnx, which is not installed; "
+        'install the export extra: pip install -e ".[export]"\n'
+    )
+    # Running a file needs only the runtime.
+    with pytest.raises(UserError, match=r"needs the package onnxruntime, .*\.\[export\]"):
+        engine.exported_predictor(tmp_path / "m.onnx", CPU, task.NAME, task.build_model)
+    assert list(tmp_path.iterdir()) == []
+
+
+def damaged(fmt: str):
+    """A case: the first half of the exported file (its sidecar intact)."""
+
+    def case(tmp_path, exported):
+        output = exported(fmt)[0]
+        path = tmp_path / output.name
+        path.write_bytes(output.read_bytes()[: output.stat().st_size // 2])
+        if fmt == "safetensors":
+            shutil.copy(exports.sidecar_path(output), exports.sidecar_path(path))
+        return path, task.NAME, f"{path} is not a readable {fmt} file ("
+
+    return case
+
+
+def without_card(fmt: str):
+    """A case: the exported model without its model card."""
+
+    def case(tmp_path, exported):
+        output = exported(fmt)[0]
+        path = tmp_path / output.name
+        if fmt == "pt2":
+            torch.export.save(torch.export.load(output), path)
+        elif fmt == "onnx":
+            import onnx
+
+            proto = onnx.load(output)
+            del proto.metadata_props[:]
+            onnx.save(proto, path)
+        else:  # the safetensors file alone, its sidecar left behind
+            shutil.copy(output, path)
+            return path, task.NAME, f"{path} has no model card beside it (model.json is missing)"
+        return path, task.NAME, f"{path} carries no model card"
+
+    return case
+
+
+def of_another_task(tmp_path, exported):
+    return exported("pt2")[0], "another_task", f"holds a {task.NAME} model, but this project's task is another_task"  # fmt: skip
+
+
+def a_checkpoint(tmp_path, exported):
+    path = tmp_path / "best.pt"
+    path.write_bytes(b"")
+    return path, task.NAME, f"{path} is not a model file export.py writes (.pt2, .onnx or"
+
+
+def missing(tmp_path, exported):
+    path = tmp_path / "model.pt2"
+    return path, task.NAME, f"{path} does not exist; give the path of a file export.py wrote"
+
+
+BAD_FILES = {
+    "a-checkpoint": a_checkpoint,
+    "missing": missing,
+    **{f"damaged-{fmt}": damaged(fmt) for fmt in engine.EXPORT_FORMATS},
+    **{f"no-card-{fmt}": without_card(fmt) for fmt in engine.EXPORT_FORMATS},
+    "another-task": of_another_task,
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES.values(), ids=BAD_FILES.keys())
+def test_a_bad_model_file_gets_one_sentence(tmp_path, exported, case):
+    path, task_name, message = case(tmp_path, exported)
+    with pytest.raises(UserError) as error:
+        engine.exported_predictor(path, CPU, task_name, task.build_model)
+    assert message in str(error.value) and "\n" not in str(error.value)
