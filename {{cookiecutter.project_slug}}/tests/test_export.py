@@ -19,7 +19,9 @@ from {{ cookiecutter.package_name }}.engine import exports
 from {{ cookiecutter.package_name }}.engine.cli import run_cli
 from {{ cookiecutter.package_name }}.errors import UserError
 
+from . import task_cases
 from .conftest import load_script
+from .test_predict_inputs import write_png
 
 CPU = torch.device("cpu")
 # export.py's default. Two runtimes' float32 outputs of one network differ by rounding, about
@@ -267,3 +269,39 @@ def test_a_bad_model_file_gets_one_sentence(tmp_path, exported, case):
     with pytest.raises(UserError) as error:
         engine.exported_predictor(path, CPU, task_name, task.build_model)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def numbers_close(first, second) -> bool:
+    """Two decoded JSON records equal but for float rounding (abs 1e-5: the records round
+    probabilities to 6 decimals, and the runtimes differ by ~1e-7 before that)."""
+    if isinstance(first, float) or isinstance(second, float):
+        return first == pytest.approx(second, abs=1e-5)
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(
+            numbers_close(first[k], second[k]) for k in first
+        )
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(map(numbers_close, first, second))
+    return first == second
+
+
+@pytest.mark.parametrize("fmt", engine.EXPORT_FORMATS)
+def test_predict_runs_an_exported_file_as_it_runs_the_checkpoint(
+    exported, best, fmt, tmp_path, monkeypatch, capsys
+):
+    path, code, _ = exported(fmt)
+    assert code == 0
+    for number, size in enumerate(((40, 36), (48, 32), (32, 32))):
+        write_png(tmp_path / "inputs" / f"{number}.png", size)
+    predict = load_script("predict")
+    records = {}
+    for source in (["--checkpoint", str(best)], ["--model", str(path)]):
+        flags = [*source, str(tmp_path / "inputs"), "--device", "cpu", "--num-workers", "0"]
+        monkeypatch.setattr(
+            sys, "argv", ["predict.py", *flags, *task_cases.predict_flags(tmp_path)]
+        )
+        capsys.readouterr()
+        assert run_cli(predict.main, prog="predict.py") == 0
+        records[source[0]] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(records["--model"]) == 3
+    assert numbers_close(records["--model"], records["--checkpoint"])
