@@ -1,13 +1,16 @@
 """Throughput: predict.py vs test.py's evaluation, on the same images and batch size.
 
-    python benchmarks/bench_predict.py [--project DIR] [--images 3000] [--image-size 64]
-        [--batch-size 256] [--num-workers N] [--rounds 3] [--device cpu]
+    python benchmarks/bench_predict.py [--task classification|image_to_image] [--project DIR]
+        [--images 3000] [--image-size 64] [--batch-size 256] [--num-workers N] [--rounds 3]
 
-1. bakes the default (classification) project, unless --project names one;
-2. writes --images PNGs of the project's synthetic shapes as a --dataset folder tree (val holds
-   them all; train a few per class), and trains a one-epoch run on it for a checkpoint;
-3. runs test.py and predict.py (records to a JSONL file) on the same val images, in one process
-   (imports paid once), taking turns in each round so machine noise hits both alike.
+1. bakes a project of --task, unless --project names one (of that task);
+2. writes --images PNGs of the project's synthetic set as a --dataset folder tree (val holds
+   them all; train a few), and trains a one-epoch run on it for a checkpoint;
+3. runs test.py and predict.py on the same val images, in one process (imports paid once),
+   taking turns in each round so machine noise hits both alike. A classifier's predict.py
+   writes its records to a JSONL file; a restorer's writes every restored image as a PNG
+   (test.py only computes PSNR/SSIM of them), and both see --image-size crops (test.py) or
+   whole images (predict.py) of the same side.
 Each script's images/s is its whole main() (checkpoint, data, loader workers, model, output);
 prints one JSON line per round and a summary: the median ratio predict / test (target >= 0.9).
 """
@@ -30,12 +33,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def bake(out_dir: Path) -> Path:
-    """The default project, generated without its smoke step."""
+SLUGS = {"classification": "image-classifier", "image_to_image": "image-restorer"}
+
+
+def bake(out_dir: Path, task: str) -> Path:
+    """A project of `task`, generated without its smoke step."""
     command = [sys.executable, "-m", "cookiecutter", str(REPO), "--no-input", "-o", str(out_dir)]
     env = {**os.environ, "HOME": str(out_dir)}  # keep cookiecutter's replay files out of ~
-    subprocess.run([*command, "smoke_test=off"], check=True, capture_output=True, env=env)
-    return out_dir / "image-classifier"
+    answers = ["smoke_test=off", f"task={task}"]
+    subprocess.run([*command, *answers], check=True, capture_output=True, env=env)
+    return out_dir / SLUGS[task]
 
 
 def load_script(project: Path, name: str):
@@ -60,6 +67,7 @@ def timed(main, argv: list[str]) -> float:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=SLUGS, default="classification")
     parser.add_argument("--project", type=Path, help="a baked project (default: bake one)")
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--image-size", type=int, default=64, help="side of the PNGs")
@@ -73,7 +81,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench_predict_"))
-    project = (args.project or bake(scratch / "bake")).resolve()
+    project = (args.project or bake(scratch / "bake", args.task)).resolve()
     os.chdir(project)
     train, test, predict = (load_script(project, name) for name in ("train", "test", "predict"))
     package = train.engine.__name__.split(".")[0]
@@ -82,14 +90,19 @@ def main() -> None:
     common = ["--device", args.device, "--batch-size", str(args.batch_size)]
     if args.num_workers is not None:
         common += ["--num-workers", str(args.num_workers)]
+    # A classifier resizes every image to 32 px in both scripts; a restorer trains on crops of
+    # the images' own side, so test.py's centre crop is the whole image predict.py restores.
+    side = "32" if args.task == "classification" else str(args.image_size)
     run_flags = ["--dataset", "folder", "--data-dir", str(scratch / "shapes"), "--epochs", "1",
-                 "--image-size", "32", "--out-dir", str(scratch / "runs"), "--run-name", "bench",
+                 "--image-size", side, "--out-dir", str(scratch / "runs"), "--run-name", "bench",
                  "--device", args.device]  # fmt: skip
     timed(train.main, run_flags)
     best = str(scratch / "runs" / "bench" / "checkpoints" / "best.pt")
     test_argv = ["--checkpoint", best, *common]
+    outputs = {"classification": ["--output", str(scratch / "predictions.jsonl")],
+               "image_to_image": ["--output-dir", str(scratch / "restored")]}  # fmt: skip
     predict_argv = ["--checkpoint", best, str(scratch / "shapes" / "val"), *common,
-                    "--output", str(scratch / "predictions.jsonl")]  # fmt: skip
+                    *outputs[args.task]]  # fmt: skip
     ratios = []
     for round_index in range(args.rounds):
         test_rate = args.images / timed(test.main, test_argv)
@@ -98,21 +111,26 @@ def main() -> None:
         print(json.dumps({"round": round_index, "test_images_s": round(test_rate, 1),
                           "predict_images_s": round(predict_rate, 1),
                           "ratio": round(ratios[-1], 3)}), flush=True)  # fmt: skip
-    print(json.dumps({"bench": "predict_vs_test", "images": args.images,
+    print(json.dumps({"bench": "predict_vs_test", "task": args.task, "images": args.images,
                       "image_size": args.image_size, "batch_size": args.batch_size,
                       "device": args.device, "cpus": os.cpu_count(),
                       "median_ratio": round(statistics.median(ratios), 3)}))  # fmt: skip
 
 
 def write_shapes(data, root: Path, images: int, image_size: int) -> None:
-    """root/{train,val}/<shape>/NNNNN.png from the project's synthetic set (pixels in [0, 1])."""
+    """root/{train,val}/ PNGs from the project's synthetic set: a classifier's shapes in class
+    folders (pixels in [0, 1]), a restorer's clean scenes."""
     from torchvision.utils import save_image
 
     for split, count in (("train", 60), ("val", images)):
-        shapes = data.SyntheticShapes(count, image_size, split, 0, (0.0,) * 3, (1.0,) * 3)
-        for index in range(count):
-            image, label = shapes[index]
-            folder = root / split / shapes.classes[label]
+        if hasattr(data, "SyntheticShapes"):
+            shapes = data.SyntheticShapes(count, image_size, split, 0, (0.0,) * 3, (1.0,) * 3)
+            samples = ((image, shapes.classes[label]) for image, label in shapes)
+        else:
+            scenes = data.SyntheticScenes(count, image_size, split, 0)
+            samples = ((scenes[index], "") for index in range(count))
+        for index, (image, folder_name) in enumerate(samples):
+            folder = root / split / folder_name
             folder.mkdir(parents=True, exist_ok=True)
             save_image(image, folder / f"{index:05d}.png")
 
