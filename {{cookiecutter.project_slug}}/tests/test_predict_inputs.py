@@ -1,6 +1,7 @@
 """predict.py, for any task: finding the inputs, loading them in groups, and its exit codes
 (0: all predicted, 1: some input failed and the rest went on, 2: a bad flag or model file)."""
 
+import subprocess
 import sys
 
 import numpy as np
@@ -14,7 +15,7 @@ from {{ cookiecutter.package_name }}.errors import UserError
 from {{ cookiecutter.package_name }}.image_files import find_images
 
 from . import task_cases
-from .conftest import load_script
+from .conftest import PROJECT_ROOT, load_script
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +102,25 @@ def test_bad_inputs_end_with_one_sentence_and_exit_code_2(
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("predict.py: error: ") and message in error
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+
+
+def test_a_reader_that_leaves_early_ends_the_records_without_a_traceback():
+    # `python predict.py ... | head -1`: the pipe closes while records are still being written.
+    code = (
+        "import sys\n"
+        "from {{ cookiecutter.package_name }}.engine.cli import run_cli\n"
+        "def main(argv):\n"
+        "    for number in range(200_000):\n"
+        "        print(number)\n"
+        "sys.exit(run_cli(main, prog='predict.py'))\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout.readline() == b"0\n"
+    child.stdout.close()  # far more than a pipe holds is still to come
+    assert child.wait(timeout=120) == 1
+    assert child.stderr.read() == b""

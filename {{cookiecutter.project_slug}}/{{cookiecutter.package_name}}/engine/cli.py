@@ -171,6 +171,10 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str) -> in
     except KeyboardInterrupt:  # a second Ctrl-C: the user asked to stop at once
         print(f"{prog}: stopped at once by Ctrl-C; nothing more was saved", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout's reader left early (`predict.py ... | head`): no traceback
+        # Python flushes stdout again at exit, which would raise once more: point it nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     finally:
         stop_worker_processes()
 
