@@ -30,7 +30,8 @@ from {{ cookiecutter.package_name }}.engine import cli
 from {{ cookiecutter.package_name }}.errors import UserError
 
 # Float32 outputs of one network computed by two runtimes differ by rounding: ~1e-6 on
-# outputs of order 1; a wrong graph or wrong weights differ by far more.
+# outputs of order 1, growing with the outputs (logits of 20 carry 20 times the rounding), so
+# the tolerance scales with outputs above 1; a wrong graph or wrong weights differ by far more.
 DEFAULT_TOLERANCE = 1e-4
 
 
@@ -43,7 +44,8 @@ def build_parser() -> cli.ArgumentParser:
     add("--output", type=Path,
         help="the file to write (default: the checkpoint's path with the format's suffix)")  # fmt: skip
     add("--tolerance", type=cli.non_negative_float, default=DEFAULT_TOLERANCE,
-        help="largest absolute difference from the checkpoint's outputs a file may have")  # fmt: skip
+        help="largest difference from the checkpoint's outputs a file may have (absolute; "
+        "relative to the largest output where outputs exceed 1)")  # fmt: skip
     add("--debug", action="store_true", help="show tracebacks of input errors")
     return parser
 
@@ -72,16 +74,21 @@ def export_verified(args: argparse.Namespace, model: nn.Module, card: dict, outp
     examples = task.export_examples(card)  # the first one is traced
     with engine.staged_output(output) as staged:
         engine.write_export(args.format, model, card, examples[0], task.EXPORT_DYNAMIC_DIMS, staged)
-        differences = engine.verify_export(staged, model, examples, task.build_model)
-        for images, difference in zip(examples, differences, strict=True):
-            print(f"verified    batch {tuple(images.shape)}: max abs difference {difference:.2e}")
-        if max(differences) > args.tolerance:
+        results = engine.verify_export(staged, model, examples, task.build_model)
+        for images, (difference, scale) in zip(examples, results, strict=True):
+            print(
+                f"verified    batch {tuple(images.shape)}: max abs difference {difference:.2e} "
+                f"(outputs up to {scale:.3g})"
+            )
+        worst = max(difference / max(1.0, scale) for difference, scale in results)
+        if worst > args.tolerance:
             raise engine.VerificationError(
                 f"the {args.format} file's outputs differ from the checkpoint's by up to "
-                f"{max(differences):.2e}, above --tolerance {args.tolerance:g}, so it was not "
-                "kept; export to another format, or raise --tolerance if that is close enough"
+                f"{worst:.2e} (relative to outputs above 1), above --tolerance "
+                f"{args.tolerance:g}, so it was not kept; export to another format, or raise "
+                "--tolerance if that is close enough"
             )
-    return max(differences)
+    return max(difference for difference, _ in results)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,6 +152,38 @@ def test_a_file_that_fails_verification_exits_1_and_replaces_nothing(
     assert list(tmp_path.iterdir()) == [output] and output.read_bytes() == b"an earlier export"
 
 
+class ScaledOutputs(nn.Module):
+    """A network whose outputs are another's times `factor`."""
+
+    def __init__(self, model: nn.Module, factor: float) -> None:
+        super().__init__()
+        self.model, self.factor = model, factor
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images) * self.factor
+
+
+@pytest.mark.parametrize(("relative_error", "exit_code"), [(3e-5, 0), (3e-4, 1)])
+def test_the_tolerance_is_relative_where_outputs_exceed_1(
+    export_script, eager, tmp_path, monkeypatch, capsys, relative_error, exit_code
+):
+    # A trained network's logits reach tens, and float32 rounding grows with them: a file
+    # within 1e-4 of outputs in the hundreds (3e-5 of them) is kept, one 3e-4 off is not.
+    model, card = eager
+    large = ScaledOutputs(model, 1000.0).eval()
+    monkeypatch.setattr(export_script.engine, "load_checkpoint_model", lambda *_: (large, card))
+    write_pt2 = exports.WRITERS["pt2"]
+
+    def write_off_by(model, *rest) -> None:
+        write_pt2(ScaledOutputs(model, 1 + relative_error), *rest)
+
+    monkeypatch.setitem(exports.WRITERS, "pt2", write_off_by)
+    flags = ["--checkpoint", "best.pt", "--format", "pt2", "--output", str(tmp_path / "m.pt2")]
+    assert run_export(export_script, monkeypatch, *flags) == exit_code
+    if exit_code == 0:  # an absolute tolerance would have refused this file
+        assert json.loads(capsys.readouterr().out.splitlines()[-1])["max_abs_diff"] > TOLERANCE
+
+
 def test_an_export_that_crashes_replaces_nothing(tmp_path):
     output = tmp_path / "model.onnx"
     output.write_bytes(b"an earlier export")

@@ -151,13 +151,18 @@ def write_export(
 
 def verify_export(
     path: Path, model: nn.Module, examples: Sequence[torch.Tensor], build_model: Callable
-) -> list[float]:
-    """The max absolute difference between the reloaded file's outputs and the eager model's
-    on each example batch (all float32, on the CPU; a NaN counts as an infinite difference)."""
+) -> list[tuple[float, float]]:
+    """For each example batch: the max absolute difference between the reloaded file's outputs
+    and the eager model's, and the eager outputs' largest magnitude (all float32, on the CPU;
+    a NaN counts as an infinite difference)."""
     exported = exported_predictor(path, torch.device("cpu"), None, build_model)
     reference = eager_predictor(model, exported.card, torch.device("cpu"))
-    differences = [(exported.run(images) - reference.run(images)).abs() for images in examples]
-    return [difference.nan_to_num(nan=math.inf).max().item() for difference in differences]
+    results = []
+    for images in examples:
+        expected = reference.run(images)
+        difference = (exported.run(images) - expected).abs().nan_to_num(nan=math.inf)
+        results.append((difference.max().item(), expected.abs().max().item()))
+    return results
 
 
 def exported_predictor(
