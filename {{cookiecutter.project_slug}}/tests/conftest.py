@@ -50,6 +50,15 @@ class TaskModel(NamedTuple):
     args: argparse.Namespace  # the flags it was built from
 
 
+def run_script(script, prog: str, monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of a script's main run in-process on the CPU, no workers."""
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", [prog, *argv, "--device", "cpu", "--num-workers", "0"])
+    code = run_cli(script.main, prog=prog)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def model_of_this_task(train_script, *flags: str) -> TaskModel:
     """The model of TINY_RUN_FLAGS (then `flags`), through the task module and the model's
     constructor alone: machinery tests use no parameter name, size or loss of one model."""

@@ -4,7 +4,6 @@ test.py's accuracy on the same images."""
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 from statistics import mean
 
@@ -12,9 +11,8 @@ import pytest
 from torchvision.utils import save_image
 
 from {{ cookiecutter.package_name }}.data import SyntheticShapes
-from {{ cookiecutter.package_name }}.engine.cli import run_cli
 
-from .conftest import TINY_RUN_FLAGS, load_script
+from .conftest import TINY_RUN_FLAGS, load_script, run_script
 
 VAL_IMAGES = 36  # six of each synthetic shape
 
@@ -44,15 +42,6 @@ def folder_run(train_script, shapes_folder, tmp_path_factory):
     flags = [*TINY_RUN_FLAGS, "--dataset", "folder", "--data-dir", str(shapes_folder),
              "--epochs", "2", "--out-dir", str(tmp_path_factory.mktemp("runs"))]  # fmt: skip
     return train_script.train(train_script.parse_args(flags))
-
-
-def run_script(script, prog, monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of a script's main run in-process."""
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", [prog, *argv, "--device", "cpu", "--num-workers", "0"])
-    code = run_cli(script.main, prog=prog)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_stdout_records_list_the_top_k_classes_most_probable_first(

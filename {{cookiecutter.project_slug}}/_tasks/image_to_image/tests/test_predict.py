@@ -3,7 +3,6 @@
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,8 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from {{ cookiecutter.package_name }}.data import SyntheticScenes
-from {{ cookiecutter.package_name }}.engine.cli import run_cli
 
-from .conftest import load_script
+from .conftest import load_script, run_script
 
 # The largest error 8-bit rounding makes in a value in [0, 1], and float32's share: forward
 # passes of other batch sizes or tile layouts differ by about 1e-6 (measured), 1e-5 is plenty.
@@ -40,15 +38,6 @@ def blur_checkpoint(tiny_run, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("deblur") / "deblur.pt"
     torch.save(checkpoint, path)
     return path
-
-
-def run_script(script, prog, monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of a script's main run in-process."""
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", [prog, *argv, "--device", "cpu", "--num-workers", "0"])
-    code = run_cli(script.main, prog=prog)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write_noise_png(path: Path, width: int, height: int, mode: str = "RGB", seed: int = 0) -> None:
