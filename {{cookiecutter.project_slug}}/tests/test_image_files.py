@@ -101,3 +101,16 @@ def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path):
     expected = np.rint(values / 257).astype(np.uint8)  # 65535 / 255 = 257 exactly
     assert np.array_equal(loaded[..., 0], expected) and np.array_equal(loaded[..., 2], expected)
     assert (loaded == 255).mean() < 0.01  # PIL's own convert("RGB") makes 99% of it 255
+
+
+def test_a_photo_taken_sideways_is_loaded_upright(tmp_path):
+    # Stored 40 wide and 20 high, tagged "rotate 90 degrees clockwise to view" (orientation 6),
+    # as phones save a portrait photo: it is 20 wide and 40 high as shown, and so as loaded.
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, :20] = 255  # the left half white: after the turn, the top half
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(tmp_path / "portrait.jpg", exif=exif, quality=100)
+    loaded = np.asarray(load_rgb_image(tmp_path / "portrait.jpg"))
+    assert loaded.shape == (40, 20, 3)
+    assert loaded[:15].mean() > 200 and loaded[25:].mean() < 50

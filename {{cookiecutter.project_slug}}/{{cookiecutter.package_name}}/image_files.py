@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .errors import UserError
 
@@ -17,6 +17,7 @@ HEADER_THREADS = 16
 # Grayscale modes with more than 8 bits a pixel (16-bit PNG and TIFF open as one of these).
 WIDE_GRAYSCALE = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 WIDE_MAX = 65535  # the largest 16-bit value; it maps to 255
+EXIF_ORIENTATION = 0x0112  # the tag a camera sets when it was held turned (1: upright)
 # What a folder search picks up (a file named on the command line is tried whatever its suffix).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 GLOB_CHARACTERS = set("*?[")
@@ -106,12 +107,15 @@ def header_size(path: Path) -> tuple[int, int]:
 
 
 def load_rgb_image(path: str | Path) -> Image.Image:
-    """Open an image file as 8-bit RGB (grayscale and 16-bit scans too).
+    """Open an image file as 8-bit RGB (grayscale and 16-bit scans too), turned upright as its
+    EXIF orientation says (a phone's photo is stored sideways with a tag that says so).
 
     A damaged file (its header may still be fine) is a UserError naming it.
     """
     try:
         with Image.open(path) as image:
+            if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                return to_rgb(ImageOps.exif_transpose(image))
             return to_rgb(image)
     except OSError as error:  # truncated and undecodable files are OSErrors
         raise UserError(f"cannot read the image {path} ({error}); remove or replace it") from None
