@@ -25,7 +25,7 @@ def write_config(folder: Path, text: str, name: str = "flags.yaml") -> Path:
 SETTINGS = {
     "yaml": "lr: 0.01\nbatch-size: 32\nweight_decay: 0.0\ncompile: true\n"
     "prefetch-thread: false\nout_dir: elsewhere\nrun_name: null\n",
-    "toml": 'lr = 0.01\nbatch-size = 32\nweight_decay = 0.0\ncompile = true\n'
+    "toml": "lr = 0.01\nbatch-size = 32\nweight_decay = 0.0\ncompile = true\n"
     'prefetch-thread = false\nout_dir = "elsewhere"\n',
 }
 
@@ -147,5 +147,7 @@ def test_config_yaml_runs_the_same_experiment_again(tiny_run, train_script):
     replay = train_script.parse_args(["--config", str(run_dir / "config.yaml")])
     replayed = {**train_script.engine.args_to_dict(replay), "run_name": "tiny"}
     resolved_at_start = {"world_size", "effective_batch"}
-    assert replayed == {key: value for key, value in recorded.items() if key not in resolved_at_start}
+    assert replayed == {
+        key: value for key, value in recorded.items() if key not in resolved_at_start
+    }
     assert replay.out_dir == tiny_run.run_dir.parent  # a Path again, beside the first run

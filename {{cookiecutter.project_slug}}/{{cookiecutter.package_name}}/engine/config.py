@@ -31,7 +31,7 @@ NOT_REPLAYED = COMMAND_LINE_ONLY | {"run_name", "preprocessing"}
 def parse_args_with_config(
     parser: argparse.ArgumentParser, argv: Sequence[str] | None
 ) -> argparse.Namespace:
-    """Parse argv; with --config FILE, the file's values become the defaults it overrides.
+    """Parse argv; with --config FILE, the file's values become defaults the flags given override.
 
     The parser's --config has the default argparse.SUPPRESS, so the parsed flags (args.json,
     checkpoints) hold the values, never the file's name: a replay records the same flags.
@@ -62,7 +62,8 @@ def read_config(parser: argparse.ArgumentParser, path: Path) -> dict[str, object
         dest = str(key).replace("-", "_")
         if dest in command_line_only:
             raise UserError(
-                f"config file {path} sets {key}, which only the command line may give; remove it from the file"
+                f"config file {path} sets {key}, which only the command line may give; "
+                "remove it from the file"
             )
         if dest not in actions:
             closest = difflib.get_close_matches(dest, actions, n=1, cutoff=0)[0]
@@ -87,10 +88,14 @@ def load_mapping(path: Path) -> Mapping:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"config file {path} does not exist; check the path after --config") from None
+        raise UserError(
+            f"config file {path} does not exist; check the path after --config"
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or "not UTF-8 text"
-        raise UserError(f"cannot read the config file {path} ({reason}); fix or replace it") from None
+        raise UserError(
+            f"cannot read the config file {path} ({reason}); fix or replace it"
+        ) from None
     if suffix in TOML_SUFFIXES:
         try:
             return tomllib.loads(text)
@@ -99,7 +104,9 @@ def load_mapping(path: Path) -> Mapping:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise UserError(f"config file {path} is not valid YAML ({yaml_problem(error)}); fix it") from None
+        raise UserError(
+            f"config file {path} is not valid YAML ({yaml_problem(error)}); fix it"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -144,7 +151,9 @@ def checked(action: argparse.Action, value: object, refuse: str) -> object:
     try:
         return parse_stored_value(action, value if action.type else str(value))
     except argparse.ArgumentTypeError as error:
-        raise UserError(f"{refuse} ({error}); fix the file or give {action.option_strings[0]}") from None
+        raise UserError(
+            f"{refuse} ({error}); fix the file or give {action.option_strings[0]}"
+        ) from None
 
 
 def config_text(args: argparse.Namespace) -> str:
