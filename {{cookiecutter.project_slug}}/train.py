@@ -113,8 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out-dir", type=Path, default=Path("runs"), help="where run folders go")
     add("--run-name", type=cli.folder_name, help="run folder name (default: a timestamp)")
     add("--resume", type=Path, help="checkpoint to continue, or auto: the newest last.pt")
-    add("--config", type=Path, default=argparse.SUPPRESS, metavar="FILE",
-        help="YAML or TOML file of flag defaults; flags given override them")  # fmt: skip
+    add("--config", type=Path, default=argparse.SUPPRESS, help="YAML/TOML file of flag defaults")
     add("--log-graph", action="store_true", help="module graph in TensorBoard")
     add("--viz-graph", action="store_true", help="torchviz autograd graph (viz extra)")
     add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
@@ -125,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags (--config FILE: its values as defaults); with --resume, the ones not given
-    again come from the checkpoint."""
+    """The flags, over --config FILE's values; with --resume, the rest from the checkpoint."""
     parser = build_parser()
     args = engine.parse_args_with_config(parser, argv)
     if args.resume is None:
