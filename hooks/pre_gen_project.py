@@ -34,6 +34,7 @@ ANSWER_ARGUMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 # scripts); a package of the same name would shadow them.
 DEPENDENCIES = {
     *("torch", "torchvision", "tqdm", "tensorboard", "torchinfo", "prefetch_generator"),
+    *("yaml", "tomli"),  # config files (engine/config.py)
     *("numpy", "PIL", "google", "setuptools", "pkg_resources", "pip", "pytest"),
     *("test", "tests", "data", "train"),
 }

@@ -41,6 +41,7 @@ CANNOT_RUN = 2  # exit status: bad flags, or (required) nothing to run it with
 DISCOVER = r"""
 import importlib.util
 import json
+import sys
 try:
     import torch
 except Exception as exc:
@@ -48,7 +49,8 @@ except Exception as exc:
     raise SystemExit(0)
 
 # What train.py imports besides torch (the project's dependencies), looked up, not imported.
-NEEDS = ("torchvision", "numpy", "PIL", "tqdm", "prefetch_generator", "torchinfo", "tensorboard")
+NEEDS = ("torchvision", "numpy", "PIL", "tqdm", "prefetch_generator", "torchinfo", "tensorboard",
+         "yaml", *(("tomli",) if sys.version_info < (3, 11) else ()))
 missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
 if missing:
     print(json.dumps({"torch": None, "missing": ", ".join(missing)}))

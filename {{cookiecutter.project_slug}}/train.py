@@ -9,6 +9,7 @@ for every task.
 
     python train.py                    # learns the task's built-in synthetic data, on any machine
     python train.py --help             # every flag, with its default (README: what each does)
+    python train.py --config my.yaml   # flag defaults from a file (each run saves config.yaml)
     torchrun --nproc_per_node=4 train.py   # the same script on 4 GPUs (DistributedDataParallel)
 """
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out-dir", type=Path, default=Path("runs"), help="where run folders go")
     add("--run-name", type=cli.folder_name, help="run folder name (default: a timestamp)")
     add("--resume", type=Path, help="checkpoint to continue, or auto: the newest last.pt")
+    add("--config", type=Path, default=argparse.SUPPRESS, help="YAML/TOML file of flag defaults")
     add("--log-graph", action="store_true", help="module graph in TensorBoard")
     add("--viz-graph", action="store_true", help="torchviz autograd graph (viz extra)")
     add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
@@ -122,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags; with --resume, the ones not given again come from the checkpoint."""
+    """The flags, over --config FILE's values; with --resume, the rest from the checkpoint."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = engine.parse_args_with_config(parser, argv)
     if args.resume is None:
         return args
     if str(args.resume) == "auto":

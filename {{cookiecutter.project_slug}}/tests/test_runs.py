@@ -19,6 +19,7 @@ def test_run_folder_holds_args_summary_checkpoints_and_events(tiny_run):
     assert args["batch_size"] == 16 and args["epochs"] == 2
     assert args["effective_batch"] == 16 and args["world_size"] == 1
     assert (run_dir / "args.txt").read_text().startswith("Namespace(")
+    assert (run_dir / "config.yaml").is_file()  # test_config.py replays it
     assert "Total params" in (run_dir / "model_summary.txt").read_text()
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     assert (run_dir / "checkpoints" / "best.pt").is_file()
@@ -38,12 +39,14 @@ def snapshot(folder) -> dict:
 def test_resume_continues_the_run_with_its_own_flags(tiny_run, train_script, tmp_path):
     run_dir = copy_of_tiny_run(tiny_run, tmp_path)
     before = (run_dir / "args.json").read_text()
+    config_before = (run_dir / "config.yaml").read_text()  # the first start's, kept
     last = run_dir / "checkpoints" / "last.pt"
     args = train_script.parse_args(["--resume", str(last), "--epochs", "3"])
     assert (args.width, args.batch_size, args.synthetic_size) == (8, 16, 96)  # the run's flags
     result = train_script.train(args)
     assert result.run_dir == run_dir.resolve()
     assert (run_dir / "args.json").read_text() == before
+    assert (run_dir / "config.yaml").read_text() == config_before
     assert json.loads((run_dir / "args-resume-step12.json").read_text())["epochs"] == 3
     steps = scalar_steps(run_dir, "train/loss")
     assert steps == [2, 4, 6, 8, 10, 12, 14, 16, 18]

@@ -1,15 +1,17 @@
 """Task-agnostic training machinery, by stage; the scripts reach it as `engine.<name>`.
 
-cli: flags and how a script ends; loader: resumable, seeded DataLoaders; devices: device
-choice and torchrun/DDP; step: optimizer, schedule, mixed precision, TrainStep; loop: prefetch,
-timing, stop signals; checkpoint: atomic checkpoints; runs: run folders and resuming;
-reporting: TensorBoard, terminal lines, model graphs; inference: model cards and predictors;
-exports: pt2, ONNX and safetensors files, written, verified and run.
+cli: flags and how a script ends; config: --config files and each run's config.yaml; loader:
+resumable, seeded DataLoaders; devices: device choice and torchrun/DDP; step: optimizer,
+schedule, mixed precision, TrainStep; loop: prefetch, timing, stop signals; checkpoint: atomic
+checkpoints; runs: run folders and resuming; reporting: TensorBoard, terminal lines, model
+graphs; inference: model cards and predictors; exports: pt2, ONNX and safetensors files,
+written, verified and run.
 """
 
 from ..errors import UserError
 from .checkpoint import RunCheckpoints, TrainState, load_checkpoint, load_model_weights
 from .cli import SMOKE_SETTINGS, run_cli
+from .config import config_text, parse_args_with_config, read_config
 from .devices import (
     DEVICE_CHOICES,
     barrier,
@@ -85,6 +87,7 @@ __all__ = [
     "build_prediction_loader",
     "build_ema",
     "build_optimization",
+    "config_text",
     "DEFAULT_NUM_WORKERS",
     "DEVICE_CHOICES",
     "eager_predictor",
@@ -110,11 +113,13 @@ __all__ = [
     "open_run_dir",
     "open_writer",
     "OPTIMIZERS",
+    "parse_args_with_config",
     "parse_resumed_args",
     "place_model",
     "PredictionBatch",
     "Predictor",
     "process_group",
+    "read_config",
     "require_torchviz",
     "require_export_packages",
     "resolve_batch_size",

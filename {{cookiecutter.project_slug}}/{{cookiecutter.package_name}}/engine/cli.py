@@ -136,11 +136,7 @@ def check_stored_values(
             continue
         value, flag = stored[action.dest], action.option_strings[0]
         try:
-            if action.type is not None and not isinstance(value, bool):
-                action.type(str(value))
-            if action.choices is not None and value not in action.choices:
-                choices = ", ".join(map(str, action.choices))
-                raise argparse.ArgumentTypeError(f"{value!r} is not one of {choices}")
+            parse_stored_value(action, value)
         except argparse.ArgumentTypeError as error:
             fix = "use a checkpoint as train.py wrote it"
             if overridable is None or action.dest in overridable:
@@ -148,6 +144,20 @@ def check_stored_values(
             raise UserError(
                 f"{source} stores {flag} {value}, which the command line refuses ({error}); {fix}"
             ) from None
+
+
+def parse_stored_value(action: argparse.Action, value: object) -> object:
+    """A value read from a file, taken as its flag takes it from the command line: through the
+    flag's type (as text) and choices; argparse.ArgumentTypeError says why it is refused."""
+    if action.type is not None and not isinstance(value, bool):
+        try:
+            value = action.type(str(value))
+        except (TypeError, ValueError):  # argparse's own answer to a type that raises these
+            raise argparse.ArgumentTypeError(f"invalid value {value!r}") from None
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {choices}")
+    return value
 
 
 __all__ = ["DivergedError", "UserError", "run_cli", "stop_worker_processes", "user_message"]

@@ -26,6 +26,7 @@ from .checkpoint import (
     write_failure,
 )
 from .cli import check_stored_values
+from .config import CONFIG_FILE, config_text
 from .devices import effective_batch, world_size
 from .step import MixedPrecision, apply_schedule
 
@@ -353,6 +354,7 @@ def open_run_dir(
     try:
         lock.acquire(run_dir)
         save_args(run_dir, args, **resolved)
+        write_text_atomic(run_dir / CONFIG_FILE, config_text(args))  # --config replays it
     except OSError as error:  # e.g. a full disk: leave no empty run folder behind
         lock.release()
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -1,0 +1,175 @@
+"""Config files: `--config FILE` (YAML or TOML) sets the flags' defaults, the command line
+overrides them; each run folder gets its resolved flags back as config.yaml, which --config
+replays."""
+
+import argparse
+import difflib
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+from .cli import parse_stored_value
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the backport, a dependency on Python 3.10 only
+    import tomli as tomllib
+
+CONFIG_FILE = "config.yaml"  # the name in each run folder
+YAML_SUFFIXES, TOML_SUFFIXES = (".yaml", ".yml"), (".toml",)
+# Flags a file may not set: a resumed run's flags come from its checkpoint, files do not nest,
+# and run_cli reads --debug from the command line before any file is read.
+COMMAND_LINE_ONLY = frozenset({"config", "resume", "debug"})
+# What config.yaml leaves out besides those: a replay gets a new run folder (the old name is
+# taken), and the input format a resumed checkpoint recorded is no flag.
+NOT_REPLAYED = COMMAND_LINE_ONLY | {"run_name", "preprocessing"}
+
+
+def parse_args_with_config(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """Parse argv; with --config FILE, the file's values become defaults the flags given override.
+
+    The parser's --config has the default argparse.SUPPRESS, so the parsed flags (args.json,
+    checkpoints) hold the values, never the file's name: a replay records the same flags.
+    """
+    args = parser.parse_args(argv)
+    path = vars(args).pop("config", None)
+    if path is None:
+        return args
+    if getattr(args, "resume", None) is not None:
+        raise UserError(
+            "--config and --resume do not go together: a resumed run takes its flags from its "
+            "checkpoint; drop --config"
+        )
+    parser.set_defaults(**read_config(parser, path))
+    args = parser.parse_args(argv)
+    del args.config
+    return args
+
+
+def read_config(parser: argparse.ArgumentParser, path: Path) -> dict[str, object]:
+    """The flag values a config file sets, by dest, each checked as the command line would."""
+    flags = [action for action in parser._actions if action.option_strings]
+    # Flags that hold no value (--help, --list-archs: they act and exit) are command-line only.
+    actions = {action.dest: action for action in flags if action.default is not argparse.SUPPRESS}
+    command_line_only = COMMAND_LINE_ONLY | {action.dest for action in flags} - actions.keys()
+    values: dict[str, object] = {}
+    for key, value in load_mapping(path).items():
+        dest = str(key).replace("-", "_")
+        if dest in command_line_only:
+            raise UserError(
+                f"config file {path} sets {key}, which only the command line may give; "
+                "remove it from the file"
+            )
+        if dest not in actions:
+            closest = difflib.get_close_matches(dest, actions, n=1, cutoff=0)[0]
+            raise UserError(
+                f"config file {path} has an unknown key {key!r}; the closest flag is "
+                f"{closest!r} (--{closest.replace('_', '-')}; see --help)"
+            )
+        if dest in values:
+            raise UserError(f"config file {path} sets {dest} twice (as _ and as -); keep one")
+        values[dest] = file_value(actions[dest], value, path)
+    return values
+
+
+def load_mapping(path: Path) -> Mapping:
+    """A YAML or TOML file's top-level mapping (empty for an empty YAML file)."""
+    suffix = path.suffix.lower()
+    if suffix not in YAML_SUFFIXES + TOML_SUFFIXES:
+        raise UserError(
+            f"config file {path} is neither YAML (.yaml, .yml) nor TOML (.toml); "
+            "give --config a file with one of those suffixes"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(
+            f"config file {path} does not exist; check the path after --config"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        raise UserError(
+            f"cannot read the config file {path} ({reason}); fix or replace it"
+        ) from None
+    if suffix in TOML_SUFFIXES:
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise UserError(f"config file {path} is not valid TOML ({error}); fix it") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise UserError(
+            f"config file {path} is not valid YAML ({yaml_problem(error)}); fix it"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(
+            f"config file {path} holds a {type(data).__name__}, not a mapping of flags to "
+            "values; write one `name: value` line per flag"
+        )
+    return data
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's several-line error as one clause: the problem and its line."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(error).split())
+    return f"line {mark.line + 1}: {problem}"
+
+
+def file_value(action: argparse.Action, value: object, path: Path) -> object:
+    """`value` from the file as the flag takes it, or a UserError with the flag's own reason."""
+    flag = action.option_strings[0]
+    refuse = f"config file {path} sets {action.dest} to {value!r}, which {flag} refuses"
+    if value is None:
+        if action.default is None:  # a flag that is unset by default (e.g. --run-name)
+            return None
+        raise UserError(f"{refuse}: it needs a value; give one, or remove the key")
+    if action.nargs == 0:  # an on/off flag (store_true, --x/--no-x)
+        if not isinstance(value, bool):
+            raise UserError(f"{refuse}: it is on or off; write true or false")
+        return value
+    if action.nargs in (None, "?"):
+        if isinstance(value, (bool, list, dict)):
+            raise UserError(f"{refuse}: it takes one value, like its command line form")
+        return checked(action, value, refuse)
+    if not isinstance(value, list):  # a flag of several values (nargs): a list of them
+        raise UserError(f"{refuse}: it takes a list of values")
+    return [checked(action, item, refuse) for item in value]
+
+
+def checked(action: argparse.Action, value: object, refuse: str) -> object:
+    """One value through the flag's type and choices, as text like the command line's."""
+    try:
+        return parse_stored_value(action, value if action.type else str(value))
+    except argparse.ArgumentTypeError as error:
+        raise UserError(
+            f"{refuse} ({error}); fix the file or give {action.option_strings[0]}"
+        ) from None
+
+
+def config_text(args: argparse.Namespace) -> str:
+    """The run's resolved flags as config.yaml: `train.py --config` with it runs the run again."""
+    flags = {key: plain(value) for key, value in vars(args).items() if key not in NOT_REPLAYED}
+    header = (
+        "# The resolved flags of this run: python train.py --config <this file> runs it again\n"
+        "# (in a new run folder; flags given on the command line override these).\n"
+    )
+    return header + yaml.safe_dump(flags, sort_keys=True, default_flow_style=False)
+
+
+def plain(value: object) -> object:
+    """A value as YAML's safe types: a path as text, a tuple as a list."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return [plain(item) for item in value]
+    return value
