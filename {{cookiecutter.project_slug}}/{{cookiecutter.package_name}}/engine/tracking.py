@@ -96,10 +96,8 @@ class MlflowTracker:
     folders (runs/mlflow.db), its artifacts in runs/mlartifacts."""
 
     def __init__(self, run_dir: Path, run_id: str | None) -> None:
-        from mlflow.entities import RunStatus
         from mlflow.tracking import MlflowClient
 
-        self.running = RunStatus.to_string(RunStatus.RUNNING)
         uri = os.environ.get("MLFLOW_TRACKING_URI")
         out_dir = run_dir.resolve().parent  # --out-dir, also when a resume names another
         self.client = MlflowClient(uri or f"sqlite:///{out_dir / 'mlflow.db'}")
@@ -114,7 +112,7 @@ class MlflowTracker:
         if run_id is None:
             run_id = self.client.create_run(experiment_id, run_name=run_dir.name).info.run_id
         else:  # steps a crashed process logged after its checkpoint are in already
-            self.client.update_run(run_id, status=self.running)
+            self.client.update_run(run_id, status="RUNNING")
             for key in self.client.get_run(run_id).data.metrics:
                 history = self.client.get_metric_history(run_id, key)
                 self.logged_through[key] = max(metric.step for metric in history)
@@ -271,7 +269,10 @@ def open_trackers(
             except Exception as error:
                 warn_failed(name, error)
     best = run_dir / "checkpoints" / "best.pt" if args.log_checkpoints else None
-    return Trackers(run_dir, writer, others, best)
+    trackers = Trackers(run_dir, writer, others, best)
+    # A run resumed without one of its trackers keeps that run's id for a later resume.
+    trackers.run_ids = {**saved, **trackers.run_ids}
+    return trackers
 
 
 def warn_failed(name: str, error: Exception) -> None:
