@@ -2,7 +2,7 @@
 
 Read top to bottom, in the order of the recipe: imports, seed, arguments, then main():
 dataset transform -> dataset / dataloader -> network -> loss -> device -> optimizer ->
-checkpoint -> TensorBoard writer -> main loop (train an epoch, evaluate, save checkpoints).
+checkpoint -> trackers (TensorBoard, ...) -> main loop (train an epoch, evaluate, save checkpoints).
 What differs between tasks (flags, data, model config, loss, metrics, pictures) comes from the
 task module, the machinery (devices, checkpoints, logging) from engine/: this file is the same
 for every task.
@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torch.utils.tensorboard import SummaryWriter
 from torchinfo import summary
 from tqdm import tqdm
 
@@ -114,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--run-name", type=cli.folder_name, help="run folder name (default: a timestamp)")
     add("--resume", type=Path, help="checkpoint to continue, or auto: the newest last.pt")
     add("--config", type=Path, default=argparse.SUPPRESS, help="YAML/TOML file of flag defaults")
+    add("--tracker", type=engine.tracker_names, default="tensorboard",
+        help=f"where to log, comma-separated: {','.join(engine.TRACKERS)}")  # fmt: skip
+    add("--log-checkpoints", action="store_true", help="best.pt to MLflow / W&B at the end")
     add("--log-graph", action="store_true", help="module graph in TensorBoard")
     add("--viz-graph", action="store_true", help="torchviz autograd graph (viz extra)")
     add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
@@ -151,9 +153,9 @@ class TrainResult:
 
 @dataclass
 class Run:
-    """What the loop reports to and answers to: TensorBoard, a stop request, last.pt."""
+    """What the loop reports to and answers to: the trackers, a stop request, last.pt."""
 
-    writer: SummaryWriter
+    trackers: engine.Trackers
     stop: engine.StopRequest
     save_last: Callable[[], None]
 
@@ -216,25 +218,25 @@ def train(args: argparse.Namespace) -> TrainResult:
     state = engine.restore_training(args, model, optimizer, scheduler, precision, ema)
     run_lock = engine.RunDirLock()
     run_dir, is_new_run = engine.on_main_process(lambda: engine.open_run_dir(args, state, run_lock))
+    # Open the trackers (--tracker; a resumed run continues its own): their run ids go into
+    # the checkpoints. A new run also gets a first look at its model and data.
+    trackers = engine.open_trackers(args, run_dir, is_new_run, state)
+    if is_new_run and engine.is_main_process():
+        log_first_look(trackers, model, criterion, data, device, args)
     checkpoints = engine.RunCheckpoints(
         run_dir / "checkpoints", state, precision.state_dict, task=task.NAME, model=model,
         model_config=model_config, classes=data.classes, preprocessing=data.preprocessing,
         optimizer=optimizer, scheduler=scheduler, args=engine.args_to_dict(args), ema=ema,
-        keep_top_k=args.keep_top_k,
+        keep_top_k=args.keep_top_k, trackers=trackers.run_ids,
     )  # fmt: skip
-
-    # Create TensorBoard writer (a new run also gets a first look at its model and data)
-    writer = engine.open_writer(run_dir, is_new_run, state)
-    if is_new_run and engine.is_main_process():
-        log_first_look(writer, model, criterion, data, device, args)
     if engine.is_main_process():
         tqdm.write(engine.start_line(run_dir, is_new_run, state, device, args))
 
     # Main loop: train an epoch, evaluate, save checkpoints; a stop signal saves and ends it.
     steps_per_epoch = math.ceil(len(train_loader) / args.accum_steps)
     losses: list[float] = []
-    with run_lock, writer, engine.StopRequest() as stop, checkpoints.explain_divergence():
-        run = Run(writer, stop, checkpoints.save_last)
+    with run_lock, trackers, engine.StopRequest() as stop, checkpoints.explain_divergence():
+        run = Run(trackers, stop, checkpoints.save_last)
         while state.epoch < args.epochs and not reached_max_steps(state, args):
             epoch_started = time.perf_counter()
             # Training mode, but for what --freeze-backbone keeps frozen. DDP syncs only the
@@ -254,7 +256,7 @@ def train(args: argparse.Namespace) -> TrainResult:
             checkpoints.save_epoch(value, task.HIGHER_IS_BETTER, task.BEST_METRIC)
             line = f"epoch {state.epoch}/{args.epochs}  step {state.global_step}  "
             line += f"{task.describe(metrics)}  ({time.perf_counter() - epoch_started:.1f} s)"
-            engine.log_validation(writer, metrics, state.global_step, line)
+            engine.log_validation(trackers, metrics, state.global_step, line)
             if stop.requested:  # it came during the evaluation; last.pt is current
                 break
     engine.barrier()  # no rank leaves while rank 0 still writes the last checkpoint
@@ -266,22 +268,22 @@ def train(args: argparse.Namespace) -> TrainResult:
 
 
 def log_first_look(
-    writer: SummaryWriter, model: nn.Module, criterion: nn.Module, data, device: torch.device, args
+    trackers: engine.Trackers, model: nn.Module, criterion: nn.Module, data, device, args
 ) -> None:
-    """A new run's model summary (printed, saved, in TensorBoard), samples, flags and graphs."""
-    run_dir = Path(writer.get_logdir())
+    """A new run's model summary (printed, saved, tracked), samples, flags and graphs."""
     with torch.random.fork_rng(devices=[]):  # the dummy input and samples draw random numbers
         input_size = (1, data.in_channels, args.image_size, args.image_size)
         model_summary = str(summary(model, input_size, device=device, verbose=0, mode="eval"))
         tqdm.write(model_summary)
-        engine.save_text(run_dir / "model_summary.txt", model_summary + "\n")
-        writer.add_text("model/summary", f"```\n{model_summary}\n```")
-        writer.add_image("data/train_samples", task.preview(data))
-        engine.log_hparams(writer, engine.args_to_dict(args), task.HPARAM_METRICS)
+        trackers.log_text("model/summary", model_summary, "model_summary.txt")
+        trackers.log_params(engine.args_to_dict(args), task.HPARAM_METRICS)
+        trackers.tensorboard.add_image("data/train_samples", task.preview(data))
         if args.log_graph:
-            engine.log_module_graph(writer, model, torch.zeros(input_size, device=device))
+            example = torch.zeros(input_size, device=device)
+            engine.log_module_graph(trackers.tensorboard, model, example)
     if args.viz_graph:
-        tqdm.write(engine.save_autograd_graph(model, criterion, data.train, run_dir, device))
+        graph = engine.save_autograd_graph(model, criterion, data.train, trackers.run_dir, device)
+        tqdm.write(graph)
 
 
 def reached_max_steps(state: engine.TrainState, args: argparse.Namespace) -> bool:
@@ -337,12 +339,12 @@ def train_one_epoch(
             if log_due or run.stop.requested:
                 run.stop.agree(step.device)  # under torchrun, a signal on any rank stops them all
                 mean_loss = engine.sum_across_ranks(torch.stack(step_losses).mean()) / processes
-                logged.append(engine.log_training(run.writer, progress, timer, mean_loss, lr,
+                logged.append(engine.log_training(run.trackers, progress, timer, mean_loss, lr,
                                                   state.global_step, args.num_workers))  # fmt: skip
                 step_losses.clear()
             if engine.is_main_process():
                 task.log_step_images(
-                    run.writer, state.global_step, (images, outputs, targets), args
+                    run.trackers.tensorboard, state.global_step, (images, outputs, targets), args
                 )
             if checkpoint_due:
                 run.save_last()

@@ -17,6 +17,7 @@ from {{ cookiecutter.package_name }}.engine.step import (
     build_scheduler,
     resolve_amp_dtype,
 )
+from {{ cookiecutter.package_name }}.engine.tracking import Trackers
 
 from .conftest import TINY_RUN_FLAGS, model_of_this_task
 
@@ -44,10 +45,10 @@ def one_clipped_step(train_script, tmp_path, clip: float) -> float:
     scheduler = build_scheduler(optimizer, "constant", 0, 10)
     data = TensorDataset(100 * torch.randn(16, 8), torch.randint(0, 3, (16,)))
     args = train_script.parse_args(["--grad-clip", str(clip), "--log-every", "1"])
-    with SummaryWriter(tmp_path) as writer:
+    with Trackers(tmp_path, SummaryWriter(tmp_path), {}) as trackers:
         step = TrainStep(model, nn.CrossEntropyLoss(), optimizer, scheduler, torch.device("cpu"),
                          grad_clip=args.grad_clip)  # fmt: skip
-        run = train_script.Run(writer, StopRequest(), save_last=lambda: None)
+        run = train_script.Run(trackers, StopRequest(), save_last=lambda: None)
         train_script.train_one_epoch(step, DataLoader(data, batch_size=16), TrainState(), run, args)
     moved = [p.detach() - b for p, b in zip(model.parameters(), before, strict=True)]
     return torch.linalg.vector_norm(torch.cat([m.flatten() for m in moved])).item()
@@ -114,9 +115,9 @@ def test_no_host_device_sync_outside_log_steps_on_cuda(train_script, tmp_path, m
     monkeypatch.setattr(train_script.engine, "log_training", log_with_syncs_allowed)
     torch.cuda.set_sync_debug_mode("error")  # any other sync raises
     try:
-        with SummaryWriter(tmp_path) as writer:
+        with Trackers(tmp_path, SummaryWriter(tmp_path), {}) as trackers:
             step = TrainStep(model, criterion, optimizer, scheduler, device)
-            run = train_script.Run(writer, StopRequest(), save_last=lambda: None)
+            run = train_script.Run(trackers, StopRequest(), save_last=lambda: None)
             train_script.train_one_epoch(step, batches, TrainState(), run, args)
     finally:
         torch.cuda.set_sync_debug_mode("default")

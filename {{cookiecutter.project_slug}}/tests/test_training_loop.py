@@ -12,6 +12,7 @@ from {{ cookiecutter.package_name }}.engine.step import (
     TrainStep,
     build_scheduler,
 )
+from {{ cookiecutter.package_name }}.engine.tracking import Trackers
 
 from . import task_cases
 from .conftest import TINY_RUN_FLAGS, scalar_steps
@@ -66,9 +67,9 @@ def test_accumulation_equals_one_big_batch_including_a_short_last_group(train_sc
     args = train_script.parse_args(["--accum-steps", "2", "--log-every", "1", "--epochs", "1"])
     loader = DataLoader(TensorDataset(images, targets), batch_size=8)
     state = TrainState()
-    with SummaryWriter(tmp_path) as writer:
+    with Trackers(tmp_path, SummaryWriter(tmp_path), {}) as trackers:
         step = TrainStep(model, criterion, optimizer, scheduler, torch.device("cpu"), accum_steps=2)
-        run = train_script.Run(writer, StopRequest(), save_last=lambda: None)
+        run = train_script.Run(trackers, StopRequest(), save_last=lambda: None)
         train_script.train_one_epoch(step, loader, state, run, args)
     assert state.global_step == 2
     for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):

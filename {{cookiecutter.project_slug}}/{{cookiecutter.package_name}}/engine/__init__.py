@@ -3,9 +3,9 @@
 cli: flags and how a script ends; config: --config files and each run's config.yaml; loader:
 resumable, seeded DataLoaders; devices: device choice and torchrun/DDP; step: optimizer,
 schedule, mixed precision, TrainStep; loop: prefetch, timing, stop signals; checkpoint: atomic
-checkpoints; runs: run folders and resuming; reporting: TensorBoard, terminal lines, model
-graphs; inference: model cards and predictors; exports: pt2, ONNX and safetensors files,
-written, verified and run.
+checkpoints; runs: run folders and resuming; reporting: logged values, terminal lines, model
+graphs; tracking: TensorBoard, MLflow, W&B and CSV behind one interface; inference: model cards
+and predictors; exports: pt2, ONNX and safetensors files, written, verified and run.
 """
 
 from ..errors import UserError
@@ -52,7 +52,6 @@ from .reporting import (
     log_module_graph,
     log_training,
     log_validation,
-    open_writer,
     require_torchviz,
     save_autograd_graph,
     start_line,
@@ -75,6 +74,7 @@ from .step import (
     build_ema,
     build_optimization,
 )
+from .tracking import TRACKERS, Trackers, open_trackers, tracker_names
 
 # What train.py and test.py use, as engine.<name>.
 __all__ = [
@@ -111,7 +111,7 @@ __all__ = [
     "model_card",
     "on_main_process",
     "open_run_dir",
-    "open_writer",
+    "open_trackers",
     "OPTIMIZERS",
     "parse_args_with_config",
     "parse_resumed_args",
@@ -137,6 +137,9 @@ __all__ = [
     "StepTimer",
     "StopRequest",
     "sum_across_ranks",
+    "tracker_names",
+    "TRACKERS",
+    "Trackers",
     "TrainState",
     "TrainStep",
     "UserError",

@@ -101,6 +101,7 @@ def save_checkpoint(
     task: str | None = None,
     preprocessing: dict | None = None,
     ema: AveragedModel | None = None,
+    trackers: dict[str, str] | None = None,
 ) -> None:
     """Write everything needed to evaluate the model or to continue training, atomically.
 
@@ -128,6 +129,8 @@ def save_checkpoint(
         "state": asdict(state),
         "args": args,
         "rng": capture_rng_state(),
+        # the MLflow / W&B run ids ({"mlflow": id}), so a resumed run continues those runs
+        "trackers": dict(trackers or {}),
     }
     atomic_save(payload, path)
 

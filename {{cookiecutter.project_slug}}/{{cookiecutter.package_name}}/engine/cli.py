@@ -15,10 +15,11 @@ from ..errors import DivergedError, UserError
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
 MAX_IMAGE_SIZE = 4096  # far past what fits a batch in memory; a typo (100000) stops here
 WORKERS_PER_CORE = 4  # more loader processes than this per core only compete for the cores
-# train.py --smoke-test: the flags of its two steps (the task adds its own smallest sizes).
+# train.py --smoke-test: the flags of its two steps (the task adds its own smallest sizes);
+# TensorBoard alone, so that no smoke test lands in MLflow or W&B.
 SMOKE_SETTINGS = {"dataset": "synthetic", "batch_size": 8, "accum_steps": 1, "epochs": 1,
                   "max_steps": 2, "log_every": 1, "num_workers": 0, "run_name": "smoke",
-                  "resume": None}  # fmt: skip
+                  "resume": None, "tracker": "tensorboard"}  # fmt: skip
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -1,5 +1,6 @@
-"""What a run reports: TensorBoard scalars and HParams, the tqdm postfix, the per-epoch and
-end-of-run lines, and pictures of the model (module graph, autograd graph)."""
+"""What a run reports: training and validation scalars (to the trackers of tracking.py),
+TensorBoard's HParams, the tqdm postfix, the per-epoch and end-of-run lines, and pictures of
+the model (module graph, autograd graph)."""
 
 import argparse
 import copy
@@ -7,6 +8,7 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,12 +19,15 @@ from tqdm import tqdm
 
 from ..errors import DivergedError, UserError
 from .checkpoint import RunCheckpoints, TrainState
-from .devices import effective_batch, is_distributed, is_main_process, world_size
+from .devices import effective_batch, is_distributed, world_size
 from .loop import StepTimer
+
+if TYPE_CHECKING:  # tracking.py imports this module
+    from .tracking import Trackers
 
 
 def log_training(
-    writer: SummaryWriter,
+    trackers: "Trackers",
     progress: tqdm,
     timer: StepTimer,
     mean_loss: torch.Tensor,
@@ -39,10 +44,8 @@ def log_training(
     if not math.isfinite(loss):
         raise DivergedError(f"the training loss became {loss} by step {step}")
     perf = timer.report()
-    writer.add_scalar("train/loss", loss, step)
-    writer.add_scalar("train/lr", lr, step)
-    for name, value in perf.items():
-        writer.add_scalar(f"perf/{name}", value, step)
+    perf_values = {f"perf/{name}": value for name, value in perf.items()}
+    trackers.add_scalars({"train/loss": loss, "train/lr": lr, **perf_values}, step)
     progress.set_postfix(
         loss=f"{loss:.4f}",
         lr=f"{lr:.2e}",
@@ -58,23 +61,11 @@ def log_training(
     return loss
 
 
-def log_validation(writer: SummaryWriter, metrics: dict[str, float], step: int, line: str) -> None:
-    """Write the validation metrics to TensorBoard (all but the sample count) and `line` to
-    the terminal."""
-    for name, value in metrics.items():
-        if name != "samples":
-            writer.add_scalar(f"val/{name}", value, step)
+def log_validation(trackers: "Trackers", metrics: dict[str, float], step: int, line: str) -> None:
+    """Log the validation metrics (all but the sample count) and write `line` to the terminal."""
+    values = {f"val/{name}": value for name, value in metrics.items() if name != "samples"}
+    trackers.add_scalars(values, step)
     tqdm.write(line)
-
-
-def open_writer(run_dir: Path, is_new_run: bool, state: TrainState) -> SummaryWriter:
-    """The run's TensorBoard writer; under torchrun only rank 0 writes, the others discard.
-
-    A resumed run drops the events logged after its checkpoint, so no step appears twice.
-    """
-    if not is_main_process():
-        return SilentWriter()
-    return SummaryWriter(run_dir, purge_step=None if is_new_run else state.global_step + 1)
 
 
 class SilentWriter:

@@ -202,7 +202,8 @@ CHANGEABLE_ON_RESUME = frozenset(
     {"epochs", "max_steps", "num_workers", "prefetch_thread", "device", "log_every",
      "ckpt_every_steps",
      "download", "data_dir", "out_dir", "run_name", "resume", "debug", "smoke_test",
-     "channels_last", "compile", "sync_bn", "log_graph", "viz_graph"}
+     "channels_last", "compile", "sync_bn", "log_graph", "viz_graph",
+     "tracker", "log_checkpoints"}
 )  # fmt: skip
 _UNSET = object()
 
