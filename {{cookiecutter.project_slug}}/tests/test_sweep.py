@@ -2,6 +2,7 @@
 and bad input refused before anything is written. Trials run in-process on the tiny data."""
 
 import os
+import signal
 import socket
 import sys
 
@@ -99,6 +100,29 @@ def test_a_pruned_trial_stops_after_its_epoch_with_its_run_saved(
     assert trial.state == STATES.PRUNED and list(trial.intermediate_values) == [1]
     last = tmp_path / "sweeps" / "s" / "runs" / "trial-0000" / "checkpoints" / "last.pt"
     assert torch.load(last, weights_only=True)["state"]["epoch"] == 1  # stopped after epoch 1
+
+
+def test_ctrl_c_stops_the_trial_saved_and_the_rerun_gives_its_budget_to_a_new_one(
+    sweep_script, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+
+    def ctrl_c_after_the_first_epoch(self) -> bool:
+        signal.raise_signal(signal.SIGINT)  # as a Ctrl-C while the epoch is validated
+        return False
+
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", ctrl_c_after_the_first_epoch)
+    argv = ["--study", "s", "--trials", "1", *SEARCH, *TRIAL_FLAGS]
+    code, out, _ = run_sweep(sweep_script, monkeypatch, capsys, *argv)
+    assert code == 128 + signal.SIGINT, out
+    last = tmp_path / "sweeps" / "s" / "runs" / "trial-0000" / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)["state"]
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 1)  # stopped after the next step
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: False)
+    code, out, _ = run_sweep(sweep_script, monkeypatch, capsys, *argv)
+    assert code == 0, out
+    states = [trial.state for trial in load_study(tmp_path / "sweeps").get_trials()]
+    assert states == [STATES.FAIL, STATES.COMPLETE]
 
 
 BAD_INPUT = [
