@@ -14,10 +14,10 @@ direction; Optuna's median pruner stops a trial whose epochs fall behind (--no-p
 """
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -81,6 +81,7 @@ def parse_space(
     flags = {action.dest: action for action in parser._actions if action.option_strings}
     space = {}
     for name, spec in specs.items():
+        name = str(name)  # a --space file's key may be read as a number
         action = flags.get(name.replace("-", "_"))
         if action is None or action.nargs == 0 or action.default is argparse.SUPPRESS:
             raise engine.UserError(
@@ -172,9 +173,9 @@ def run_trial(trial, flags: list[str], train_script, optuna) -> int:
             pruned.append(epoch)
         return not pruned
 
-    train_args = train_script.parse_args(flags)
-    train_script.seed_everything(train_args.seed, train_args.deterministic)
     try:
+        train_args = train_script.parse_args(flags)
+        train_script.seed_everything(train_args.seed, train_args.deterministic)
         result = train_script.train(train_args, keep_going)
     except engine.UserError as error:  # diverged, or a flag value this data cannot take
         study_tell(trial, states.FAIL)
@@ -231,30 +232,33 @@ def start_workers(argv: list[str], jobs: int) -> list[subprocess.Popen]:
     GPUs), or a share of the CPU's threads each (this process keeps one share)."""
     if jobs == 1:
         return []
-    gpus = torch.cuda.device_count()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # the GPUs this sweep may use
+    gpus = (
+        visible.split(",")
+        if visible
+        else [str(index) for index in range(torch.cuda.device_count())]
+    )
     threads = max(1, (os.cpu_count() or 1) // jobs)
     torch.set_num_threads(threads)
     workers = []
     for index in range(1, jobs):
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        if gpus > 1:
-            env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+        if len(gpus) > 1:  # this process keeps the first GPU (cuda:0)
+            env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
         command = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker"]
         workers.append(subprocess.Popen(command, env=env))
-    if gpus > 1:
-        torch.cuda.set_device(0)
     return workers
 
 
 def wait_for(workers: list[subprocess.Popen]) -> int:
-    """The workers' end (a Ctrl-C reaches them too: each stops its trial); the first error code."""
+    """The workers' end; the first error code. A Ctrl-C in the terminal reaches every process of
+    the sweep: each worker stops its trial as train.py stops, so this one waits for them."""
     codes = []
     for worker in workers:
-        try:
-            codes.append(worker.wait())
-        except KeyboardInterrupt:
-            worker.send_signal(signal.SIGINT)
-            codes.append(worker.wait())
+        while worker.returncode is None:
+            with contextlib.suppress(KeyboardInterrupt):
+                worker.wait()
+        codes.append(worker.returncode)
     return next((code for code in codes if code), 0)
 
 
@@ -269,11 +273,8 @@ def report(study, sweep_dir: Path, optuna) -> None:
                      trial.user_attrs.get("run_dir", ""), params))  # fmt: skip
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
-            + "  "
-            + row[4]
-        )
+        cells = "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+        print(f"{cells}  {row[4]}")
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if complete:
         best = study.best_trial

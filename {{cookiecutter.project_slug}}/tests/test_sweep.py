@@ -125,6 +125,23 @@ def test_ctrl_c_stops_the_trial_saved_and_the_rerun_gives_its_budget_to_a_new_on
     assert states == [STATES.FAIL, STATES.COMPLETE]
 
 
+def test_jobs_start_workers_on_the_study_each_with_a_gpu_or_a_share_of_threads(
+    sweep_script, monkeypatch
+):
+    started = []
+    monkeypatch.setattr(sweep_script.subprocess, "Popen", lambda *a, **k: started.append((a, k)))
+    monkeypatch.setattr(sweep_script.torch, "set_num_threads", lambda threads: None)
+    monkeypatch.setattr(sweep_script.os, "cpu_count", lambda: 12)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    assert sweep_script.start_workers(["--study", "s"], 1) == []  # --jobs 1: this process alone
+    workers = sweep_script.start_workers(["--study", "s"], 3)
+    assert len(workers) == 2
+    for index, ((command,), options) in enumerate(started, start=1):
+        assert command[-3:] == ["--study", "s", "--worker"]
+        assert options["env"]["OMP_NUM_THREADS"] == "4"  # 12 cores, 3 processes
+        assert options["env"]["CUDA_VISIBLE_DEVICES"] == ["4", "5"][index % 2]
+
+
 BAD_INPUT = [
     (["--param", "lr=normal:1:2"], "is not a search spec"),
     (["--param", "lr=uniform:0.1"], "is not a search spec"),
