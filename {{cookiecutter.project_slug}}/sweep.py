@@ -324,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     code = wait_for(workers) or code
     if not args.worker:
         report(study, sweep_dir, optuna)
+    if code and not args.worker:  # its stopped trials are failed ones: new trials replace them
+        print("sweep stopped; the same command again continues the study", file=sys.stderr)
     return code
 
 
