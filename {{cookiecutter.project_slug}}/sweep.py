@@ -38,7 +38,8 @@ TRAIN_SCRIPT = Path(__file__).with_name("train.py")
 
 def build_parser() -> argparse.ArgumentParser:
     """The sweep's own flags; every other flag is train.py's, given to each trial."""
-    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    epilog = "Every other flag is train.py's (python train.py --help), given to each trial."
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0], epilog=epilog)
     add = parser.add_argument
     add("--study", type=cli.folder_name, required=True, help="the study's name (and folder)")
     add("--trials", type=cli.positive_int, required=True,
@@ -103,19 +104,27 @@ def parse_space(
                 values = bounds(kind, values)
                 if kind != "int":  # a value between the bounds, as a float: refused by an int flag
                     cli.parse_stored_value(action, str(sum(values) / 2))
-        except (argparse.ArgumentTypeError, ValueError) as error:
+        except argparse.ArgumentTypeError as error:
             raise engine.UserError(
                 f"--param {name}={spec}: {flag} refuses it ({error}); give values {flag} takes"
             ) from None
+        except ValueError as error:
+            raise engine.UserError(f"--param {name}={spec}: {error}") from None
         space[name] = (flag, kind, values)
     return space
 
 
 def bounds(kind: str, values: list[str]) -> list:
-    """LOW, HIGH as numbers of their kind; ValueError unless LOW < HIGH (and > 0 on a log scale)."""
-    low, high = (int(value) if kind == "int" else float(value) for value in values)
-    if not low < high or (kind == "loguniform" and low <= 0):
-        raise ValueError("LOW must be below HIGH" + (" and above 0" if low < high else ""))
+    """LOW, HIGH as numbers of their kind; a ValueError says what is wrong with them."""
+    try:
+        low, high = (int(value) if kind == "int" else float(value) for value in values)
+    except ValueError:
+        whole = "whole " if kind == "int" else ""
+        raise ValueError(f"{kind}:LOW:HIGH takes two {whole}numbers") from None
+    if not low < high:
+        raise ValueError("LOW must be below HIGH")
+    if kind == "loguniform" and low <= 0:
+        raise ValueError("loguniform:LOW:HIGH needs LOW above 0 (a log scale)")
     return [low, high]
 
 

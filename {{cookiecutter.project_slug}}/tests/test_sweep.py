@@ -150,6 +150,8 @@ BAD_INPUT = [
     (["--param", "compile=choice:1"], "train.py has no flag --compile that takes a value"),
     (["--param", "lr=uniform:0.1:0.01"], "LOW must be below HIGH"),
     (["--param", "lr=loguniform:0:0.1"], "--lr refuses it"),
+    (["--param", "lr=int:0.1:1"], "int:LOW:HIGH takes two whole numbers"),
+    (["--param", "data-dir=uniform:a:b"], "uniform:LOW:HIGH takes two numbers"),
     (["--param", "epochs=uniform:1:3"], "--epochs refuses it"),
     (["--param", "optimizer=choice:adamw,nope"], "--optimizer refuses it"),
     ([*SEARCH, "--bogus"], "unrecognized arguments: --bogus"),
