@@ -179,7 +179,7 @@ def test_every_task_bakes_byte_identical_scripts_and_engine(tmp_path):
         baked[task] = {
             name: (project / name).read_bytes()
             for name in project_files(project)
-            if name in ("train.py", "test.py", "predict.py", "export.py")
+            if name in ("train.py", "test.py", "predict.py", "export.py", "sweep.py")
             or name.startswith("proj/engine/")
         }
     first_task, first = next(iter(baked.items()))

@@ -173,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     return result.stopped_by.exit_code if result.stopped_by else 0
 
 
-def train(args: argparse.Namespace) -> TrainResult:
-    """The whole recipe, stage by stage."""
+def train(
+    args: argparse.Namespace, keep_going: Callable[[int, float], bool] | None = None
+) -> TrainResult:
+    """The whole recipe, stage by stage. `keep_going(epoch, metric)`, when given, is asked
+    after each validation whether to go on (sweep.py's pruning); False ends the run as a stop."""
     started = time.perf_counter()
     if args.viz_graph:
         engine.require_torchviz()  # now, not after the run
@@ -258,6 +261,8 @@ def train(args: argparse.Namespace) -> TrainResult:
             line += f"{task.describe(metrics)}  ({time.perf_counter() - epoch_started:.1f} s)"
             engine.log_validation(trackers, metrics, state.global_step, line)
             if stop.requested:  # it came during the evaluation; last.pt is current
+                break
+            if keep_going is not None and not keep_going(state.epoch, value):
                 break
     engine.barrier()  # no rank leaves while rank 0 still writes the last checkpoint
     if engine.is_main_process() and not args.smoke_test:

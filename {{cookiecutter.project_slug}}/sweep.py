@@ -1,0 +1,342 @@
+"""Search train.py's flags with Optuna: each trial is a train.py run of its own.
+
+    python sweep.py --study lr-bs --trials 20 --param lr=loguniform:1e-4:1e-1 \\
+        --param batch_size=choice:32,64,128 --epochs 10      # any other flag goes to train.py
+    python sweep.py --study lr-bs --trials 20 ...            # the same again: continues the study
+    tensorboard --logdir sweeps/lr-bs/runs                   # every trial in the HParams tab
+
+A parameter is NAME=uniform:LOW:HIGH, loguniform:LOW:HIGH, int:LOW:HIGH or choice:A,B,C
+(NAME is a train.py flag, e.g. lr or batch-size); --space FILE.yaml holds NAME: SPEC lines.
+The study is kept in sweeps/<study>/study.db (SQLite), or in any Optuna storage (--storage,
+e.g. a PostgreSQL server that several machines share); the trials' run folders go to
+sweeps/<study>/runs/trial-NNNN. It optimizes the task's metric (task.BEST_METRIC) in its
+direction; Optuna's median pruner stops a trial whose epochs fall behind (--no-pruning: never).
+"""
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import {{ cookiecutter.package_name }}.engine as engine
+import {{ cookiecutter.package_name }}.task as task
+from {{ cookiecutter.package_name }}.engine import cli
+from {{ cookiecutter.package_name }}.engine.config import load_mapping
+
+KINDS = ("uniform", "loguniform", "int", "choice")
+# The flags sweep.py sets for each trial, or that would make a trial something else than a run.
+SET_BY_SWEEP = ("--out-dir", "--run-name", "--resume", "--smoke-test")
+TRAIN_SCRIPT = Path(__file__).with_name("train.py")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The sweep's own flags; every other flag is train.py's, given to each trial."""
+    epilog = "Every other flag is train.py's (python train.py --help), given to each trial."
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0], epilog=epilog)
+    add = parser.add_argument
+    add("--study", type=cli.folder_name, required=True, help="the study's name (and folder)")
+    add("--trials", type=cli.positive_int, required=True,
+        help="finished trials wanted (complete or pruned), counting earlier runs'")  # fmt: skip
+    add("--param", action="append", default=[], metavar="NAME=SPEC",
+        help="a flag to search, e.g. lr=loguniform:1e-4:1e-1 or batch_size=choice:32,64")  # fmt: skip
+    add("--space", type=Path, help="YAML/TOML file of NAME: SPEC entries (beside --param)")
+    add("--storage", help="an Optuna storage URL (default: sqlite:///sweeps/<study>/study.db)")
+    add("--jobs", type=cli.positive_int, default=1, help="trials at once (one per GPU)")
+    add("--no-pruning", action="store_true", help="run every trial to its end")
+    add("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --jobs' processes
+    return parser
+
+
+def load_train_script():
+    """train.py as a module (its parser and its train()); the trials run in this process."""
+    spec = importlib.util.spec_from_file_location("train_script", TRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def require_optuna():
+    """The optuna module, or one sentence naming the extra that brings it."""
+    try:
+        import optuna
+    except ImportError:
+        raise engine.UserError(
+            'sweep.py needs the optuna package, which is not installed; pip install -e ".[sweep]"'
+        ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own lines
+    return optuna
+
+
+# ------------------------------------------------------------------- Search space
+def parse_space(
+    specs: dict[str, str], parser: argparse.ArgumentParser
+) -> dict[str, tuple[str, str, list]]:
+    """NAME -> SPEC text as (flag, kind, values), each value checked as train.py's flag takes it."""
+    flags = {action.dest: action for action in parser._actions if action.option_strings}
+    space = {}
+    for name, spec in specs.items():
+        name = str(name)  # a --space file's key may be read as a number
+        action = flags.get(name.replace("-", "_"))
+        if action is None or action.nargs == 0 or action.default is argparse.SUPPRESS:
+            raise engine.UserError(
+                f"--param {name}: train.py has no flag --{name.replace('_', '-')} that takes a "
+                "value; name one of train.py --help's flags (e.g. lr=loguniform:1e-4:1e-1)"
+            )
+        kind, _, rest = str(spec).partition(":")
+        values = rest.split("," if kind == "choice" else ":")
+        if kind not in KINDS or (kind != "choice" and len(values) != 2) or "" in values:
+            raise engine.UserError(
+                f"--param {name}={spec} is not a search spec; write uniform:LOW:HIGH, "
+                "loguniform:LOW:HIGH, int:LOW:HIGH or choice:A,B,C"
+            )
+        flag = action.option_strings[0]
+        try:
+            for value in values:
+                cli.parse_stored_value(action, value)
+            if kind != "choice":
+                values = bounds(kind, values)
+                if kind != "int":  # a value between the bounds, as a float: refused by an int flag
+                    cli.parse_stored_value(action, str(sum(values) / 2))
+        except argparse.ArgumentTypeError as error:
+            raise engine.UserError(
+                f"--param {name}={spec}: {flag} refuses it ({error}); give values {flag} takes"
+            ) from None
+        except ValueError as error:
+            raise engine.UserError(f"--param {name}={spec}: {error}") from None
+        space[name] = (flag, kind, values)
+    return space
+
+
+def bounds(kind: str, values: list[str]) -> list:
+    """LOW, HIGH as numbers of their kind; a ValueError says what is wrong with them."""
+    try:
+        low, high = (int(value) if kind == "int" else float(value) for value in values)
+    except ValueError:
+        whole = "whole " if kind == "int" else ""
+        raise ValueError(f"{kind}:LOW:HIGH takes two {whole}numbers") from None
+    if not low < high:
+        raise ValueError("LOW must be below HIGH")
+    if kind == "loguniform" and low <= 0:
+        raise ValueError("loguniform:LOW:HIGH needs LOW above 0 (a log scale)")
+    return [low, high]
+
+
+def suggest(trial, space: dict[str, tuple[str, str, list]]) -> list[str]:
+    """The trial's train.py flags for the search space, each value drawn by Optuna."""
+    flags = []
+    for name, (flag, kind, values) in space.items():
+        if kind == "choice":
+            value = trial.suggest_categorical(name, values)
+        elif kind == "int":
+            value = trial.suggest_int(name, *values)
+        else:
+            value = trial.suggest_float(name, *values, log=kind == "loguniform")
+        flags += [flag, str(value)]
+    return flags
+
+
+# ------------------------------------------------------------------------- Trials
+def owner() -> str:
+    """Who runs a trial: this machine and process (kept in the trial, for a later sweep)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_abandoned(trial) -> bool:
+    """A RUNNING trial whose process is gone: a killed sweep's, on this machine (another
+    machine's trials are that machine's business: its next sweep fails them)."""
+    host, _, pid = trial.user_attrs.get("owner", "").rpartition(":")
+    if host != socket.gethostname():
+        return not host  # no owner: not a sweep.py trial at all
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, as another user's process
+        return False
+    return False
+
+
+def fail_abandoned(study, optuna) -> None:
+    """Tell FAIL each RUNNING trial a killed sweep left: its budget goes to a new trial."""
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if is_abandoned(trial):
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            print(f"trial {trial.number}: left running by a stopped sweep, marked failed")
+
+
+def run_trial(trial, flags: list[str], train_script, optuna) -> int:
+    """Train one trial's run and tell Optuna how it ended; the stop signal's exit code or 0."""
+    states = optuna.trial.TrialState
+    pruned = []
+
+    def keep_going(epoch: int, value: float) -> bool:
+        trial.report(value, epoch)
+        if trial.should_prune():  # never under --no-pruning (Optuna's NopPruner)
+            pruned.append(epoch)
+        return not pruned
+
+    try:
+        train_args = train_script.parse_args(flags)
+        train_script.seed_everything(train_args.seed, train_args.deterministic)
+        result = train_script.train(train_args, keep_going)
+    except engine.UserError as error:  # diverged, or a flag value this data cannot take
+        study_tell(trial, states.FAIL)
+        print(f"trial {trial.number} failed: {cli.user_message(error)}", file=sys.stderr)
+        return 0
+    except BaseException:
+        study_tell(trial, states.FAIL)
+        raise
+    if result.stopped_by is not None:  # Ctrl-C: the trial's run is saved, the sweep ends
+        study_tell(trial, states.FAIL)
+        return result.stopped_by.exit_code
+    if pruned:
+        study_tell(trial, states.PRUNED)
+    elif result.best_metric is None:  # no epoch was validated
+        study_tell(trial, states.FAIL)
+    else:
+        study_tell(trial, states.COMPLETE, result.best_metric)
+    return 0
+
+
+def study_tell(trial, state, value: float | None = None) -> None:
+    """Tell the trial's end to its study."""
+    trial.study.tell(trial, value, state=state)
+
+
+def run_trials(study, space, base_flags, sweep_dir: Path, train_script, args, optuna) -> int:
+    """Ask, train and tell until --trials trials are finished (or running in another process)."""
+    states = optuna.trial.TrialState
+    counted = (states.COMPLETE, states.PRUNED, states.RUNNING)
+    for _ in range(args.trials):  # failed trials count here, so a broken flag cannot loop
+        if len(study.get_trials(deepcopy=False, states=counted)) >= args.trials:
+            return 0
+        trial = study.ask()
+        trial.set_user_attr("owner", owner())
+        try:
+            run_name = f"trial-{trial.number:04d}"
+            run_flags = ["--out-dir", str(sweep_dir / "runs"), "--run-name", run_name]
+            flags = [*base_flags, *suggest(trial, space)]
+            trial.set_user_attr("flags", flags)
+            trial.set_user_attr("run_dir", str(sweep_dir / "runs" / run_name))
+        except BaseException:
+            study_tell(trial, states.FAIL)
+            raise
+        print(f"trial {trial.number}: {shlex.join(flags)}", flush=True)
+        code = run_trial(trial, [*flags, *run_flags], train_script, optuna)
+        if code:
+            return code
+    return 0
+
+
+# -------------------------------------------------------------------------- --jobs
+def start_workers(argv: list[str], jobs: int) -> list[subprocess.Popen]:
+    """jobs - 1 more sweep processes on the same study: a GPU each (round robin over the
+    GPUs), or a share of the CPU's threads each (this process keeps one share)."""
+    if jobs == 1:
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # the GPUs this sweep may use
+    gpus = (
+        visible.split(",")
+        if visible
+        else [str(index) for index in range(torch.cuda.device_count())]
+    )
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    torch.set_num_threads(threads)
+    workers = []
+    for index in range(1, jobs):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        if len(gpus) > 1:  # this process keeps the first GPU (cuda:0)
+            env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+        command = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker"]
+        workers.append(subprocess.Popen(command, env=env))
+    return workers
+
+
+def wait_for(workers: list[subprocess.Popen]) -> int:
+    """The workers' end; the first error code. A Ctrl-C in the terminal reaches every process of
+    the sweep: each worker stops its trial as train.py stops, so this one waits for them."""
+    codes = []
+    for worker in workers:
+        while worker.returncode is None:
+            with contextlib.suppress(KeyboardInterrupt):
+                worker.wait()
+        codes.append(worker.returncode)
+    return next((code for code in codes if code), 0)
+
+
+# --------------------------------------------------------------------------- Report
+def report(study, sweep_dir: Path, optuna) -> None:
+    """A table of the trials, then the best one's train.py command line."""
+    rows = [("trial", "state", task.BEST_METRIC, "run folder", "flags")]
+    for trial in study.get_trials(deepcopy=False):
+        value = "" if trial.value is None else f"{trial.value:.4g}"
+        params = " ".join(f"{name}={value}" for name, value in trial.params.items())
+        rows.append((str(trial.number), trial.state.name, value,
+                     trial.user_attrs.get("run_dir", ""), params))  # fmt: skip
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        cells = "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+        print(f"{cells}  {row[4]}")
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if complete:
+        best = study.best_trial
+        print(f"best: trial {best.number}, {task.BEST_METRIC} {best.value:.4g}")
+        print(f"  python train.py {shlex.join(best.user_attrs.get('flags', []))}")
+    print(f"compare the runs (HParams tab): tensorboard --logdir {sweep_dir / 'runs'}")
+
+
+# ----------------------------------------------------------------------------- Main
+def main(argv: list[str] | None = None) -> int:
+    """Check every flag, open (or continue) the study, run the trials, show the table."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, base_flags = build_parser().parse_known_args(argv)
+    optuna = require_optuna()
+    specs = dict(load_mapping(args.space)) if args.space else {}
+    for param in args.param:
+        name, equals, spec = param.partition("=")
+        if not equals:
+            raise engine.UserError(
+                f"--param {param} has no '='; write NAME=SPEC, e.g. lr=uniform:0:1"
+            )
+        specs[name] = spec
+    if not specs:
+        raise engine.UserError("nothing to search; give --param NAME=SPEC (or --space FILE)")
+    taken = [flag for flag in base_flags if flag.split("=")[0] in SET_BY_SWEEP]
+    if taken:
+        raise engine.UserError(
+            f"sweep.py sets {taken[0].split('=')[0]} itself (each trial runs in "
+            f"sweeps/{args.study}/runs/trial-NNNN); drop it"
+        )
+    train_script = load_train_script()
+    train_parser = train_script.build_parser()
+    space = parse_space(specs, train_parser)
+    train_parser.prog = "train.py"  # its errors name train.py's flags and train.py --help
+    engine.parse_args_with_config(train_parser, base_flags)  # a bad one stops before any trial
+    sweep_dir = Path("sweeps") / args.study
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    direction = "maximize" if task.HIGHER_IS_BETTER else "minimize"
+    pruner = optuna.pruners.NopPruner() if args.no_pruning else optuna.pruners.MedianPruner()
+    study = optuna.create_study(storage=args.storage or f"sqlite:///{sweep_dir / 'study.db'}",
+                                study_name=args.study, direction=direction, pruner=pruner,
+                                load_if_exists=True)  # fmt: skip
+    if not args.worker:
+        fail_abandoned(study, optuna)
+    workers = [] if args.worker else start_workers([*argv, "--jobs", "1"], args.jobs)
+    code = run_trials(study, space, base_flags, sweep_dir, train_script, args, optuna)
+    code = wait_for(workers) or code
+    if not args.worker:
+        report(study, sweep_dir, optuna)
+    if code and not args.worker:  # its stopped trials are failed ones: new trials replace them
+        print("sweep stopped; the same command again continues the study", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(engine.run_cli(main, prog="sweep.py"))
