@@ -189,10 +189,6 @@ class Trackers:
         self.run_ids = {name: tracker.run_id for name, tracker in others.items() if tracker.run_id}
         self.log_checkpoint = log_checkpoint  # --log-checkpoints: best.pt, sent at the end
 
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
-        """One value at an optimizer step, to every tracker."""
-        self.add_scalars({tag: value}, step)
-
     def add_scalars(self, values: dict[str, float], step: int) -> None:
         """Values of one step (tag -> number), to every tracker."""
         for tag, value in values.items():
