@@ -120,8 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--viz-graph", action="store_true", help="torchviz autograd graph (viz extra)")
     add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
     add("--debug", action="store_true", help="show tracebacks of input errors")
-    # Not a flag: the input format a checkpoint recorded (set when resuming one).
-    parser.set_defaults(preprocessing=None)
+    # Not flags: the input format a checkpoint recorded (set when resuming one), and whether
+    # --resume auto found no checkpoint of --run-name yet, so that this run starts it (in its
+    # folder, if an attempt killed before its first checkpoint made one).
+    parser.set_defaults(preprocessing=None, auto_start=False)
     return parser
 
 
@@ -133,6 +135,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     if str(args.resume) == "auto":
         args.resume = engine.find_latest_checkpoint(args.out_dir, args.run_name)
+        if args.resume is None:  # torchrun's restarts run the first start's command again
+            args.auto_start = True
+            return args
     resumed = engine.parse_resumed_args(parser, argv, args.resume, task.NAME)
     resumed.resume = args.resume
     return resumed
@@ -218,7 +223,9 @@ def train(
 
     # Load checkpoint if needed (on every rank), then the run folder (made by rank 0 alone,
     # and locked by it until the loop ends: a second process is refused, not mixed in).
-    state = engine.restore_training(args, model, optimizer, scheduler, precision, ema)
+    state = engine.restore_training(
+        args, model, optimizer, scheduler, precision, ema, train_size=len(data.train)
+    )
     run_lock = engine.RunDirLock()
     run_dir, is_new_run = engine.on_main_process(lambda: engine.open_run_dir(args, state, run_lock))
     # Open the trackers (--tracker; a resumed run continues its own): their run ids go into
@@ -236,7 +243,6 @@ def train(
         tqdm.write(engine.start_line(run_dir, is_new_run, state, device, args))
 
     # Main loop: train an epoch, evaluate, save checkpoints; a stop signal saves and ends it.
-    steps_per_epoch = math.ceil(len(train_loader) / args.accum_steps)
     losses: list[float] = []
     with run_lock, trackers, engine.StopRequest() as stop, checkpoints.explain_divergence():
         run = Run(trackers, stop, checkpoints.save_last)
@@ -246,15 +252,16 @@ def train(
             # parameters that were trainable when it wrapped the model: a new set, a new DDP.
             if task.set_train_mode(model, state.epoch, args) and engine.is_distributed():
                 step.model = engine.place_model(model, criterion, device, args)
-            # A resumed epoch skips the batches it trained on before the stop (0 otherwise).
-            done = min(state.step_in_epoch * args.accum_steps, len(train_loader))
-            train_loader.sampler.set_epoch(state.epoch, skip=done * args.batch_size)
+            # A resumed epoch goes on after the samples it trained on before the stop (none
+            # otherwise), the rest dealt out over this run's processes, however many.
+            train_loader.sampler.set_epoch(state.epoch, consumed=state.samples_in_epoch)
             losses += train_one_epoch(step, train_loader, state, run, args)
-            if stop.requested or state.step_in_epoch < steps_per_epoch:
+            epoch_done = train_loader.sampler.finished(state.samples_in_epoch, args.batch_size)
+            if stop.requested or not epoch_done:
                 checkpoints.save_last()  # stopped part-way (a signal, --max-steps)
                 break
             metrics = task.evaluate(eval_model, val_loader, device)
-            state.epoch, state.step_in_epoch = state.epoch + 1, 0
+            state.next_epoch()
             value = metrics[task.BEST_METRIC]  # picks best.pt (and the --keep-top-k files)
             checkpoints.save_epoch(value, task.HIGHER_IS_BETTER, task.BEST_METRIC)
             line = f"epoch {state.epoch}/{args.epochs}  step {state.global_step}  "
@@ -267,7 +274,7 @@ def train(
     engine.barrier()  # no rank leaves while rank 0 still writes the last checkpoint
     if engine.is_main_process() and not args.smoke_test:
         seconds = time.perf_counter() - started
-        tqdm.write(engine.end_lines(checkpoints, stop.requested, args, seconds, task.describe_best))
+        tqdm.write(engine.end_lines(checkpoints, stop, args, seconds, task.describe_best))
     stopped_by = stop if stop.requested else None
     return TrainResult(run_dir, device, losses, state.best_metric, model, stopped_by, ema)
 
@@ -306,6 +313,8 @@ def train_one_epoch(
     """
     timer, accum = engine.StepTimer(step.device), step.accum_steps
     num_batches, processes = len(loader), engine.world_size()
+    # Where this pass starts in the epoch's order, and the samples a batch takes from it.
+    first_sample, batch_samples = state.samples_in_epoch, loader.batch_size * processes
     step_losses, logged = [], []  # kept on the device: no sync until a log step reads them
     step.optimizer.zero_grad(set_to_none=True)
     # Use prefetch_generator and tqdm to iterate through data. The bar is moved by hand after
@@ -331,6 +340,8 @@ def train_one_epoch(
                 lr = step.update()  # clip, optimizer step, schedule step, zero_grad
                 state.global_step += 1
                 state.step_in_epoch += 1
+                state.samples_in_epoch = first_sample + (index + 1) * batch_samples
+                run.stop.poll()  # under torchrun: has any process had a stop signal?
             timer.step_done(targets.size(0) * processes)  # the processes step in lockstep
             progress.update()
             if not is_update:
@@ -342,7 +353,6 @@ def train_one_epoch(
             checkpoint_due = every > 0 and state.global_step % every == 0
             log_due = state.global_step % args.log_every == 0 or at_end or checkpoint_due
             if log_due or run.stop.requested:
-                run.stop.agree(step.device)  # under torchrun, a signal on any rank stops them all
                 mean_loss = engine.sum_across_ranks(torch.stack(step_losses).mean()) / processes
                 logged.append(engine.log_training(run.trackers, progress, timer, mean_loss, lr,
                                                   state.global_step, args.num_workers))  # fmt: skip

@@ -175,17 +175,6 @@ def test_validation_under_ddp_equals_the_single_process_numbers(ddp, train_scrip
             assert sharded[name] == pytest.approx(single[name], rel=1e-5), name
 
 
-def test_a_mid_epoch_ddp_checkpoint_refuses_another_process_count(ddp, train_script):
-    out_dir, _ = ddp
-    checkpoint = out_dir / "ddp_mid_epoch" / "checkpoints" / "last.pt"
-    before = checkpoint.read_bytes()
-    with pytest.raises(
-        UserError, match=r"part-way through an epoch with 2 process\(es\).*--nproc_per_node=2"
-    ):
-        train_script.main(["--resume", str(checkpoint), "--max-steps", "0"])
-    assert checkpoint.read_bytes() == before
-
-
 def test_torchrun_train_py_prints_once_and_writes_one_run(tmp_path):
     flags = [*DDP_FLAGS, "--batch-size", "8", "--out-dir", str(tmp_path), "--run-name", "cli"]
     launch = torchrun("train.py", *flags)
@@ -196,7 +185,7 @@ def test_torchrun_train_py_prints_once_and_writes_one_run(tmp_path):
     assert [path.name for path in tmp_path.iterdir()] == ["cli"]
 
 
-def test_ctrl_c_under_torchrun_stops_every_rank_at_the_same_log_step_and_saves(tmp_path):
+def test_ctrl_c_under_torchrun_stops_every_rank_at_the_same_step_and_saves(tmp_path):
     flags = [*DDP_FLAGS, "--synthetic-size", "4000", "--batch-size", "8", "--log-every", "5",
              "--ckpt-every-steps", "10", "--out-dir", str(tmp_path), "--run-name", "stopped"]  # fmt: skip
     last = tmp_path / "stopped" / "checkpoints" / "last.pt"
@@ -211,8 +200,10 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_the_same_log_step_and_saves(t
     os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: torchrun and both ranks
     stdout, stderr = process.communicate(timeout=300)
     assert "stopped at step" in stdout, stderr[-3000:]
+    # Both ranks stopped at one step (a rank still training would have waited forever in
+    # DDP's all-reduce) and rank 0 saved it.
     state = torch.load(last, weights_only=True)["state"]
-    assert state["global_step"] % 5 == 0 and 10 <= state["global_step"] < 250  # a log step
+    assert 10 <= state["global_step"] < 250
     assert f"stopped at step {state['global_step']}; continue with: torchrun" in stdout
 
 

@@ -1,6 +1,7 @@
 """A run survives: signals stop it cleanly, a diverged loss keeps the last good checkpoint."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,6 +179,57 @@ def test_a_stop_on_an_epochs_last_step_still_validates_that_epoch(
     monkeypatch.undo()
     assert train_script.main(["--resume", str(tmp_path / "r" / "checkpoints" / "last.pt")]) == 0
     assert scalar_steps(tmp_path / "r", f"val/{train_script.task.BEST_METRIC}") == [6, 12]
+
+
+def test_sigusr1_stops_at_the_next_step_saves_and_says_how_long_the_save_took(
+    train_script, tmp_path, monkeypatch, capsys
+):
+    step = train_script.engine.MixedPrecision.step
+
+    def step_then_sigusr1_at_3(self, model, optimizer, grad_clip):
+        step(self, model, optimizer, grad_clip)
+        if optimizer.state_dict()["state"][0]["step"] == 3:
+            os.kill(os.getpid(), signal.SIGUSR1)  # SLURM's --signal=USR1@SECONDS
+
+    monkeypatch.setattr(train_script.engine.MixedPrecision, "step", step_then_sigusr1_at_3)
+    flags = [*TINY_RUN_FLAGS, "--epochs", "2", "--out-dir", str(tmp_path), "--run-name", "r"]
+    assert train_script.main(flags) == 128 + signal.SIGUSR1 == 138
+    last = tmp_path / "r" / "checkpoints" / "last.pt"
+    assert torch.load(last, weights_only=True)["state"]["global_step"] == 3
+    out = capsys.readouterr().out
+    assert f"stopped at step 3; continue with: python train.py --resume {last}" in out
+    saved = re.search(
+        r"SIGUSR1: last\.pt \((.+) MB\) saved in (.+) s, (.+) s after the signal", out
+    )
+    assert saved, out[-1000:]
+    size, save_seconds, since_signal = map(float, saved.groups())
+    assert size == round(last.stat().st_size / 1e6, 1)
+    assert 0 < save_seconds <= since_signal
+
+
+def test_resume_auto_with_a_run_name_starts_the_run_then_continues_it(train_script, tmp_path):
+    flags = [*TINY_RUN_FLAGS, "--out-dir", str(tmp_path), "--run-name", "job", "--resume", "auto"]
+    # The command a requeued job or torchrun's restart repeats: the first time it starts the
+    # run, then it continues it.
+    assert train_script.main([*flags, "--epochs", "1"]) == 0
+    assert train_script.main([*flags, "--epochs", "2"]) == 0
+    state = torch.load(tmp_path / "job" / "checkpoints" / "last.pt", weights_only=True)["state"]
+    assert state["epoch"] == 2 and state["global_step"] == 12
+    assert [path.name for path in tmp_path.iterdir()] == ["job"]
+    assert scalar_steps(tmp_path / "job", "train/loss") == [2, 4, 6, 8, 10, 12]
+
+
+def test_resume_auto_starts_again_in_a_folder_killed_before_its_first_checkpoint(
+    train_script, tmp_path, capsys
+):
+    flags = [*TINY_RUN_FLAGS, "--out-dir", str(tmp_path), "--run-name", "job", "--epochs", "1"]
+    assert train_script.main([*flags, "--max-steps", "4"]) == 0
+    (tmp_path / "job" / "checkpoints" / "last.pt").unlink()  # as if killed before saving it
+    assert train_script.main([*flags, "--resume", "auto"]) == 0
+    assert "has no checkpoint yet, so the run starts again in it" in capsys.readouterr().out
+    # The killed attempt's steps 2 and 4 are purged: each step once, in order.
+    assert scalar_steps(tmp_path / "job", "train/loss") == [2, 4, 6]
+    assert len(list((tmp_path / "job").glob("events.out.tfevents.*"))) == 2
 
 
 def test_a_nan_before_any_checkpoint_leaves_none_and_says_so(train_script, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import random
 import re
 import shutil
 import textwrap
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -49,9 +50,19 @@ class TrainState:
     step_in_epoch: int = 0  # optimizer steps already done within `epoch`
     global_step: int = 0  # optimizer steps since the start of the run
     best_metric: float | None = None  # best validation accuracy so far
-    world_size: int = 1  # processes training together (each one's share of an epoch depends on it)
+    world_size: int = 1  # processes training together (the effective batch depends on it)
     # --keep-top-k: the epoch checkpoints kept, best first, as {"file", "epoch", "value"}
     kept: list[dict] = field(default_factory=list)
+    # Samples of the epoch's order (a function of seed and epoch) trained on so far, by all
+    # processes together: where a resumed run, with any process count, goes on from.
+    samples_in_epoch: int = 0
+    # After a change of the process count: [step, progress], the learning-rate decay's
+    # progress (0 to 1) at that step, from which it goes on to the end of the run.
+    lr_anchor: list[float] | None = None
+
+    def next_epoch(self) -> None:
+        """Move to the start of the next epoch."""
+        self.epoch, self.step_in_epoch, self.samples_in_epoch = self.epoch + 1, 0, 0
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -395,11 +406,14 @@ class RunCheckpoints:
         self.folder, self.state, self.scaler, self.parts = folder, state, scaler, parts
         self.last = folder / "last.pt"
         self.keep_top_k = keep_top_k  # 0: no epoch checkpoints besides last.pt and best.pt
+        self.last_save_seconds: float | None = None  # how long the latest save_last() took
 
     def save_last(self) -> None:
-        """last.pt, as of now (a stop, or --ckpt-every-steps within an epoch)."""
+        """last.pt, as of now (a stop, or --ckpt-every-steps within an epoch), timed."""
         if is_main_process():
+            started = time.perf_counter()
             save_checkpoint(self.last, state=self.state, scaler=self.scaler(), **self.parts)
+            self.last_save_seconds = time.perf_counter() - started
 
     def save_epoch(self, value: float, higher_is_better: bool, metric_name: str = "metric") -> None:
         """last.pt at the end of an epoch and, when `value` (the validation metric that picks

@@ -24,8 +24,9 @@ YAML_SUFFIXES, TOML_SUFFIXES = (".yaml", ".yml"), (".toml",)
 # and run_cli reads --debug from the command line before any file is read.
 COMMAND_LINE_ONLY = frozenset({"config", "resume", "debug"})
 # What config.yaml leaves out besides those: a replay gets a new run folder (the old name is
-# taken), and the input format a resumed checkpoint recorded is no flag.
-NOT_REPLAYED = COMMAND_LINE_ONLY | {"run_name", "preprocessing"}
+# taken), and the input format a resumed checkpoint recorded, like --resume auto's finding, is
+# no flag.
+NOT_REPLAYED = COMMAND_LINE_ONLY | {"run_name", "preprocessing", "auto_start"}
 
 
 def parse_args_with_config(

@@ -89,9 +89,10 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def effective_batch(args: argparse.Namespace) -> int:
-    """Samples per optimizer step over all processes: batch x accumulation x processes."""
-    return args.batch_size * args.accum_steps * world_size()
+def effective_batch(args: argparse.Namespace, processes: int | None = None) -> int:
+    """Samples per optimizer step over all processes (this run's by default): batch x
+    accumulation x processes."""
+    return args.batch_size * args.accum_steps * (processes or world_size())
 
 
 def is_main_process() -> bool:

@@ -34,38 +34,50 @@ MIN_STEPS_PER_EPOCH = 30
 class ResumableSampler(DistributedSampler):
     """A seeded shuffle per epoch that can start part-way; it yields (epoch, index) pairs.
 
-    DistributedSampler makes the order a function of (seed, epoch) and gives each of
-    `num_replicas` processes every num_replicas-th sample of it (with one replica, all of
-    them). `set_epoch(epoch, skip=n)` drops the first n samples of this process's share,
-    which is how a run resumed in the middle of an epoch avoids training twice on the batches
-    it already saw. The epoch travels with each index so that the workers, which hold their
-    own copy of the data set, know it (see EpochSeeded).
+    The epoch's order is a function of (seed, epoch) alone, as DistributedSampler makes it,
+    and the same whatever the process count. `set_epoch(epoch, consumed=n)` says that the
+    run has trained on the first n samples of that order (all processes together); the rest
+    is dealt out over the processes of this run, every num_replicas-th sample to each, all of
+    them the same count (the tail that does not divide is dropped). A run resumed part-way
+    through an epoch, by as many processes as before or by another number, so trains on each
+    of the epoch's remaining samples once. With consumed=0 and one order per process count,
+    this is DistributedSampler's own split. The epoch travels with each index so that the
+    workers, which hold their own copy of the data set, know it (see EpochSeeded).
     """
 
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+    def set_epoch(self, epoch: int, consumed: int = 0) -> None:
         super().set_epoch(epoch)
-        self.skip = skip
+        self.consumed = consumed
 
     def __iter__(self):
-        indices = self.epoch_share()[getattr(self, "skip", 0) :]
-        return iter([(self.epoch, index) for index in indices])
+        start = getattr(self, "consumed", 0) + self.rank
+        share = self.epoch_order()[start :: self.num_replicas][: len(self)]
+        return iter([(self.epoch, index) for index in share])
 
     def __len__(self) -> int:
-        return self.num_samples - getattr(self, "skip", 0)
+        """Samples this process trains on in what is left of the epoch."""
+        left = len(self.dataset) - getattr(self, "consumed", 0)
+        return max(0, left) // self.num_replicas
 
-    def epoch_share(self) -> list[int]:
-        """This process's indices of the current epoch, in order, before any skip."""
-        return list(super().__iter__())
+    def finished(self, consumed: int, batch_size: int) -> bool:
+        """Whether `consumed` samples of the epoch leave each process less than a batch."""
+        return (len(self.dataset) - consumed) // self.num_replicas < batch_size
+
+    def epoch_order(self) -> list[int]:
+        """Every index of the current epoch, in training order (the same for any process count)."""
+        if not self.shuffle:
+            return list(range(len(self.dataset)))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(len(self.dataset), generator=generator).tolist()
 
 
 class WeightedResumableSampler(ResumableSampler):
     """ResumableSampler's epochs, drawn with replacement in proportion to `weights`.
 
-    Each epoch draws as many samples as the data set has (rounded down to a multiple of the
-    process count) from a torch.Generator seeded with seed + epoch, as DistributedSampler
-    seeds its shuffle; process `rank` takes every num_replicas-th draw of it. The epoch's
-    order stays a function of (seed, epoch), so torchrun shards and `set_epoch(epoch, skip=n)`
-    work as with the plain shuffle.
+    Each epoch draws as many samples as the data set has from a torch.Generator seeded with
+    seed + epoch, as DistributedSampler seeds its shuffle: the draw is a function of
+    (seed, epoch) alone, so it is split over the processes, and resumed part-way, as the
+    plain shuffle is.
     """
 
     def __init__(
@@ -77,13 +89,10 @@ class WeightedResumableSampler(ResumableSampler):
             raise ValueError(f"need one weight per sample ({len(dataset)}), got {weights.shape}")
         self.weights = weights.double()
 
-    def epoch_draw(self) -> torch.Tensor:
-        """The whole epoch's draw, before it is split over the processes."""
+    def epoch_order(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return torch.multinomial(self.weights, self.total_size, True, generator=generator)
-
-    def epoch_share(self) -> list[int]:
-        return self.epoch_draw()[self.rank : self.total_size : self.num_replicas].tolist()
+        draw = torch.multinomial(self.weights, len(self.dataset), True, generator=generator)
+        return draw.tolist()
 
 
 class EvaluationShard(Sampler):

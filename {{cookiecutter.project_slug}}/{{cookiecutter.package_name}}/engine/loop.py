@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 
 import torch
+import torch.distributed as dist
 from prefetch_generator import BackgroundGenerator
 
 from .devices import is_distributed, max_across_ranks, synchronize
@@ -130,49 +131,70 @@ class StepTimer:
 
 
 class StopRequest:
-    """Turns SIGINT and SIGTERM into a request to stop after the current optimizer step.
+    """Turns SIGINT, SIGTERM and SIGUSR1 into a request to stop after the current optimizer step.
 
-    The loop checks `requested` at each optimizer step, saves last.pt and exits with the
-    conventional 128 + signal number. A second Ctrl-C stops at once (KeyboardInterrupt).
-    Outside the main thread (where Python cannot install handlers) it never fires.
+    The loop asks at each optimizer step, saves last.pt and exits with the conventional
+    128 + signal number (130, 143, 138), which a requeue script can test. SLURM sends SIGTERM
+    at preemption and, with --signal=USR1@SECONDS, SIGUSR1 ahead of the time limit. A second
+    Ctrl-C stops at once (KeyboardInterrupt). Outside the main thread (where Python cannot
+    install handlers) it never fires.
 
     Under torchrun the ranks must stop at the same step, or the ones still training would
-    wait forever in DDP's all-reduce: a signal on any rank counts only once agree() has
-    shared it with all of them (the loop calls it at log steps).
+    wait forever in DDP's all-reduce: poll(), called by every rank after each optimizer step,
+    shares each rank's signal with an asynchronous all-reduce on a CPU (gloo) group of its
+    own, read at the next step. A signal on any rank so stops every rank one step later, and
+    the GPUs never wait for it.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = tuple(
+        getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name)
+    )
 
     def __init__(self) -> None:
         self.signum: int | None = None  # the signal this process received
         self.agreed_signum: int | None = None  # the one every rank has agreed to stop for
+        self.received_at: float | None = None  # when it came (time.perf_counter())
         self._previous: dict[int, object] = {}
+        self._group: dist.ProcessGroup | None = None
+        self._pending: tuple[torch.Tensor, dist.Work] | None = None  # the all-reduce in flight
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+        if is_distributed():  # every rank creates it, at the same point, as new_group needs
+            self._group = dist.new_group(backend="gloo")
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type | None, *exc_info: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        if self._pending is not None and exc_type is None:
+            self._pending[1].wait()  # every rank started it: finish it before the group goes
+        self._pending = None
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: the user wants out now
-        self.signum = signum
+        self.signum, self.received_at = signum, time.perf_counter()
         name = signal.Signals(signum).name
         message = f"{name} received: stopping after this optimizer step (Ctrl-C again: at once)"
         print(f"\n{message}", file=sys.stderr, flush=True)
 
-    def agree(self, device: torch.device) -> None:
-        """Under torchrun: stop on every rank if any rank got a signal. Every rank must call
-        it at the same step (it is a collective); a no-op with one process."""
-        if is_distributed():
-            agreed = max_across_ranks(self.signum or 0, device)
-            self.agreed_signum = agreed or None
+    def poll(self) -> None:
+        """Under torchrun: take in the signals the ranks shared at the previous step, and share
+        this rank's. Every rank must call it at the same steps (a collective); a no-op with
+        one process."""
+        if self._group is None:
+            return
+        if self._pending is not None:
+            flag, work = self._pending
+            work.wait()  # long done: it was started a whole step ago
+            self.agreed_signum = self.agreed_signum or int(flag.item()) or None
+        flag = torch.tensor([self.signum or 0])
+        work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
+        self._pending = (flag, work)
 
     @property
     def requested(self) -> bool:
@@ -185,5 +207,11 @@ class StopRequest:
         return 128 + (self._effective_signum or 0)
 
     @property
+    def name(self) -> str:
+        """The signal's name, e.g. SIGTERM ("" before one came)."""
+        signum = self._effective_signum
+        return signal.Signals(signum).name if signum else ""
+
+    @property
     def _effective_signum(self) -> int | None:
-        return self.agreed_signum if is_distributed() else self.signum
+        return self.agreed_signum if self._group is not None else self.signum

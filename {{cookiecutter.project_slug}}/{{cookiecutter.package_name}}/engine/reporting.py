@@ -6,6 +6,7 @@ import argparse
 import copy
 import math
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,9 +19,9 @@ from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
 from ..errors import DivergedError, UserError
-from .checkpoint import RunCheckpoints, TrainState
+from .checkpoint import RunCheckpoints, TrainState, megabytes
 from .devices import effective_batch, is_distributed, world_size
-from .loop import StepTimer
+from .loop import StepTimer, StopRequest
 
 if TYPE_CHECKING:  # tracking.py imports this module
     from .tracking import Trackers
@@ -200,15 +201,31 @@ def start_line(
 
 def end_lines(
     checkpoints: RunCheckpoints,
-    stopped: bool,
+    stop: StopRequest,
     args: argparse.Namespace,
     seconds: float,
     describe_best: Callable[[float], str],
 ) -> str:
     """What a run ends with: the summary and next commands, or how to continue after a stop."""
     last, state = checkpoints.last, checkpoints.state
-    if stopped:
+    if stop.requested:
         launcher = "torchrun <the same flags> train.py" if is_distributed() else "python train.py"
-        return f"stopped at step {state.global_step}; continue with: {launcher} --resume {last}"
+        line = f"stopped at step {state.global_step}; continue with: {launcher} --resume {last}"
+        return "\n".join([line, *stop_timing_line(checkpoints, stop)])
     checkpoints = last.parent
     return run_summary(checkpoints, state, args.epochs, args.max_steps, seconds, describe_best)
+
+
+def stop_timing_line(checkpoints: RunCheckpoints, stop: StopRequest) -> list[str]:
+    """How long the stop took, to size a scheduler's grace period by ([] before a save)."""
+    saved_in = checkpoints.last_save_seconds
+    if saved_in is None:
+        return []
+    size = megabytes(checkpoints.last.stat().st_size)
+    line = f"{stop.name}: last.pt ({size}) saved in {saved_in:.2f} s"
+    if stop.received_at is not None:  # the signal came to this process (rank 0)
+        line += f", {time.perf_counter() - stop.received_at:.2f} s after the signal"
+    return [
+        f"{line}; give the scheduler's grace period (SLURM --signal=...@SECONDS, torchrun "
+        "--shutdown-timeout) more than that"
+    ]

@@ -4,6 +4,7 @@ run starts anew or continues from its checkpoint."""
 import argparse
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -28,7 +29,13 @@ from .checkpoint import (
 from .cli import check_stored_values
 from .config import CONFIG_FILE, config_text
 from .devices import effective_batch, world_size
-from .step import MixedPrecision, apply_schedule
+from .step import (
+    MixedPrecision,
+    apply_schedule,
+    decay_progress,
+    refit_schedule,
+    warmup_steps_of,
+)
 
 try:  # POSIX only; where it is missing (Windows) run folders are not locked
     import fcntl
@@ -40,11 +47,18 @@ LOCK_FILE = ".lock"
 TEMPORARY_FILE = re.compile(r"\..+\.(\d+)\.tmp")
 
 
-def create_run_dir(out_dir: str | Path, run_name: str | None) -> Path:
-    """Make `<out_dir>/<run_name or timestamp>/`; an existing folder is an error, not overwritten."""
+def create_run_dir(out_dir: str | Path, run_name: str | None, reuse_unsaved: bool = False) -> Path:
+    """Make `<out_dir>/<run_name or timestamp>/`; an existing folder is an error, not overwritten.
+
+    reuse_unsaved (--resume auto): a --run-name folder with no checkpoints/last.pt is an
+    attempt of this run killed before its first checkpoint; the run starts again in it.
+    """
     out_dir = Path(out_dir)
     if run_name:
         run_dir = out_dir / run_name
+        if reuse_unsaved and run_dir.is_dir() and not (run_dir / "checkpoints/last.pt").exists():
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            return run_dir
         if run_dir.exists():
             last = run_dir / "checkpoints" / "last.pt"
             hint = f"continue it with --resume {last}" if last.is_file() else "delete it"
@@ -208,17 +222,22 @@ CHANGEABLE_ON_RESUME = frozenset(
 _UNSET = object()
 
 
-def find_latest_checkpoint(out_dir: Path, run_name: str | None) -> Path:
-    """`--resume auto`: the newest <out_dir>/<run>/checkpoints/last.pt (of --run-name if given)."""
+def find_latest_checkpoint(out_dir: Path, run_name: str | None) -> Path | None:
+    """`--resume auto`: the newest <out_dir>/<run>/checkpoints/last.pt (of --run-name if given).
+
+    With --run-name, a run that has none yet is None: the command starts it, so one command
+    line both starts a run and continues it (torchrun's restarts, a requeued job).
+    """
     pattern = f"{run_name}/checkpoints/last.pt" if run_name else "*/checkpoints/last.pt"
     found = sorted(Path(out_dir).glob(pattern), key=lambda path: path.stat().st_mtime)
-    if not found:
-        where = Path(out_dir) / run_name if run_name else Path(out_dir)
-        raise UserError(
-            f"--resume auto found no checkpoints/last.pt under {where}; "
-            "start a run first, or give the checkpoint's path"
-        )
-    return found[-1]
+    if found:
+        return found[-1]
+    if run_name:
+        return None
+    raise UserError(
+        f"--resume auto found no checkpoints/last.pt under {out_dir}; start a run first, "
+        "give the checkpoint's path, or name the run with --run-name to start it if it is new"
+    )
 
 
 def parse_resumed_args(
@@ -280,9 +299,15 @@ def restore_training(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     precision: MixedPrecision | None = None,
     ema: AveragedModel | None = None,
+    train_size: int | None = None,
 ) -> TrainState:
     """A fresh TrainState, or with --resume the checkpoint's, after loading into the model,
-    optimizer, schedule, scaler, EMA and RNGs what it saved (every rank does this)."""
+    optimizer, schedule, scaler, EMA and RNGs what it saved (every rank does this).
+
+    A checkpoint saved by another number of processes goes on with this run's: the rest of
+    its epoch is dealt out over them (ResumableSampler), and the learning-rate schedule is
+    refitted to end with the run (`train_size`: the training set's length).
+    """
     if args.resume is None:
         return TrainState(world_size=world_size())
     checkpoint = load_checkpoint(args.resume)
@@ -297,23 +322,17 @@ def restore_training(
             f"{args.resume} has finished all {state.epoch} epochs: nothing left to train; "
             "raise --epochs to train further"
         )
-    if state.step_in_epoch and state.world_size != world_size():
-        # Each process's share of an epoch depends on the process count: the batches already
-        # trained on could not be told apart from the rest.
-        raise UserError(
-            f"{args.resume} stopped part-way through an epoch with {state.world_size} "
-            f"process(es), and this run has {world_size()}; resume it with "
-            f"--nproc_per_node={state.world_size} (or without torchrun for 1), or from a "
-            "checkpoint saved at the end of an epoch"
-        )
-    if state.world_size != world_size():
-        print(
-            f"note: {args.resume} was trained by {state.world_size} process(es) and this run "
-            f"has {world_size()}: the effective batch, and the steps in an epoch, change"
-        )
+    if "samples_in_epoch" not in checkpoint["state"]:  # saved before the count was kept
+        state.samples_in_epoch = state.step_in_epoch * effective_batch(args, state.world_size)
     load_model_weights(model, checkpoint, args.resume)
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
+    if state.world_size != world_size() and train_size is not None:
+        print(process_count_note(args, state, train_size))
+        state.lr_anchor = schedule_anchor(args, state, train_size)
+    if state.lr_anchor is not None and train_size is not None:
+        total_steps = state.global_step + optimizer_steps_left(args, state, train_size)
+        refit_schedule(scheduler, args, total_steps, tuple(state.lr_anchor))
     apply_schedule(optimizer, scheduler)  # --epochs may have lengthened the schedule
     if precision is not None:
         precision.load_state_dict(checkpoint.get("scaler"))
@@ -324,6 +343,51 @@ def restore_training(
     restore_rng_state(checkpoint["rng"])
     state.world_size = world_size()
     return state
+
+
+def optimizer_steps_left(
+    args: argparse.Namespace, state: TrainState, train_size: int, processes: int | None = None
+) -> int:
+    """The optimizer steps from `state` to the end of --epochs with `processes` processes
+    (this run's by default): each takes batch_size x accum_steps of its share of the rest."""
+    processes = processes or world_size()
+
+    def steps(samples: int) -> int:
+        return math.ceil(max(samples, 0) // processes // args.batch_size / args.accum_steps)
+
+    this_epoch = steps(train_size - state.samples_in_epoch)
+    return this_epoch + steps(train_size) * (args.epochs - state.epoch - 1)
+
+
+def schedule_anchor(args: argparse.Namespace, state: TrainState, train_size: int) -> list[float]:
+    """[step, progress]: how far the learning-rate decay had gone at this step with the process
+    count that saved `state`, for the refitted schedule to go on from (see decay_progress)."""
+    step = state.global_step
+    total_before = step + optimizer_steps_left(args, state, train_size, state.world_size)
+    warmup_before = warmup_steps_of(args, total_before)
+    previous = tuple(state.lr_anchor) if state.lr_anchor else None
+    progress = 0.0
+    if step >= warmup_before:
+        progress = decay_progress(step, warmup_before, total_before, previous)
+    total_now = step + optimizer_steps_left(args, state, train_size)
+    return [max(step, warmup_steps_of(args, total_now)), progress]
+
+
+def process_count_note(args: argparse.Namespace, state: TrainState, train_size: int) -> str:
+    """The line a run prints when it resumes a checkpoint of another process count."""
+    before, now = state.world_size, world_size()
+    where = (
+        f"the rest of epoch {state.epoch + 1} ({train_size - state.samples_in_epoch:,} of its "
+        f"{train_size:,} samples) is dealt out over {now}, each sample once"
+        if state.samples_in_epoch
+        else f"epoch {state.epoch + 1} is dealt out over {now}"
+    )
+    return (
+        f"note: {args.resume} was saved by {before} process(es) and this run has {now}: {where}; "
+        f"the effective batch becomes {effective_batch(args, now)} (it was "
+        f"{effective_batch(args, before)}) and the learning-rate schedule goes on from step "
+        f"{state.global_step} to end with the run, so it is not bitwise the run it would have been"
+    )
 
 
 def open_run_dir(
@@ -350,18 +414,25 @@ def open_run_dir(
                     f"{write_failure(failed_path(error, run_dir), error)}; {kept}"
                 ) from None
             return run_dir, False
-    # A new run, or a checkpoint moved out of its run folder: a new folder.
-    run_dir = create_run_dir(args.out_dir, args.run_name)
+    # A new run, or a checkpoint moved out of its run folder: a new folder (or, with
+    # --resume auto, the folder of an attempt that never saved a checkpoint).
+    reuse = getattr(args, "auto_start", False)
+    reused = reuse and args.run_name and (Path(args.out_dir) / args.run_name).is_dir()
+    run_dir = create_run_dir(args.out_dir, args.run_name, reuse_unsaved=reuse)
     try:
         lock.acquire(run_dir)
         save_args(run_dir, args, **resolved)
         write_text_atomic(run_dir / CONFIG_FILE, config_text(args))  # --config replays it
     except OSError as error:  # e.g. a full disk: leave no empty run folder behind
         lock.release()
+        failure = write_failure(failed_path(error, run_dir), error)
+        if reused:
+            raise UserError(f"{failure}; nothing in {run_dir} was removed") from None
         shutil.rmtree(run_dir, ignore_errors=True)
         kept = f"; the checkpoint {args.resume} is untouched" if args.resume else ""
-        failure = write_failure(failed_path(error, run_dir), error)
         raise UserError(f"{failure}; the new run folder {run_dir} was removed{kept}") from None
+    if reused:
+        print(f"--resume auto: {run_dir} has no checkpoint yet, so the run starts again in it")
     return run_dir, True
 
 

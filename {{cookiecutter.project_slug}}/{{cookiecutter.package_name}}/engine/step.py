@@ -54,11 +54,18 @@ def build_optimizer(
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 
 
-def lr_factor(step: int, kind: str, warmup_steps: int, total_steps: int) -> float:
-    """The multiplier of the base learning rate after `step` optimizer steps."""
+def lr_factor(
+    step: int,
+    kind: str,
+    warmup_steps: int,
+    total_steps: int,
+    anchor: tuple[float, float] | None = None,
+) -> float:
+    """The multiplier of the base learning rate after `step` optimizer steps (see
+    decay_progress for `anchor`)."""
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
-    progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+    progress = decay_progress(step, warmup_steps, total_steps, anchor)
     if kind == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     if kind == "step":  # divide by 10 at half and at three quarters of training
@@ -68,15 +75,48 @@ def lr_factor(step: int, kind: str, warmup_steps: int, total_steps: int) -> floa
     raise ValueError(f"unknown scheduler {kind!r}; choose one of {SCHEDULERS}")
 
 
+def decay_progress(
+    step: int, warmup_steps: int, total_steps: int, anchor: tuple[float, float] | None = None
+) -> float:
+    """How far (0 to 1) the decay after the warm-up has gone at `step`: linearly from the
+    warm-up's end to total_steps, or, with `anchor` = (step, progress), from that progress at
+    that step (where the process count changed: see runs.restore_training)."""
+    start, done = anchor or (warmup_steps, 0.0)
+    return min(done + (step - start) * (1.0 - done) / max(total_steps - start, 1), 1.0)
+
+
+def warmup_steps_of(args: argparse.Namespace, total_steps: int) -> int:
+    """--warmup-steps, but at most a quarter of the run."""
+    return min(args.warmup_steps, total_steps // 4)
+
+
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, kind: str, warmup_steps: int, total_steps: int
+    optimizer: torch.optim.Optimizer,
+    kind: str,
+    warmup_steps: int,
+    total_steps: int,
+    anchor: tuple[float, float] | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-optimizer-step schedule; its state dict is just the step count, so it resumes exactly."""
     if kind not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {kind!r}; choose one of {SCHEDULERS}")
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, kind, warmup_steps, total_steps)
+        optimizer, lambda step: lr_factor(step, kind, warmup_steps, total_steps, anchor)
     )
+
+
+def refit_schedule(
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    args: argparse.Namespace,
+    total_steps: int,
+    anchor: tuple[float, float],
+) -> None:
+    """Make the schedule end at `total_steps`, its decay going on from `anchor`; the step
+    count (the schedule's state) stays as it is."""
+    warmup = warmup_steps_of(args, total_steps)
+    scheduler.lr_lambdas = [
+        lambda step: lr_factor(step, args.scheduler, warmup, total_steps, anchor)
+    ] * len(scheduler.lr_lambdas)
 
 
 def apply_schedule(
@@ -165,7 +205,7 @@ def build_optimization(
             f"note: this run makes only {total_steps} optimizer steps; a small data set "
             "usually needs more --epochs or a smaller --batch-size"
         )
-    warmup_steps = min(args.warmup_steps, total_steps // 4)
+    warmup_steps = warmup_steps_of(args, total_steps)
     return optimizer, build_scheduler(optimizer, args.scheduler, warmup_steps, total_steps)
 
 

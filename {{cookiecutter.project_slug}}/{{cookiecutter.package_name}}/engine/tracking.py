@@ -241,12 +241,15 @@ def open_trackers(
     """The trackers of --tracker for this run: new ones, or a resumed run's, continued.
 
     A resumed run drops what was logged after its checkpoint (TensorBoard's purge_step, the
-    CSV file's later rows) or skips steps already there (MLflow, W&B), so no step comes twice.
+    CSV file's later rows) or skips steps already there (MLflow, W&B), so no step comes twice;
+    a run that --resume auto starts again drops all that an earlier attempt logged.
     """
     if not is_main_process():
         return Trackers(run_dir, SilentWriter(), {})
     names = args.tracker.split(",")
     resume_step = None if is_new_run else state.global_step
+    if is_new_run and getattr(args, "auto_start", False):
+        resume_step = -1  # drop all an attempt killed before its first checkpoint logged
     saved = saved_run_ids(args.resume) if not is_new_run else {}
     writer = SilentWriter()
     if "tensorboard" in names:
