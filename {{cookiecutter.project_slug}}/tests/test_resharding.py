@@ -149,3 +149,21 @@ def test_without_a_change_of_process_count_the_schedule_is_bitwise_the_same():
         else:
             expected = 0.5 * (1.0 + math.cos(math.pi * min((step - 5) / 35, 1.0)))
         assert scheduler.lr_lambdas[0](step) == expected
+
+
+def test_processes_that_found_different_checkpoints_are_refused(monkeypatch, tmp_path):
+    # Two machines, each with --out-dir on its own disk: --resume auto found a last.pt on
+    # this one and none on the other.
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(b"weights")
+    monkeypatch.setattr(runs, "is_distributed", lambda: True)
+    monkeypatch.setattr(runs, "world_size", lambda: 2)
+
+    def gather(every, found):
+        every[:] = [found, None]  # what the other process found: nothing
+
+    monkeypatch.setattr(runs.dist, "all_gather_object", gather)
+    with pytest.raises(runs.UserError, match="found different checkpoints.*shares"):
+        runs.require_one_checkpoint_for_all(checkpoint)
+    monkeypatch.setattr(runs.dist, "all_gather_object", lambda every, found: None)
+    runs.require_one_checkpoint_for_all(checkpoint)  # [None, None]: the same (no) checkpoint

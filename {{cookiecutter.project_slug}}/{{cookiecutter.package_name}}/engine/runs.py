@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -28,7 +29,7 @@ from .checkpoint import (
 )
 from .cli import check_stored_values
 from .config import CONFIG_FILE, config_text
-from .devices import effective_batch, world_size
+from .devices import effective_batch, is_distributed, world_size
 from .step import (
     MixedPrecision,
     apply_schedule,
@@ -308,6 +309,7 @@ def restore_training(
     its epoch is dealt out over them (ResumableSampler), and the learning-rate schedule is
     refitted to end with the run (`train_size`: the training set's length).
     """
+    require_one_checkpoint_for_all(args.resume)
     if args.resume is None:
         return TrainState(world_size=world_size())
     checkpoint = load_checkpoint(args.resume)
@@ -343,6 +345,26 @@ def restore_training(
     restore_rng_state(checkpoint["rng"])
     state.world_size = world_size()
     return state
+
+
+def require_one_checkpoint_for_all(checkpoint: Path | None) -> None:
+    """Under torchrun: refuse to go on unless every process resumes the same checkpoint file
+    (or none). Machines that each keep --out-dir on a disk of their own would each find
+    their own last.pt (or none) with --resume auto, and train from different weights."""
+    if not is_distributed():
+        return
+    found = None
+    if checkpoint is not None:
+        stat = Path(checkpoint).stat()
+        found = (stat.st_size, stat.st_mtime_ns)  # the same file seen from every machine
+    every = [None] * world_size()
+    dist.all_gather_object(every, found)
+    if len(set(every)) > 1:
+        raise UserError(
+            f"the processes of this run found different checkpoints to resume (this one: "
+            f"{checkpoint or 'none'}); put --out-dir on a file system that every machine "
+            "shares, or give every process the same --resume PATH"
+        )
 
 
 def optimizer_steps_left(
