@@ -94,7 +94,7 @@ def test_torchvision_set_without_files_asks_for_download(tmp_path, name):
         build_datasets(name, tmp_path, download=False)
 
 
-def test_shuffle_order_is_a_function_of_seed_and_epoch_and_can_skip():
+def test_shuffle_order_is_a_function_of_seed_and_epoch_and_can_start_part_way():
     dataset = SyntheticShapes(40)
     loader = build_loader(dataset, batch_size=4, train=True, num_workers=0, seed=1)
     orders = []
@@ -102,7 +102,7 @@ def test_shuffle_order_is_a_function_of_seed_and_epoch_and_can_skip():
         loader.sampler.set_epoch(epoch)
         orders.append([index for _, index in loader.sampler])
     assert orders[0] == orders[1] != orders[2]
-    loader.sampler.set_epoch(0, skip=8)
+    loader.sampler.set_epoch(0, consumed=8)
     assert [index for _, index in loader.sampler] == orders[0][8:] and len(loader) == 8
 
 
@@ -165,8 +165,8 @@ def balanced_loader(tmp_path, **shard):
     return build_loader(train, 4, True, 0, seed=3, sample_weights=weights, **shard)
 
 
-def epoch_order(loader, epoch: int, skip: int = 0) -> list[int]:
-    loader.sampler.set_epoch(epoch, skip=skip)
+def epoch_order(loader, epoch: int, consumed: int = 0) -> list[int]:
+    loader.sampler.set_epoch(epoch, consumed=consumed)
     return [index for _, index in loader.sampler]
 
 
@@ -197,15 +197,16 @@ def test_balanced_shards_of_two_ranks_interleave_to_the_epochs_draw(tmp_path):
     ranks = [balanced_loader(tmp_path / str(rank), rank=rank, world_size=2) for rank in (0, 1)]
     shares = [epoch_order(loader, 2) for loader in ranks]
     ranks[0].sampler.set_epoch(2)
-    draw = ranks[0].sampler.epoch_draw().tolist()
+    draw = ranks[0].sampler.epoch_order()
     assert len(draw) == 44 and shares[0] == draw[0::2] and shares[1] == draw[1::2]
     assert len(ranks[0]) == len(ranks[1]) == 5  # 22 samples each, in batches of 4
 
 
-def test_balanced_skip_drops_exactly_the_first_samples_of_a_ranks_share(tmp_path):
+def test_balanced_resume_drops_exactly_the_samples_the_ranks_trained_on(tmp_path):
     loader = balanced_loader(tmp_path, rank=1, world_size=2)
     share = epoch_order(loader, 4)
-    assert epoch_order(loader, 4, skip=8) == share[8:] and len(loader.sampler) == 22 - 8
+    # 16 samples of the epoch's draw done by both ranks together: 8 of each rank's share.
+    assert epoch_order(loader, 4, consumed=16) == share[8:] and len(loader.sampler) == 22 - 8
 
 
 @pytest.mark.parametrize(
@@ -233,15 +234,15 @@ def test_mixed_batches_are_a_function_of_seed_epoch_and_position(train_script):
     args = train_script.parse_args([*TINY_RUN_FLAGS, "--mixup", "0.4", "--cutmix", "1.0"])
     data = train_script.task.build_data(args)
 
-    def batches(workers: int, skip: int, global_seed: int) -> list[tuple[torch.Tensor, ...]]:
+    def batches(workers: int, consumed: int, global_seed: int) -> list[tuple[torch.Tensor, ...]]:
         torch.manual_seed(global_seed)
         loader = build_loader(data.train, 16, True, workers, seed=0,
                               batch_transform=data.train_batch_transform)  # fmt: skip
-        loader.sampler.set_epoch(1, skip=skip)
+        loader.sampler.set_epoch(1, consumed=consumed)
         return list(loader)
 
-    straight = batches(workers=0, skip=0, global_seed=1)
-    resumed = batches(workers=2, skip=32, global_seed=2)  # from the third batch, in 2 workers
+    straight = batches(workers=0, consumed=0, global_seed=1)
+    resumed = batches(workers=2, consumed=32, global_seed=2)  # from the third batch, in 2 workers
     assert len(resumed) == len(straight) - 2 == 4
     for (images, targets), (their_images, their_targets) in zip(resumed, straight[2:], strict=True):
         assert torch.equal(images, their_images) and torch.equal(targets, their_targets)
