@@ -2,7 +2,9 @@
 
 import argparse
 import importlib.util
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -31,6 +33,24 @@ def scalar_steps(run_dir, tag) -> list[int]:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     return [event.step for event in events.Scalars(tag)]
+
+
+def torchrun_command(processes: int = 2) -> list[str]:
+    """torchrun on this machine alone with `processes` processes; run it in PROJECT_ROOT."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={processes}"]  # fmt: skip
+
+
+def torchrun(
+    *command: str, processes: int = 2, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `command` (train.py and its flags, or -m a module) under torchrun, output captured;
+    `env` adds environment variables."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}  # they share the cores
+    return subprocess.run(
+        [*torchrun_command(processes), *command], cwd=PROJECT_ROOT, capture_output=True,
+        text=True, timeout=timeout, env=environment,
+    )  # fmt: skip
 
 
 def load_script(name: str):

@@ -4,9 +4,11 @@
 
 SPEC.json is {"runs": [[name, [flags...]], ...], "report": path}. After each run every rank
 contributes a fingerprint of its final weights, and the run's model is evaluated on the
-sharded validation split; rank 0 writes all of it to `report` as JSON.
+sharded validation split; rank 0 writes all of it to `report` as JSON. A run given as
+[name, [flags...], record_dir] has its samples recorded (tests/sample_recorder.py).
 """
 
+import contextlib
 import json
 import sys
 
@@ -24,6 +26,7 @@ from {{ cookiecutter.package_name }}.task import evaluate
 # Relative (the probe runs as -m tests.distributed_probe), so its place among the imports
 # does not depend on how the package name sorts against "tests".
 from .conftest import load_script
+from .sample_recorder import recording
 
 
 def weights_fingerprint(model: torch.nn.Module) -> list[float]:
@@ -56,10 +59,11 @@ def main(spec_path: str) -> None:
     train = load_script("train")
     report = {}
     with process_group(torch.device("cpu")):
-        for name, flags in spec["runs"]:
+        for name, flags, *record_dir in spec["runs"]:
             args = train.parse_args(flags)
             train.seed_everything(args.seed, args.deterministic)  # as train.main() does
-            result = train.train(args)
+            with recording(*record_dir) if record_dir else contextlib.nullcontext():
+                result = train.train(args)
             fingerprints = [None] * world_size()
             dist.all_gather_object(fingerprints, weights_fingerprint(result.model))
             report[name] = {

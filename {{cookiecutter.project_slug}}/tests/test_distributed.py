@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -25,7 +24,7 @@ from {{ cookiecutter.package_name }}.engine.loader import build_loader
 from {{ cookiecutter.package_name }}.task import evaluate
 
 from . import task_cases
-from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, model_of_this_task
+from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, model_of_this_task, torchrun, torchrun_command
 
 # Batch-independent (GroupNorm, no flips), so 2 x 8 and 1 x 16 see the same 16 samples a step
 # and must compute the same update. 96 samples: 6 optimizer steps an epoch either way.
@@ -36,15 +35,6 @@ from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, model_of_this_task
 DDP_FLAGS = [*TINY_RUN_FLAGS, "--norm", "group", *task_cases.NO_AUGMENTATION_FLAGS, "--optimizer",
              "sgd", "--epochs", "1"]  # fmt: skip
 EMA_FLAGS = ["--ema", "0.9", "--keep-top-k", "1"]
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-
-
-def torchrun(*command: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes share the cores
-    return subprocess.run(
-        [*TORCHRUN, *command], cwd=PROJECT_ROOT, capture_output=True, text=True,
-        timeout=timeout, env=environment,
-    )  # fmt: skip
 
 
 def last_checkpoint(out_dir, name) -> dict:
@@ -190,7 +180,7 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_the_same_step_and_saves(tmp_p
              "--ckpt-every-steps", "10", "--out-dir", str(tmp_path), "--run-name", "stopped"]  # fmt: skip
     last = tmp_path / "stopped" / "checkpoints" / "last.pt"
     process = subprocess.Popen(
-        [*TORCHRUN, "train.py", *flags], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+        [*torchrun_command(), "train.py", *flags], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
