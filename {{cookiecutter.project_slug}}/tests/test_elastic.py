@@ -49,6 +49,11 @@ def at_an_epoch_boundary(state: dict) -> bool:
     return state["step_in_epoch"] == 0 and state["samples_in_epoch"] == 0
 
 
+def resume_flags(run_dir: Path) -> list[str]:
+    """Continue the run in `run_dir` from its last.pt to the end (no --max-steps)."""
+    return ["--resume", str(run_dir / "checkpoints" / "last.pt"), "--max-steps", "0"]
+
+
 @pytest.fixture(scope="module")
 def resharded(train_script, tmp_path_factory):
     """Runs of one epoch stopped part-way (--max-steps), then finished by another process count.
@@ -63,9 +68,8 @@ def resharded(train_script, tmp_path_factory):
     flags = [*RECORDED_FLAGS, "--epochs", "1", "--out-dir", str(runs)]
     with recording(records / "one"):
         assert train_script.main([*flags, "--max-steps", "4", "--run-name", "one"]) == 0
-    resume_one = ["--resume", str(runs / "one/checkpoints/last.pt"), "--max-steps", "0"]
     spec = {"runs": [["two", [*flags, "--max-steps", "3", "--run-name", "two"], str(records / "two")],
-                     ["one_then_two", resume_one, str(records / "one_then_two")]],
+                     ["one_then_two", resume_flags(runs / "one"), str(records / "one_then_two")]],
             "report": str(out / "report.json")}  # fmt: skip
     (out / "spec.json").write_text(json.dumps(spec))
     launch = torchrun("-m", "tests.distributed_probe", str(out / "spec.json"))
@@ -73,14 +77,11 @@ def resharded(train_script, tmp_path_factory):
     outputs["one_then_two"] = launch.stdout
     for copy in ("two_then_one", "two_then_three"):
         shutil.copytree(runs / "two", runs / copy)
-    resume = ["--resume", "CHECKPOINT", "--max-steps", "0"]
     with contextlib.redirect_stdout(io.StringIO()) as stdout, recording(records / "two_then_one"):
-        resume[1] = str(runs / "two_then_one/checkpoints/last.pt")
-        assert train_script.main(resume) == 0
+        assert train_script.main(resume_flags(runs / "two_then_one")) == 0
     outputs["two_then_one"] = stdout.getvalue()
-    resume[1] = str(runs / "two_then_three/checkpoints/last.pt")
-    recorder = ("-m", "tests.sample_recorder", str(records / "two_then_three"))
-    launch = torchrun(*recorder, *resume, processes=3)
+    recorder = ["-m", "tests.sample_recorder", str(records / "two_then_three")]
+    launch = torchrun(*recorder, *resume_flags(runs / "two_then_three"), processes=3)
     assert launch.returncode == 0, launch.stderr[-3000:]
     outputs["two_then_three"] = launch.stdout
     return runs, records, outputs
@@ -191,14 +192,23 @@ def wait_for(found, agents: list[subprocess.Popen], logs: list[Path]):
 def kill_all(agents: list[subprocess.Popen], records: Path) -> None:
     """SIGKILL what the test started and is still alive: the agents and their workers (torchrun
     starts each worker in a session of its own, which killing its agent leaves running)."""
-    workers = [start["pid"] for attempt in read_attempts(records) for start in attempt.starts]
     for agent in agents:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(agent.pid, signal.SIGKILL)
         agent.wait()
-    for pid in workers:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    for attempt in read_attempts(records):
+        for pid in (start["pid"] for start in attempt.starts if still_a_worker(start["pid"])):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def still_a_worker(pid: int) -> bool:
+    """Whether process `pid` is still a recorded worker, not another that took its number
+    (Linux's /proc tells; elsewhere a worker left by a failed test is not looked for)."""
+    try:
+        return b"tests.sample_recorder" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def test_an_elastic_run_that_loses_a_process_goes_on_alone_and_trains_each_sample_once(tmp_path):
