@@ -127,6 +127,28 @@ def test_a_mid_epoch_checkpoint_is_finished_by_another_process_count_each_sample
     assert f"{note}{case.after}" in outputs[case.finished]
 
 
+def test_sigusr1_stops_python_train_py_at_the_next_step_with_exit_code_138(tmp_path):
+    # SLURM's --signal=USR1@SECONDS, sent once the first checkpoint (step 2) says training is
+    # under way; 50 epochs (1,200 steps) leave it no time to finish first.
+    flags = [*RECORDED_FLAGS, "--epochs", "50", "--ckpt-every-steps", "2", "--out-dir",
+             str(tmp_path), "--run-name", "usr1"]  # fmt: skip
+    last = tmp_path / "usr1" / "checkpoints" / "last.pt"
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *flags], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGUSR1)
+    stdout, stderr = process.communicate(timeout=240)
+    assert process.returncode == 128 + signal.SIGUSR1 == 138, stderr[-3000:]
+    stopped_at = int(re.search(r"stopped at step (\d+); continue with", stdout).group(1))
+    assert last_state(tmp_path / "usr1")["global_step"] == stopped_at >= 2
+    saved = r"SIGUSR1: last\.pt \(.+ MB\) saved in \d+\.\d\d s, \d+\.\d\d s after the signal"
+    assert re.search(saved, stdout), stdout[-2000:]
+
+
 def test_sigusr1_on_one_process_stops_every_process_at_the_same_step_and_saves(tmp_path):
     records, runs = tmp_path / "records", tmp_path / "runs"
     flags = [*RECORDED_FLAGS, "--epochs", "1", "--log-every", "100", "--out-dir", str(runs),
