@@ -173,10 +173,13 @@ def test_sigusr1_on_one_process_stops_every_process_at_the_same_step_and_saves(t
 
 
 # Elastic torchrun on this machine: two --nnodes 1:2 agents meet in a c10d rendezvous. A round
-# closes when both agents are in, or last_call_timeout seconds after the first (default 30 s):
-# how long the survivor waits before it goes on alone. An agent silent for
-# keep_alive_interval x keep_alive_max_attempt seconds counts as gone (default 5 s x 3).
-RENDEZVOUS = "keep_alive_interval=1,keep_alive_max_attempt=3,last_call_timeout=3,join_timeout=300"
+# closes when both agents are in, or last_call_timeout seconds after the first (default 30 s).
+# That is how long the survivor waits before it goes on alone, and how late the second agent
+# may come to the first round: its own start and its retries to reach the host's store take a
+# few seconds on a busy machine (an agent that joins a later round, to scale up, hangs on
+# torch 2.14). An agent silent for keep_alive_interval x keep_alive_max_attempt seconds counts
+# as gone (default 5 s x 3).
+RENDEZVOUS = "keep_alive_interval=1,keep_alive_max_attempt=3,last_call_timeout=10,join_timeout=300"
 ELASTIC_DEADLINE = 400  # seconds for the whole run: generous, for a loaded machine
 
 
@@ -259,17 +262,14 @@ def test_an_elastic_run_that_loses_a_process_goes_on_alone_and_trains_each_sampl
     attempts = read_attempts(records)
     before, after = attempts[-2], attempts[-1]
     assert (before.world_size, after.world_size) == (2, 1)
-    # The survivor went on from the last checkpoint written before the kill (step 4, unless
-    # the host first trained alone, until the other agent joined, and saved when stopped).
+    # The survivor went on from the last checkpoint written before the kill.
     saved = max(commit["global_step"] for attempt in attempts[:-1] for commit in attempt.commits)
-    assert after.start_step == saved and (saved == 4 or len(attempts) > 2)
+    assert after.start_step == saved == 4
     assert Counter(committed_samples(records)) == every_sample_once(0, 1)
     state = last_state(runs / "job")
     assert state["epoch"] == 2 and at_an_epoch_boundary(state) and state["world_size"] == 1
-    resumed_at = after.starts[0]  # alone, the rest of epoch 0 and then epoch 1, batch by batch
-    assert resumed_at["epoch"] == 0
-    steps_alone = (SAMPLES - resumed_at["samples_in_epoch"]) // BATCH + SAMPLES // BATCH
-    assert state["global_step"] == saved + steps_alone
+    # Alone, the rest of epoch 0 (64 samples), then epoch 1 (96), batch by batch.
+    assert state["global_step"] == 4 + (SAMPLES - 4 * 2 * BATCH) // BATCH + SAMPLES // BATCH
     assert [path.name for path in runs.iterdir()] == ["job"]
     assert not list((runs / "job" / "checkpoints").glob(".*.tmp"))
     # Each start purged the steps its checkpoint did not keep: every step once, in order.
