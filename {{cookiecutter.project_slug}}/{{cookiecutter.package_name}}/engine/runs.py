@@ -264,8 +264,8 @@ def parse_resumed_args(
     for name, value in [*from_file.items(), *given.items()]:
         if value is _UNSET or name in CHANGEABLE_ON_RESUME or name not in saved:
             continue
-        if plain(value) == saved[name]:
-            continue
+        if plain(value) == saved[name] or (name == "batch_size" and value == "auto"):
+            continue  # auto: the number it resolved to at the run's start, as the run has
         if given.get(name) is _UNSET:  # the file's value, not the command line's
             raise UserError(
                 f"{parser.file_path} sets {name} to {plain(value)}, but the run being resumed "
