@@ -415,9 +415,9 @@ def process_count_note(args: argparse.Namespace, state: TrainState, train_size: 
     before, now = state.world_size, world_size()
     where = (
         f"the rest of epoch {state.epoch + 1} ({train_size - state.samples_in_epoch:,} of its "
-        f"{train_size:,} samples) is dealt out over them, each sample once"
+        f"{train_size:,} samples) is dealt out over its processes, each sample once"
         if state.samples_in_epoch
-        else f"epoch {state.epoch + 1} is dealt out over them"
+        else f"epoch {state.epoch + 1} is dealt out over its processes"
     )
     return (
         f"note: {args.resume} was saved by {before} process(es) and this run has {now}: {where}; "
