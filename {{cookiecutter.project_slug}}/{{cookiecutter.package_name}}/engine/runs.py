@@ -283,6 +283,8 @@ def parse_resumed_args(
     # resumed run may change (checked above).
     restored.update({name: value for name, value in from_file.items() if given[name] is _UNSET})
     resumed = parser.parse_args(argv, namespace=argparse.Namespace(**restored))
+    if resumed.batch_size == "auto":  # given again: the number it resolved to at the start
+        resumed.batch_size = saved["batch_size"]
     resumed.preprocessing = checkpoint.get("preprocessing")  # the data must be fed as before
     return resumed
 
