@@ -12,7 +12,9 @@
 #    backend the machine has, CUDA included;
 # 2. runs the baked project's CUDA tests (no sync outside log steps, fp16 with accumulation and
 #    clipping, compile, the smoke step on cuda) beside the timing and prefetch tests;
-# 3. trains under torchrun (NCCL, one process) with bf16, channels_last and compile;
+# 3. trains under torchrun (NCCL, one process, with the stop agreement on its own gloo group)
+#    with bf16, channels_last and compile; --max-steps 40 stops it part-way through its first
+#    epoch (62 steps), so there is no best.pt yet: last.pt is the one exported;
 #    Then exports that run to .pt2 and predicts on cuda with it and with the checkpoint;
 # 4. benchmarks: loop overhead on CUDA (bench_loop.py), then the data pipeline and the
 #    precision / layout / compile variants (bench_cuda.py), then predict.py vs test.py
@@ -45,13 +47,13 @@ python -c "import torch; raise SystemExit(not torch.cuda.is_available())" || exi
 step torchrun --nproc_per_node=1 train.py --epochs 1 --max-steps 40 --log-every 10 \
     --amp bf16 --channels-last --compile --out-dir "$out/runs" --run-name gpu
 # The trained model on the GPU: a .pt2 export moved to cuda, then predict.py on a few images.
-step python export.py --checkpoint "$out/runs/gpu/checkpoints/best.pt" --format pt2 \
+step python export.py --checkpoint "$out/runs/gpu/checkpoints/last.pt" --format pt2 \
     --output "$out/gpu.pt2"
 python -c "import sys, numpy as np; from PIL import Image; [Image.fromarray(np.random.default_rng(i)
     .integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(f'{sys.argv[1]}/image{i}.png')
     for i in range(8)]" "$out"
 step python predict.py --model "$out/gpu.pt2" --device cuda "$out"/image*.png
-step python predict.py --checkpoint "$out/runs/gpu/checkpoints/best.pt" --device cuda "$out"/image*.png
+step python predict.py --checkpoint "$out/runs/gpu/checkpoints/last.pt" --device cuda "$out"/image*.png
 cd "$repo" || exit 1
 step python benchmarks/bench_loop.py --project "$project" --device cuda --rounds 3 --steps 200
 step python benchmarks/bench_cuda.py --project "$project" --steps 200

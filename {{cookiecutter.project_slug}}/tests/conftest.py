@@ -11,7 +11,8 @@ from typing import NamedTuple
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.compat.proto.event_pb2 import SessionLog
 from torch.utils.data import DataLoader
 
 from {{ cookiecutter.package_name }}.engine.cli import run_cli
@@ -29,10 +30,25 @@ TINY_RUN_FLAGS = [
 
 
 def scalar_steps(run_dir, tag) -> list[int]:
-    """The steps at which `tag` was logged, read with TensorBoard's own reader."""
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    return [event.step for event in events.Scalars(tag)]
+    """The steps at which `tag` was logged, as TensorBoard shows them: each start's events file
+    in the order they were written, a resumed start's purge_step dropping the steps from it on.
+
+    Read with TensorBoard's own file reader, but the files ordered by their first event's time:
+    TensorBoard orders them by name, and two starts in one process within one second have
+    names that differ only in a counter, which sorts "10" before "9".
+    """
+    steps: list[int] = []
+    for path in sorted(Path(run_dir).glob("events.out.tfevents.*"), key=first_event_time):
+        for event in EventFileLoader(str(path)).Load():
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                steps = [step for step in steps if step < event.step]  # the purge
+            elif event.HasField("summary"):
+                steps += [event.step for value in event.summary.value if value.tag == tag]
+    return steps
+
+
+def first_event_time(path: Path) -> float:
+    return next(iter(EventFileLoader(str(path)).Load())).wall_time
 
 
 def torchrun_command(processes: int = 2) -> list[str]:

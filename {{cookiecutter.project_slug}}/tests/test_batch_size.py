@@ -72,6 +72,9 @@ def test_a_run_and_its_resume_use_the_resolved_batch_size(train_script, tmp_path
     last = result.run_dir / "checkpoints" / "last.pt"
     resumed = train_script.parse_args(["--resume", str(last), "--max-steps", "2"])
     assert resumed.batch_size == 32
+    # The first start's command line again (a requeued job): auto means the run's 32.
+    again = train_script.parse_args([*flags, "--batch-size", "auto", "--resume", str(last)])
+    assert again.batch_size == 32
     train_script.train(resumed)
     out = capsys.readouterr().out
     assert "(auto:" not in out and "effective batch: 32 x 1" in out  # nothing left to resolve

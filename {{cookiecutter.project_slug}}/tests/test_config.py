@@ -115,6 +115,25 @@ def test_config_and_resume_are_refused_together(config_refused, tmp_path):
     config_refused(flags, "--config and --resume do not go together")
 
 
+def test_a_config_file_goes_with_resume_auto_and_must_agree_with_the_run(
+    train_script, tmp_path, config_refused, capsys
+):
+    # One command for a run's first start and every restart (a requeued job), with a file.
+    path = write_config(tmp_path, "lr: 0.002\nepochs: 1\n")
+    flags = [*TINY_RUN_FLAGS, "--config", str(path), "--resume", "auto", "--run-name", "job",
+             "--out-dir", str(tmp_path / "runs")]  # fmt: skip
+    assert train_script.main(flags) == 0
+    path.write_text("lr: 0.002\nepochs: 2\n")  # a flag a resumed run may change
+    assert train_script.main(flags) == 0
+    last = tmp_path / "runs" / "job" / "checkpoints" / "last.pt"
+    checkpoint = train_script.engine.load_checkpoint(last)
+    assert checkpoint["state"]["epoch"] == 2 and checkpoint["args"]["lr"] == 0.002
+    path.write_text("lr: 0.01\nepochs: 3\n")  # one it may not: refused, nothing written
+    message = f"{path} sets lr to 0.01, but the run being resumed has 0.002; remove lr from"
+    capsys.readouterr()  # the two runs' output
+    config_refused(["--config", str(path), "--resume", "auto", "--run-name", "job"], message)
+
+
 @pytest.fixture
 def config_refused(train_script, tmp_path, monkeypatch, capsys):
     """Check that train.py refuses `flags` with one sentence holding `message`, exit code 2,

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from {{ cookiecutter.package_name }}.engine.cli import DivergedError
+from {{ cookiecutter.package_name }}.engine.loader import ignore_stop_signals
 from {{ cookiecutter.package_name }}.engine.loop import StopRequest
 
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, scalar_steps
@@ -230,6 +231,25 @@ def test_resume_auto_starts_again_in_a_folder_killed_before_its_first_checkpoint
     # The killed attempt's steps 2 and 4 are purged: each step once, in order.
     assert scalar_steps(tmp_path / "job", "train/loss") == [2, 4, 6]
     assert len(list((tmp_path / "job").glob("events.out.tfevents.*"))) == 2
+
+
+class WorkerSignalHandlers(torch.utils.data.Dataset):
+    """One sample: whether the DataLoader worker that loads it ignores each stop signal."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        ignored = [signal.getsignal(signum) == signal.SIG_IGN for signum in StopRequest.SIGNALS]
+        return torch.tensor(ignored)
+
+
+def test_dataloader_workers_leave_every_stop_signal_to_the_main_process():
+    loader = torch.utils.data.DataLoader(
+        WorkerSignalHandlers(), num_workers=1, worker_init_fn=ignore_stop_signals
+    )
+    (ignored,) = list(loader)
+    assert len(StopRequest.SIGNALS) == 3 and ignored.all()  # SIGINT, SIGTERM, SIGUSR1
 
 
 def test_a_nan_before_any_checkpoint_leaves_none_and_says_so(train_script, tmp_path, monkeypatch):

@@ -406,7 +406,7 @@ class RunCheckpoints:
         self.folder, self.state, self.scaler, self.parts = folder, state, scaler, parts
         self.last = folder / "last.pt"
         self.keep_top_k = keep_top_k  # 0: no epoch checkpoints besides last.pt and best.pt
-        self.last_save_seconds: float | None = None  # how long the latest save_last() took
+        self.last_save_seconds: float | None = None  # how long the latest save took
 
     def save_last(self) -> None:
         """last.pt, as of now (a stop, or --ckpt-every-steps within an epoch), timed."""
@@ -430,8 +430,10 @@ class RunCheckpoints:
             self.state.kept = top_k([*self.state.kept, entry], self.keep_top_k, higher_is_better)
             epoch_file = self.folder / name if entry in self.state.kept else None
         if is_main_process():
+            started = time.perf_counter()
             parts = {"state": self.state, "scaler": self.scaler(), **self.parts}
             save_epoch_checkpoints(self.folder, is_best, epoch_file, **parts)
+            self.last_save_seconds = time.perf_counter() - started
             if self.keep_top_k:  # only now: the files that fell out are no longer listed
                 remove_unkept_epoch_checkpoints(self.folder, self.state.kept)
 

@@ -31,6 +31,9 @@ class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, allow_abbrev: bool = False, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
+        # What a --config file set (by dest), and the file: see config.parse_args_with_config.
+        self.file_values: dict[str, object] = {}
+        self.file_path: Path | None = None
 
     def error(self, message: str):
         valued_switch = re.fullmatch(r"argument (\S+): ignored explicit argument (.+)", message)

@@ -41,12 +41,17 @@ def parse_args_with_config(
     path = vars(args).pop("config", None)
     if path is None:
         return args
-    if getattr(args, "resume", None) is not None:
+    resume = getattr(args, "resume", None)
+    if resume is not None and str(resume) != "auto":
         raise UserError(
             "--config and --resume do not go together: a resumed run takes its flags from its "
-            "checkpoint; drop --config"
+            "checkpoint; drop --config (with --resume auto it may stay, for a run it starts)"
         )
-    parser.set_defaults(**read_config(parser, path))
+    values = read_config(parser, path)
+    parser.set_defaults(**values)
+    # --resume auto may find a run to continue: its flags win, and a file value that differs
+    # from the run's is refused as a flag would be (runs.parse_resumed_args).
+    parser.file_values, parser.file_path = values, path
     args = parser.parse_args(argv)
     del args.config
     return args

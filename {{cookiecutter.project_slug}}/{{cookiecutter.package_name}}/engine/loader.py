@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, d
 
 from ..errors import UserError
 from .devices import is_main_process, rank, world_size
+from .loop import StopRequest
 
 # One core feeds each training process (torchrun starts LOCAL_WORLD_SIZE of them on a machine);
 # the others decode and augment. More than 8 workers a process rarely helps; each costs memory.
@@ -211,14 +212,15 @@ def build_loader(
 
 
 def ignore_stop_signals(worker_id: int) -> None:
-    """In a DataLoader worker: leave Ctrl-C and SIGTERM to the main process.
+    """In a DataLoader worker: leave Ctrl-C, SIGTERM and SIGUSR1 to the main process.
 
-    A terminal's Ctrl-C and a scheduler's SIGTERM reach the whole process group. A worker
-    killed by one would crash the main process ("DataLoader worker is killed by signal")
-    before it could finish its step and save; the main process stops the workers itself.
+    A terminal's Ctrl-C and a scheduler's SIGTERM or SIGUSR1 can reach the whole process
+    group. A worker killed by one (SIGUSR1's default action, too) would crash the main process
+    ("DataLoader worker is killed by signal") before it could finish its step and save; the
+    main process stops the workers itself.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for signum in StopRequest.SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def build_loaders(

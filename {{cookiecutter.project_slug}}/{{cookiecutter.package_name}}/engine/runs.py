@@ -254,20 +254,37 @@ def parse_resumed_args(
     checkpoint = load_checkpoint(path, task)
     saved = checkpoint["args"]
     given = vars(parser.parse_args(argv, namespace=_namespace_of_unset(parser)))
-    not_given = {name: value for name, value in saved.items() if given.get(name) is _UNSET}
+    from_file = getattr(parser, "file_values", {})  # --config FILE with --resume auto
+    not_given = {
+        name: value
+        for name, value in saved.items()
+        if given.get(name) is _UNSET and name not in from_file
+    }
     check_stored_values(parser, not_given, path, overridable=CHANGEABLE_ON_RESUME)
-    for name, value in given.items():
+    for name, value in [*from_file.items(), *given.items()]:
         if value is _UNSET or name in CHANGEABLE_ON_RESUME or name not in saved:
             continue
-        if plain(value) != saved[name]:
-            raise UserError(_conflict(name, value, saved[name]))
+        if plain(value) == saved[name] or (name == "batch_size" and value == "auto"):
+            continue  # auto: the number it resolved to at the run's start, as the run has
+        if given.get(name) is _UNSET:  # the file's value, not the command line's
+            raise UserError(
+                f"{parser.file_path} sets {name} to {plain(value)}, but the run being resumed "
+                f"has {saved[name]}; remove {name} from the file (or make it {saved[name]}), "
+                "or start a new run without --resume"
+            )
+        raise UserError(_conflict(name, value, saved[name]))
     defaults = vars(parser.parse_args([]))
     restored = {
         name: Path(value) if isinstance(defaults.get(name), Path) and value is not None else value
         for name, value in saved.items()
         if name in defaults
     }
+    # The file's values the command line does not override: equal to the run's, or ones a
+    # resumed run may change (checked above).
+    restored.update({name: value for name, value in from_file.items() if given[name] is _UNSET})
     resumed = parser.parse_args(argv, namespace=argparse.Namespace(**restored))
+    if resumed.batch_size == "auto":  # given again: the number it resolved to at the start
+        resumed.batch_size = saved["batch_size"]
     resumed.preprocessing = checkpoint.get("preprocessing")  # the data must be fed as before
     return resumed
 
@@ -400,9 +417,9 @@ def process_count_note(args: argparse.Namespace, state: TrainState, train_size: 
     before, now = state.world_size, world_size()
     where = (
         f"the rest of epoch {state.epoch + 1} ({train_size - state.samples_in_epoch:,} of its "
-        f"{train_size:,} samples) is dealt out over {now}, each sample once"
+        f"{train_size:,} samples) is dealt out over its processes, each sample once"
         if state.samples_in_epoch
-        else f"epoch {state.epoch + 1} is dealt out over {now}"
+        else f"epoch {state.epoch + 1} is dealt out over its processes"
     )
     return (
         f"note: {args.resume} was saved by {before} process(es) and this run has {now}: {where}; "
