@@ -64,7 +64,7 @@ class Recorder:
         self.rank, self.state, self.pending, self.commits = devices.rank(), state, [], 0
         self.write(f"start-{self.attempt}-rank{self.rank}.json", {
             "attempt": self.attempt, "rank": self.rank, "world_size": devices.world_size(),
-            "pid": os.getpid(), "parent_pid": os.getppid(), "global_step": state.global_step,
+            "pid": os.getpid(), "global_step": state.global_step,
             "epoch": state.epoch, "samples_in_epoch": state.samples_in_epoch,
         })  # fmt: skip
 
@@ -75,9 +75,11 @@ class Recorder:
         if os.environ.get("SAMPLE_RECORDER_HOLD_AT") == str(self.fetches):
             (self.record_dir / f"held-{os.getpid()}").touch()
             threading.Event().wait()  # until the test kills this process
-        rank, at, name = (os.environ.get("SAMPLE_RECORDER_SIGNAL_AT") or "-1:0:").split(":")
-        if int(rank) == self.rank and int(at) == self.fetches:
-            os.kill(os.getpid(), getattr(signal, name))
+        signal_at = os.environ.get("SAMPLE_RECORDER_SIGNAL_AT")
+        if signal_at:
+            rank, fetch, name = signal_at.split(":")
+            if (int(rank), int(fetch)) == (self.rank, self.fetches):
+                os.kill(os.getpid(), getattr(signal, name))
 
     def commit(self) -> None:
         """Write the samples fetched since the last commit, at the step of the checkpoint."""
