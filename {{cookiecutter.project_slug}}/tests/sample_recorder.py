@@ -15,9 +15,12 @@ what came after the last checkpoint. A commit whose checkpoint was never written
 while saving) shows afterwards: the next attempt starts from an earlier step.
 committed_samples() reads it all back. tests/distributed_probe.py records a run the same way.
 
-Two knobs for tests, read from the environment by each process:
+Three knobs for tests, read from the environment by each process:
 SAMPLE_RECORDER_HOLD_AT=N  the N-th training fetch of this process writes held-<pid> and waits
     forever, so that a test kills it at a known point;
+SAMPLE_RECORDER_PAUSE_AT=N  the N-th training fetch of this process writes paused-<pid> and
+    waits for a stop signal (then trains on, and the run stops as it would); only the first
+    process of a record folder to get there pauses;
 SAMPLE_RECORDER_SIGNAL_AT=RANK:N:NAME  at its N-th training fetch, rank RANK sends itself the
     signal NAME (e.g. 1:5:SIGUSR1).
 """
@@ -75,6 +78,9 @@ class Recorder:
         if os.environ.get("SAMPLE_RECORDER_HOLD_AT") == str(self.fetches):
             (self.record_dir / f"held-{os.getpid()}").touch()
             threading.Event().wait()  # until the test kills this process
+        pause = os.environ.get("SAMPLE_RECORDER_PAUSE_AT") == str(self.fetches)
+        if pause and not list(self.record_dir.glob("paused-*")):
+            pause_until_a_stop_signal(self.record_dir / f"paused-{os.getpid()}")
         signal_at = os.environ.get("SAMPLE_RECORDER_SIGNAL_AT")
         if signal_at:
             rank, fetch, name = signal_at.split(":")
@@ -100,6 +106,24 @@ class Recorder:
         temporary = self.record_dir / f".{name}.tmp"
         temporary.write_text(json.dumps(record))
         os.replace(temporary, self.record_dir / name)
+
+
+def pause_until_a_stop_signal(marker: Path) -> None:
+    """Write `marker`, then wait until SIGTERM or SIGUSR1 comes, which the run's own handler
+    (train.py's StopRequest) then also gets."""
+    signalled = threading.Event()
+    previous = {}
+
+    def note_then_pass_on(signum, frame):
+        signalled.set()
+        previous[signum](signum, frame)
+
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        previous[signum] = signal.signal(signum, note_then_pass_on)
+    marker.touch()
+    signalled.wait()
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 @contextlib.contextmanager

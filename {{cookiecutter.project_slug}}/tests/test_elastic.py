@@ -172,14 +172,16 @@ def test_sigusr1_on_one_process_stops_every_process_at_the_same_step_and_saves(t
     assert re.search(r"SIGUSR1: last\.pt \(.+ MB\) saved in \d+\.\d\d s; give", launch.stdout)
 
 
-# Elastic torchrun on this machine: two --nnodes 1:2 agents meet in a c10d rendezvous. A round
+# Elastic torchrun on this machine: --nnodes 1:2 agents meet in a c10d rendezvous. A round
 # closes when both agents are in, or last_call_timeout seconds after the first (default 30 s).
 # That is how long the survivor waits before it goes on alone, and how late the second agent
 # may come to the first round: its own start and its retries to reach the host's store take a
-# few seconds on a busy machine (an agent that joins a later round, to scale up, hangs on
-# torch 2.14). An agent silent for keep_alive_interval x keep_alive_max_attempt seconds counts
-# as gone (default 5 s x 3).
+# few seconds on a busy machine. An agent silent for keep_alive_interval x keep_alive_max_attempt
+# seconds counts as gone (default 5 s x 3). An agent that joins a later round (scale-up) hangs
+# with torch's shared TCP store (the host, rank 0 again, never publishes the new round's
+# MASTER_ADDR): TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, as the README says.
 RENDEZVOUS = "keep_alive_interval=1,keep_alive_max_attempt=3,last_call_timeout=10,join_timeout=300"
+NO_SHARED_STORE = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 ELASTIC_DEADLINE = 400  # seconds for the whole run: generous, for a loaded machine
 
 
@@ -199,7 +201,8 @@ def start_agent(port: int, is_host: bool, log: Path, command: list[str], **env: 
     with open(log, "w") as output:  # a file, not a pipe nobody reads while it runs
         return subprocess.Popen(
             [*agent, *command], cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+            start_new_session=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1", **NO_SHARED_STORE, **env},
         )  # fmt: skip
 
 
@@ -236,47 +239,63 @@ def still_a_worker(pid: int) -> bool:
         return False
 
 
-def test_an_elastic_run_that_loses_a_process_goes_on_alone_and_trains_each_sample_once(tmp_path):
+def test_an_elastic_run_that_loses_a_process_then_gains_one_trains_each_sample_once(tmp_path):
     records, runs = tmp_path / "records", tmp_path / "runs"
     records.mkdir()
     # Two epochs: 12 steps each with 2 processes, 24 with one. A checkpoint every 4 steps.
     flags = [*RECORDED_FLAGS, "--epochs", "2", "--ckpt-every-steps", "4", "--log-every", "1",
              "--out-dir", str(runs), "--run-name", "job", "--resume", "auto"]  # fmt: skip
     command = ["-m", "tests.sample_recorder", str(records), *flags]
-    port, logs = free_port(), [tmp_path / "host.log", tmp_path / "other.log"]
-    started = time.time()  # wall clock: compared with the records' modification times
+    logs = [tmp_path / "host.log", tmp_path / "lost.log", tmp_path / "joined.log"]
+    port, started = free_port(), time.time()  # wall clock: compared with the records' times
     # The host keeps the rendezvous' store, so it must be the agent that survives. The other
     # one's worker stops at its 6th batch: after step 4's checkpoint and step 5, which the kill
-    # loses (and the survivor trains again).
-    host = start_agent(port, True, logs[0], command)
-    other = start_agent(port, False, logs[1], command, SAMPLE_RECORDER_HOLD_AT="6")
+    # loses (and the survivor trains again). The survivor's worker, alone, pauses at its 20th
+    # batch (the 4th of epoch 1) until the third agent's arrival makes torchrun stop it.
+    host = start_agent(port, True, logs[0], command, SAMPLE_RECORDER_PAUSE_AT="20")
+    lost = start_agent(port, False, logs[1], command, SAMPLE_RECORDER_HOLD_AT="6")
+    agents = [host, lost]
     try:
-        held = wait_for(lambda: list(records.glob("held-*")), [host, other], logs)
+        held = wait_for(lambda: list(records.glob("held-*")), agents, logs)
         killed = time.time()
-        os.killpg(other.pid, signal.SIGKILL)  # the agent first: it would restart its worker
+        os.killpg(lost.pid, signal.SIGKILL)  # the agent first: it would restart its worker
         os.kill(int(held[0].name.split("-")[1]), signal.SIGKILL)
+        wait_for(lambda: list(records.glob("paused-*")), [host], logs)
+        joined_at = time.time()
+        agents.append(start_agent(port, False, logs[2], command))
         assert host.wait(timeout=ELASTIC_DEADLINE) == 0, logs[0].read_text()[-3000:]
+        assert agents[2].wait(timeout=ELASTIC_DEADLINE) == 0, logs[2].read_text()[-3000:]
         finished = time.time()
     finally:
-        kill_all([host, other], records)
+        kill_all(agents, records)
     attempts = read_attempts(records)
-    before, after = attempts[-2], attempts[-1]
-    assert (before.world_size, after.world_size) == (2, 1)
-    # The survivor went on from the last checkpoint written before the kill.
-    saved = max(commit["global_step"] for attempt in attempts[:-1] for commit in attempt.commits)
-    assert after.start_step == saved == 4
+    assert [attempt.world_size for attempt in attempts] == [2, 1, 2]
+    first, alone, joined = attempts
+    # The survivor went on from the last checkpoint written before the kill ...
+    assert alone.start_step == max(commit["global_step"] for commit in first.commits) == 4
+    # ... and, stopped by torchrun (SIGTERM) to let the new agent in, saved where it stopped
+    # (after the paused batch's step: alone, it needs no other rank's word), from which both
+    # went on.
+    (alone_end,) = alone.exits
+    assert alone_end["exit_code"] == 128 + signal.SIGTERM
+    assert joined.start_step == alone_end["global_step"] == alone.commits[-1]["global_step"] == 24
     assert Counter(committed_samples(records)) == every_sample_once(0, 1)
     state = last_state(runs / "job")
-    assert state["epoch"] == 2 and at_an_epoch_boundary(state) and state["world_size"] == 1
-    # Alone, the rest of epoch 0 (64 samples), then epoch 1 (96), batch by batch.
-    assert state["global_step"] == 4 + (SAMPLES - 4 * 2 * BATCH) // BATCH + SAMPLES // BATCH
+    assert state["epoch"] == 2 and at_an_epoch_boundary(state) and state["world_size"] == 2
+    # Alone: the rest of epoch 0 (64 samples, 16 steps), then epoch 1 from step 20 until the
+    # stop; together: the rest of epoch 1, 8 samples a step.
+    left_together = SAMPLES - (alone_end["global_step"] - 20) * BATCH
+    assert state["global_step"] == alone_end["global_step"] + left_together // (2 * BATCH)
     assert [path.name for path in runs.iterdir()] == ["job"]
     assert not list((runs / "job" / "checkpoints").glob(".*.tmp"))
     # Each start purged the steps its checkpoint did not keep: every step once, in order.
     assert scalar_steps(runs / "job", "train/loss") == list(range(1, state["global_step"] + 1))
-    # The phases (shown with pytest -s): the first checkpoint, the kill, the restart, the end.
+    # The phases (shown with pytest -s): the first checkpoint, the kill, the restart alone,
+    # the third agent's start, the restart together, the end.
     first_commit = min(path.stat().st_mtime for path in records.glob("commit-*"))
-    restart = (records / f"start-{after.starts[0]['attempt']}-rank0.json").stat().st_mtime
+    restarts = [(records / f"start-{attempt.starts[0]['attempt']}-rank0.json").stat().st_mtime
+                for attempt in (alone, joined)]  # fmt: skip
     print(f"\nelastic run: first checkpoint {first_commit - started:.1f} s, kill "
-          f"{killed - started:.1f} s, restarted {restart - started:.1f} s, "
-          f"finished {finished - started:.1f} s")  # fmt: skip
+          f"{killed - started:.1f} s, alone {restarts[0] - started:.1f} s, third agent "
+          f"{joined_at - started:.1f} s, together {restarts[1] - started:.1f} s, finished "
+          f"{finished - started:.1f} s")  # fmt: skip

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from prefetch_generator import BackgroundGenerator
 
-from .devices import is_distributed, max_across_ranks, synchronize
+from .devices import max_across_ranks, synchronize, world_size
 
 
 class BackgroundLoader(BackgroundGenerator):
@@ -162,7 +162,7 @@ class StopRequest:
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
-        if is_distributed():  # every rank creates it, at the same point, as new_group needs
+        if world_size() > 1:  # every rank creates it, at the same point, as new_group needs
             self._group = dist.new_group(backend="gloo")
         return self
 
