@@ -155,6 +155,7 @@ def test_a_resumed_run_says_where_it_resumed_instead_of_the_model_summary(
     out = capsys.readouterr().out
     assert "Total params" not in out
     assert f"resumed {run_dir.resolve()} from step 12 (epoch 3, 0 steps into it)" in out
+    assert "makes only" not in out  # the few-steps note was for the start, not each resume
 
 
 def test_a_finished_run_resumed_with_more_epochs_trains_on_the_new_schedule(

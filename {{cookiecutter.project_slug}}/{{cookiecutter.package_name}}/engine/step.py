@@ -200,7 +200,7 @@ def build_optimization(
     only stops the run, so a stopped run resumes on the same curve."""
     optimizer = build_optimizer(groups, args.optimizer, args.lr, args.weight_decay)
     total_steps = math.ceil(batches_per_epoch / args.accum_steps) * args.epochs
-    if total_steps < FEW_STEPS:
+    if total_steps < FEW_STEPS and getattr(args, "resume", None) is None:  # said at the start
         tqdm.write(
             f"note: this run makes only {total_steps} optimizer steps; a small data set "
             "usually needs more --epochs or a smaller --batch-size"
