@@ -247,6 +247,13 @@ def build_loaders(
     return train_loader, val_loader
 
 
+def optimizer_steps(samples: int, processes: int, batch_size: int, accum_steps: int) -> int:
+    """The optimizer steps `samples` of an epoch's order make: dealt out over `processes`, in
+    whole batches (the loader drops the rest), accum_steps micro-batches a step (the last
+    group may be short)."""
+    return math.ceil(max(samples, 0) // processes // batch_size / accum_steps)
+
+
 def auto_batch_size(train_size: int, processes: int = 1, accum_steps: int = 1) -> int:
     """The largest of AUTO_BATCH_SIZES giving each process MIN_STEPS_PER_EPOCH optimizer steps.
 
@@ -254,11 +261,10 @@ def auto_batch_size(train_size: int, processes: int = 1, accum_steps: int = 1) -
     optimizer step takes accum_steps micro-batches. Too small a set for every candidate gets
     the smallest one (or its whole share, if that is smaller still).
     """
-    share = train_size // processes
     for size in AUTO_BATCH_SIZES:
-        if math.ceil(share // size / accum_steps) >= MIN_STEPS_PER_EPOCH:
+        if optimizer_steps(train_size, processes, size, accum_steps) >= MIN_STEPS_PER_EPOCH:
             return size
-    return max(1, min(AUTO_BATCH_SIZES[-1], share))
+    return max(1, min(AUTO_BATCH_SIZES[-1], train_size // processes))
 
 
 def resolve_batch_size(args: argparse.Namespace, train_size: int) -> None:
@@ -277,7 +283,7 @@ def resolve_batch_size(args: argparse.Namespace, train_size: int) -> None:
 
 def auto_batch_size_line(size: int, train_size: int, processes: int, accum_steps: int) -> str:
     """The one line that says which batch size "auto" chose, and why."""
-    steps = math.ceil(train_size // processes // size / accum_steps)
+    steps = optimizer_steps(train_size, processes, size, accum_steps)
     candidates = "/".join(map(str, AUTO_BATCH_SIZES))
     return (
         f"batch size {size} (auto: {train_size:,} training images, {processes} process(es) x "

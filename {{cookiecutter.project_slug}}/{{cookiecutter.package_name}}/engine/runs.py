@@ -4,7 +4,6 @@ run starts anew or continues from its checkpoint."""
 import argparse
 import errno
 import json
-import math
 import os
 import re
 import shutil
@@ -30,6 +29,7 @@ from .checkpoint import (
 from .cli import check_stored_values
 from .config import CONFIG_FILE, config_text
 from .devices import effective_batch, is_distributed, world_size
+from .loader import optimizer_steps
 from .step import (
     MixedPrecision,
     apply_schedule,
@@ -389,13 +389,9 @@ def optimizer_steps_left(
 ) -> int:
     """The optimizer steps from `state` to the end of --epochs with `processes` processes
     (this run's by default): each takes batch_size x accum_steps of its share of the rest."""
-    processes = processes or world_size()
-
-    def steps(samples: int) -> int:
-        return math.ceil(max(samples, 0) // processes // args.batch_size / args.accum_steps)
-
-    this_epoch = steps(train_size - state.samples_in_epoch)
-    return this_epoch + steps(train_size) * (args.epochs - state.epoch - 1)
+    deal = (processes or world_size(), args.batch_size, args.accum_steps)
+    this_epoch = optimizer_steps(train_size - state.samples_in_epoch, *deal)
+    return this_epoch + optimizer_steps(train_size, *deal) * (args.epochs - state.epoch - 1)
 
 
 def schedule_anchor(args: argparse.Namespace, state: TrainState, train_size: int) -> list[float]:

@@ -4,6 +4,7 @@ the TrainStep that holds them with the model and the loss."""
 import argparse
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -101,8 +102,15 @@ def build_scheduler(
     if kind not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {kind!r}; choose one of {SCHEDULERS}")
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, kind, warmup_steps, total_steps, anchor)
+        optimizer, lr_curve(kind, warmup_steps, total_steps, anchor)
     )
+
+
+def lr_curve(
+    kind: str, warmup_steps: int, total_steps: int, anchor: tuple[float, float] | None = None
+) -> Callable[[int], float]:
+    """lr_factor as a function of the step alone (what LambdaLR calls)."""
+    return lambda step: lr_factor(step, kind, warmup_steps, total_steps, anchor)
 
 
 def refit_schedule(
@@ -113,10 +121,8 @@ def refit_schedule(
 ) -> None:
     """Make the schedule end at `total_steps`, its decay going on from `anchor`; the step
     count (the schedule's state) stays as it is."""
-    warmup = warmup_steps_of(args, total_steps)
-    scheduler.lr_lambdas = [
-        lambda step: lr_factor(step, args.scheduler, warmup, total_steps, anchor)
-    ] * len(scheduler.lr_lambdas)
+    curve = lr_curve(args.scheduler, warmup_steps_of(args, total_steps), total_steps, anchor)
+    scheduler.lr_lambdas = [curve] * len(scheduler.lr_lambdas)
 
 
 def apply_schedule(
