@@ -10,6 +10,7 @@ cpu,cuda), SMOKE_PYTHON (interpreter), SMOKE_TIMEOUT (seconds per backend).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -25,15 +26,25 @@ Condition = Callable[[dict[str, Any]], bool]
 
 
 # Each task's own files (its task module, data, model, the layers/losses/ops only it uses, its
-# tests) live in one folder per task at their project-relative paths; the shared tree holds
-# only task-agnostic files. The hook moves the chosen task's files into the project and removes
-# TASKS. A new task: a folder under TASKS, its name among cookiecutter.json's task choices,
-# one row here.
+# tests) live in one folder per task, `_tasks/<task>/`, at their project-relative paths; the
+# shared tree holds only task-agnostic files. The hook moves the chosen task's files into the
+# project (all but the files that describe the task to the template) and removes `_tasks/`.
 TASKS = "_tasks"
-TASK_FOLDERS = {
-    "classification": f"{TASKS}/classification",
-    "image_to_image": f"{TASKS}/image_to_image",
-}
+
+# What the template's task folders say (template_tasks.py), rendered in by cookiecutter; left
+# unrendered when the tests import this module, which then reads the folders themselves.
+TASK_CATALOG = r'''{{ cookiecutter | task_catalog | tojson }}'''  # fmt: skip
+
+
+@functools.cache
+def task_catalog() -> dict[str, Any]:
+    """Every task's package modules and model-module classes, and the template-only files."""
+    if TASK_CATALOG.startswith("{" + "{"):
+        import template_tasks
+
+        return template_tasks.catalog()
+    return json.loads(TASK_CATALOG)
+
 
 # (condition on the answers, project paths it removes); later options add rows here.
 # `is False`: the pre-gen hook has already refused anything that is not a JSON boolean.
@@ -88,10 +99,12 @@ def remove_excluded(project: Path, answers: dict[str, Any]) -> list[str]:
 
 def add_task_files(project: Path, answers: dict[str, Any]) -> list[str]:
     """Move the chosen task's files into the project at their paths; remove every task folder."""
-    source = project / TASK_FOLDERS[answers["task"]]
+    source = project / TASKS / answers["task"]
     added = []
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         relative = path.relative_to(source)
+        if relative.as_posix() in task_catalog()["template_only"]:
+            continue
         (project / relative).parent.mkdir(parents=True, exist_ok=True)
         path.replace(project / relative)
         added.append(relative.as_posix())

@@ -8,6 +8,7 @@ The module stays importable unrendered (the answers are read in main()) so tests
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import keyword
 import os
@@ -39,14 +40,6 @@ DEPENDENCIES = {
     *("test", "tests", "data", "train"),
 }
 STDLIB = sys.stdlib_module_names
-# Module names inside the generated package: a package or model of the same name would clash.
-PACKAGE_MODULES = {
-    "layers", "losses", "ops", "data", "engine", "errors", "image_files", "task", "utils",
-    "__init__",
-}  # fmt: skip
-# Classes the model module re-exports beside the model class (scripts reach them through it):
-# a model class of the same name could not live in that module.
-MODEL_MODULE_CLASSES = {"ClassificationLoss", "RestorationLoss"}
 # Longest names that keep every generated line within ruff's 100 columns (the model's class
 # name sits inside code lines, the package name only in import lines).
 MAX_PACKAGE_NAME = 40
@@ -92,9 +85,39 @@ def at_most(length: int) -> Check:
     return lambda value, _: len(value) <= length
 
 
-def model_class_free(value: Any, _: dict[str, Any]) -> bool:
+# What the template's task folders say (template_tasks.py), rendered in by cookiecutter; left
+# unrendered when the tests import this module, which then reads the folders themselves.
+TASK_CATALOG = r'''{{ cookiecutter | task_catalog | tojson }}'''  # fmt: skip
+
+
+@functools.cache
+def task_catalog() -> dict[str, Any]:
+    """Every task's package modules and model-module classes, and the template-only files."""
+    if TASK_CATALOG.startswith("{" + "{"):
+        import template_tasks
+
+        return template_tasks.catalog()
+    return json.loads(TASK_CATALOG)
+
+
+def known_task(value: Any, _: dict[str, Any]) -> bool:
+    """Check that the task answer names a task folder of the template."""
+    return value in task_catalog()["tasks"]
+
+
+def not_a_package_module(value: Any, answers: dict[str, Any]) -> bool:
+    """Check that a model name is no module of the generated package (shared or the task's own):
+    the model file would replace it."""
+    if not known_task(answers.get("task"), answers):
+        return True  # the task answer is refused on its own
+    modules = task_catalog()["tasks"][answers["task"]]["package_modules"]
+    return not_in(modules)(value, answers)
+
+
+def model_class_free(value: Any, answers: dict[str, Any]) -> bool:
     """Check that the model's class name (CapWords form) is not a class its module re-exports."""
-    return model_class(value) not in MODEL_MODULE_CLASSES
+    task = task_catalog()["tasks"].get(answers.get("task"))
+    return task is None or model_class(value) not in task["model_module_classes"]
 
 
 def model_class(model_name: str) -> str:
@@ -134,10 +157,10 @@ RULES: list[Rule] = [
     Rule("package_name", not_in(DEPENDENCIES), "shadows the {value} library", PACKAGE),
     Rule("package_name", not_in(STDLIB), "shadows the standard-library module {value}", PACKAGE),
     Rule("package_name", at_most(MAX_PACKAGE_NAME), TOO_LONG.format(MAX_PACKAGE_NAME), PACKAGE),
-    choice("task", ["classification", "image_to_image"]),
+    Rule("task", known_task, "is not one of {tasks}", "classification"),
     Rule("model_name", matches(LOWER_WITH_UNDER), "is not a lower_with_under name", MODEL),
     Rule("model_name", not_keyword, "is a Python keyword", MODEL),
-    Rule("model_name", not_in(PACKAGE_MODULES), "clashes with the package's {value} module", MODEL),
+    Rule("model_name", not_a_package_module, "clashes with the package's {value} module", MODEL),
     Rule("model_name", differs_from("package_name"), "is the package name too", MODEL),
     Rule("model_name", at_most(MAX_MODEL_NAME), TOO_LONG.format(MAX_MODEL_NAME), MODEL),
     Rule("model_name", model_class_free, LOSS_CLASS, MODEL),
@@ -170,6 +193,11 @@ def jinja_errors(answers: dict[str, Any]) -> list[str]:
     ]
 
 
+def task_names() -> list[str]:
+    """The template's tasks, in the order of their folders' names."""
+    return list(task_catalog()["tasks"])
+
+
 def check_answers(answers: dict[str, Any], rules: Sequence[Rule] = RULES) -> list[str]:
     """Return one error sentence per wrong answer (empty when all are fine)."""
     errors = jinja_errors(answers)
@@ -180,7 +208,7 @@ def check_answers(answers: dict[str, Any], rules: Sequence[Rule] = RULES) -> lis
         value = answers.get(rule.answer)
         if not rule.check(value, answers):
             refused.add(rule.answer)
-            reason = rule.reason.format(value=value)
+            reason = rule.reason.format(value=value, tasks=", ".join(task_names()))
             errors.append(
                 f"ERROR: {rule.answer} {value!r} {reason}; pick another, e.g. {rule.example!r}."
             )

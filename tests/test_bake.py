@@ -6,6 +6,7 @@ import importlib.util
 import json
 import py_compile
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from cookiecutter.generate import generate_context
 from cookiecutter.main import cookiecutter
 from cookiecutter.prompt import prompt_for_config
 
+import template_tasks
+
 try:
     import tomllib
 except ImportError:  # Python 3.10: pytest depends on tomli there
@@ -28,9 +31,15 @@ TEMPLATE_DIR = REPO / "{{cookiecutter.project_slug}}"
 WORKFLOW = ".github/workflows/ci.yml"
 PRE_COMMIT = ".pre-commit-config.yaml"
 
+# Every task of the template, read from its folder's manifest: every task list below is
+# derived from these, so a new task folder is baked and checked without editing this file.
+TASKS = template_tasks.read_tasks()
+DEFAULT_TASK = json.loads((REPO / "cookiecutter.json").read_text())["task"][0]
+
 # id -> answers; each bake is shared by every test below (session scope: baking and running
 # a project's suite costs seconds, and the answers are what varies). "defaults" has every
-# optional file on, "short-model-everything-off" every one off.
+# optional file on, "short-model-everything-off" every one off; then one bake per task with
+# the answers its manifest names.
 MATRIX = {
     "defaults": {},
     "custom-names": {
@@ -47,12 +56,9 @@ MATRIX = {
         "github_actions": False,
         "pre_commit": False,
     },
-    "image-to-image": {
-        "project_name": "Photo Restorer",
-        "task": "image_to_image",
-    },
+    **{f"task-{name}": {**task.test_bake, "task": name} for name, task in TASKS.items()},
 }
-DEFAULT_MODEL = {"classification": "small_resnet", "image_to_image": "small_unet"}
+DEFAULT_MODEL = {name: task.model_name for name, task in TASKS.items()}
 
 
 def load_post_gen_hook() -> ModuleType:
@@ -92,9 +98,13 @@ def expected_files(answers: dict) -> set[str]:
     and what the exclusion rows name removed."""
     files = template_files(answers)
     task_files = {path for path in files if path.startswith(f"{POST_GEN.TASKS}/")}
-    chosen = f"{POST_GEN.TASK_FOLDERS[answers['task']]}/"
+    chosen = f"{POST_GEN.TASKS}/{answers['task']}/"
     files -= task_files
-    files |= {path.removeprefix(chosen) for path in task_files if path.startswith(chosen)}
+    files |= {
+        path.removeprefix(chosen)
+        for path in task_files
+        if path.startswith(chosen) and path.removeprefix(chosen) not in template_tasks.TEMPLATE_ONLY
+    }
     for applies, removed in POST_GEN.EXCLUSIONS:
         if applies(answers):
             for entry in removed:
@@ -123,7 +133,7 @@ def bake_of(tmp_path_factory) -> Callable[[str], tuple[Path, dict]]:
 
 
 def model_name(answers: dict) -> str:
-    return answers.get("model_name", DEFAULT_MODEL[answers.get("task", "classification")])
+    return answers.get("model_name", DEFAULT_MODEL[answers.get("task", DEFAULT_TASK)])
 
 
 @pytest.fixture(scope="session", params=list(MATRIX), ids=list(MATRIX))
@@ -155,9 +165,11 @@ def test_file_set_is_exact(baked):
 
 def task_folder_files(task: str, answers: dict) -> set[str]:
     """The project paths one task's folder adds, its names rendered for `answers`."""
-    folder = f"{POST_GEN.TASK_FOLDERS[task]}/"
+    folder = f"{POST_GEN.TASKS}/{task}/"
     return {
-        path.removeprefix(folder) for path in template_files(answers) if path.startswith(folder)
+        path.removeprefix(folder)
+        for path in template_files(answers)
+        if path.startswith(folder) and path.removeprefix(folder) not in template_tasks.TEMPLATE_ONLY
     }
 
 
@@ -165,7 +177,7 @@ def test_a_bake_has_no_file_that_only_another_task_has(baked):
     # e.g. an image_to_image bake has no losses/classification.py nor layers/residual_block.py.
     project, _ = baked
     answers = json.loads((project / ".cookiecutter.json").read_text())
-    every_task = [task_folder_files(task, answers) for task in POST_GEN.TASK_FOLDERS]
+    every_task = [task_folder_files(task, answers) for task in TASKS]
     only_others = set().union(*every_task) - task_folder_files(answers["task"], answers)
     assert only_others and not only_others & project_files(project)
 
@@ -174,7 +186,7 @@ def test_every_task_bakes_byte_identical_scripts_and_engine(tmp_path):
     # The scripts and engine/ are one program for every task: what differs
     # is task.py's.
     baked = {}
-    for task in POST_GEN.TASK_FOLDERS:
+    for task in TASKS:
         project = bake_names(tmp_path / task, task, "proj", "net")
         baked[task] = {
             name: (project / name).read_bytes()
@@ -194,13 +206,12 @@ TASK_ANSWER = re.compile(r"cookiecutter\s*(\.\s*task\b|\[\s*['\"]task['\"]\s*\])
 
 
 def test_no_shared_template_file_nor_hook_mentions_the_task_answer():
-    # What differs between tasks lives in the task folders; the shared tree and the hooks
-    # (which read answers["task"] through their table) are the same for every task.
+    # What differs between tasks lives in the task folders (the README's task parts too); the
+    # shared tree and the hooks are the same for every task.
     shared = [
         path
         for path in TEMPLATE_DIR.rglob("*")
-        if path.is_file()
-        and path.relative_to(TEMPLATE_DIR).parts[0] not in (POST_GEN.TASKS, "README.md")
+        if path.is_file() and path.relative_to(TEMPLATE_DIR).parts[0] != POST_GEN.TASKS
     ]
     hooks = [path for path in (REPO / "hooks").rglob("*") if path.is_file()]
     assert len(shared) > 20 and hooks
@@ -210,6 +221,20 @@ def test_no_shared_template_file_nor_hook_mentions_the_task_answer():
         if "__pycache__" not in path.parts and TASK_ANSWER.search(path.read_text())
     ]
     assert mentions == []
+
+
+MACRO_CALL = re.compile(r"\{\{ task\.(\w+)\(\) \}\}")
+MACRO_DEFINITION = re.compile(r"\{% macro (\w+)\(\) %\}")
+
+
+def test_every_task_folder_writes_each_part_the_readme_asks_for():
+    # The generated README's task-specific parts are macros of the task folder's readme.md.
+    called = set(MACRO_CALL.findall((TEMPLATE_DIR / "README.md").read_text()))
+    assert called
+    for name in TASKS:
+        parts = TEMPLATE_DIR / POST_GEN.TASKS / name / template_tasks.README_PARTS
+        defined = MACRO_DEFINITION.findall(parts.read_text())
+        assert sorted(defined) == sorted(called), f"{parts}: {defined}, the README: {called}"
 
 
 # GitHub Actions' own expressions, which the workflow keeps (it is copied without rendering).
@@ -251,16 +276,16 @@ def test_dev_extra_has_what_ci_and_pre_commit_need(baked):
     assert dev == wanted
 
 
-# Words only the other task's files use: none may be left in a bake.
-OTHER_TASK_WORDS = {
-    "classification": ("_tasks", "perceptual", "psnr", "RestorationLoss"),
-    "image_to_image": ("_tasks", "ClassificationLoss", "label_smoothing", "topk", "hflip"),
-}
+def other_task_words(task: str) -> set[str]:
+    """Words only the other tasks' files use (their manifests say which): none may be left in
+    a bake of `task`, nor the task folders' name."""
+    others = [other for name, other in TASKS.items() if name != task]
+    return {template_tasks.TASKS, *(word for other in others for word in other.own_words)}
 
 
 def test_no_file_or_word_of_the_other_task_is_left(baked):
     project, answers = baked
-    words = OTHER_TASK_WORDS[answers.get("task", "classification")]
+    words = other_task_words(answers.get("task", DEFAULT_TASK))
     for name in project_files(project):
         text = (project / name).read_text()
         assert not [word for word in words if word in name or word in text], name
@@ -299,7 +324,7 @@ def assert_compiles_and_ruff_clean(project: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("task", ["classification", "image_to_image"])
+@pytest.mark.parametrize("task", list(TASKS))
 def test_names_at_the_length_limits_stay_lint_and_format_clean(tmp_path, task):
     # The package name is only in imports, written one name a line (ruff's magic trailing
     # comma); the model's class name sits inside code lines, hence its shorter limit.
@@ -334,7 +359,7 @@ NAME_ROWS = [
 ]
 
 
-@pytest.mark.parametrize("task", ["classification", "image_to_image"])
+@pytest.mark.parametrize("task", list(TASKS))
 @pytest.mark.parametrize(("package", "model"), NAME_ROWS, ids=[m for _, m in NAME_ROWS])
 def test_natural_names_give_a_clean_project(tmp_path, task, package, model):
     assert_compiles_and_ruff_clean(bake_names(tmp_path, task, package, model))
@@ -367,7 +392,7 @@ def listed_strings(folder: Path, module: str, name: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("task", "model"), [("classification", "model"), ("image_to_image", "checkpoint")]
+    ("task", "model"), [(name, task.natural_model_name) for name, task in TASKS.items()]
 )
 def test_a_natural_model_name_trains_and_tests(tmp_path, task, model):
     project = bake_names(tmp_path, task, "vision", model)
@@ -390,10 +415,10 @@ def test_ruff_check_is_clean(baked):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# Each task's own suite runs once, on its default bake: the other bakes differ only in names
+# Each task's own suite runs once, on its task bake: the other bakes differ only in names
 # and optional files, which the fast lane checks (file set, compile, ruff) and the natural-name
 # test above trains.
-TASK_BAKES = ["defaults", "image-to-image"]
+TASK_BAKES = [f"task-{name}" for name in TASKS]
 
 
 @pytest.mark.slow
@@ -479,3 +504,50 @@ def test_pre_commit_runs_ruff_pinned_like_the_dev_extra(everything_on):
     dev = tomllib.loads((everything_on / "pyproject.toml").read_text())["project"]
     [ruff] = [spec for spec in dev["optional-dependencies"]["dev"] if spec.startswith("ruff")]
     assert ruff == f"ruff=={repo['rev'].removeprefix('v')}"
+
+
+# --- adding a task: its folder and one cookiecutter.json row --------------------------------
+
+
+def copy_template(destination: Path) -> Path:
+    """A copy of the template repository's files that cookiecutter reads."""
+    destination.mkdir()
+    names = ["cookiecutter.json", "local_extensions.py", "template_tasks.py", "hooks"]
+    for name in [*names, TEMPLATE_DIR.name]:
+        source = REPO / name
+        if source.is_dir():
+            caches = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(source, destination / name, ignore=caches)
+        else:
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def test_a_task_folder_copied_under_a_new_name_bakes_with_only_its_choice_row_added(tmp_path):
+    # The promise to a task author: the folder and one cookiecutter.json row; the hooks, the
+    # defaults and every list about the tasks follow from the folder.
+    template = copy_template(tmp_path / "template")
+    [source, *_] = [name for name in TASKS if name != DEFAULT_TASK] or [DEFAULT_TASK]
+    tasks = template / TEMPLATE_DIR.name / template_tasks.TASKS
+    shutil.copytree(tasks / source, tasks / "copied_task")
+    manifest = json.loads((tasks / "copied_task" / template_tasks.MANIFEST).read_text())
+    manifest["prompt"] = "copied_task: a copy"
+    (tasks / "copied_task" / template_tasks.MANIFEST).write_text(json.dumps(manifest))
+    config = json.loads((template / "cookiecutter.json").read_text())
+    config["task"].append("copied_task")
+    config["__prompts__"]["task"]["copied_task"] = "copied_task: a copy"
+    (template / "cookiecutter.json").write_text(json.dumps(config))
+
+    # In a process of its own, away from this folder: this one has imported the repository's
+    # template_tasks, and `python -m` puts the working folder first on the import path.
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", str(template)]
+    command += ["-o", "out", "task=copied_task", "smoke_test=off"]
+    baked = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert baked.returncode == 0, baked.stderr[-3000:]
+    [project] = (tmp_path / "out").iterdir()
+    assert project.name == TASKS[source].project_name.lower().replace(" ", "-")
+    recorded = json.loads((project / ".cookiecutter.json").read_text())
+    assert recorded["task"] == "copied_task"
+    original = expected_files({**recorded, "task": source})
+    assert project_files(project) == original
+    assert_compiles_and_ruff_clean(project)

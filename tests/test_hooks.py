@@ -37,6 +37,7 @@ def load_module(path: Path, name: str) -> ModuleType:
 pre = load_module(HOOKS / "pre_gen_project.py", "pre_gen_project")
 post = load_module(HOOKS / "post_gen_project.py", "post_gen_project")
 smoke = load_module(SMOKE_SCRIPT, "project_smoke_test")
+import template_tasks  # noqa: E402  (beside cookiecutter.json: the task folders' catalogue)
 
 
 def default_answers() -> dict:
@@ -108,7 +109,6 @@ BAD = [
     ("model_name", "image_files", "clashes with the package's image_files module"),
     ("model_name", "image_classifier", "is the package name too"),
     ("model_name", "classification_loss", "would give the model class the name of a loss class"),
-    ("model_name", "restoration_loss", "would give the model class the name of a loss class"),
     ("model_name", "m" * 33, "is longer than 32 characters"),
     ("package_name", "p" * 41, "is longer than 40 characters"),
     ("project_name", "", "must be one line of printable text"),
@@ -138,6 +138,29 @@ def test_bad_answer_refused_with_one_sentence(answer: str, value: str, reason: s
     assert errors[0].startswith(f"ERROR: {answer} {value!r} {reason}")
     assert re.search(r"; pick another, e\.g\. ('.+'|True)\.\Z", errors[0]), errors[0]
     assert "\n" not in errors[0]
+
+
+TASKS = template_tasks.read_tasks()
+
+
+@pytest.mark.parametrize(
+    ("task", "module"),
+    [(task, module) for task in TASKS for module in template_tasks.project_package_modules(task)],
+)
+def test_a_model_name_that_is_a_module_of_the_tasks_package_is_refused(task, module) -> None:
+    # e.g. model_name=predictions: the model file would replace predictions.py.
+    errors = pre.check_answers({**GOOD, "task": task, "model_name": module})
+    assert errors and errors[0].startswith(f"ERROR: model_name {module!r} "), errors
+
+
+@pytest.mark.parametrize(
+    ("task", "class_name"),
+    [(name, cls) for name, task in TASKS.items() for cls in task.model_module_classes],
+)
+def test_a_model_class_named_like_a_class_of_the_tasks_model_module_is_refused(task, class_name):
+    model_name = re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()  # RestorationLoss -> ...
+    [error] = pre.check_answers({**GOOD, "task": task, "model_name": model_name})
+    assert "would give the model class the name of a loss class" in error
 
 
 def test_names_at_the_length_limits_pass() -> None:
@@ -258,9 +281,11 @@ NASTY = {
 
 @pytest.mark.parametrize("hook", ["pre_gen_project.py", "post_gen_project.py"])
 def test_hook_uses_jinja_only_to_read_answers(hook: str) -> None:
+    # The answers, and the template's own task catalogue, both through tojson.
     text = (HOOKS / hook).read_text()
-    assert text.count("{{") == 1 and "{%" not in text and "{#" not in text
+    assert text.count("{{") == 2 and "{%" not in text and "{#" not in text
     assert "json.loads(r'''{{ cookiecutter | tojson }}''')" in text
+    assert "r'''{{ cookiecutter | task_catalog | tojson }}'''" in text
 
 
 @pytest.mark.parametrize("hook", ["pre_gen_project.py", "post_gen_project.py"])
@@ -268,7 +293,8 @@ def test_rendered_hook_reads_nasty_answers_back_unchanged(
     hook: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answers = {**GOOD, **NASTY, "smoke_test": "off"}
-    env = StrictEnvironment(context={"cookiecutter": answers})
+    extensions = json.loads((REPO / "cookiecutter.json").read_text())["_extensions"]
+    env = StrictEnvironment(context={"cookiecutter": {**answers, "_extensions": extensions}})
     rendered = env.from_string((HOOKS / hook).read_text()).render(cookiecutter=answers)
     path = tmp_path / f"rendered_{hook}"
     path.write_text(rendered)
@@ -383,13 +409,15 @@ TEMPLATE = REPO / "{{cookiecutter.project_slug}}"
 TASK_CHOICES = json.loads((REPO / "cookiecutter.json").read_text())["task"]
 
 
-@pytest.mark.parametrize("task", list(post.TASK_FOLDERS))
+@pytest.mark.parametrize("task", list(TASKS))
 def test_the_chosen_tasks_files_are_added_and_every_task_folder_removed(
     tmp_path: Path, task: str
 ) -> None:
     tree = {"train.py": "shared", "pkg/engine/cli.py": "shared"}
-    for name, folder in post.TASK_FOLDERS.items():
+    for name in TASKS:
+        folder = f"{post.TASKS}/{name}"
         tree |= {f"{folder}/pkg/task.py": name, f"{folder}/pkg/layers/{name}_block.py": name}
+        tree |= {f"{folder}/{only}": name for only in template_tasks.TEMPLATE_ONLY}
     write_tree(tmp_path, tree)
     added = post.add_task_files(tmp_path, {**GOOD, "task": task})
     assert added == [f"pkg/layers/{task}_block.py", "pkg/task.py"]
@@ -399,23 +427,35 @@ def test_the_chosen_tasks_files_are_added_and_every_task_folder_removed(
     }  # fmt: skip
 
 
-def test_every_task_choice_has_a_row_and_every_row_a_folder() -> None:
-    assert list(post.TASK_FOLDERS) == TASK_CHOICES
-    folders = {TEMPLATE / folder for folder in post.TASK_FOLDERS.values()}
-    assert all(folder.parent == TEMPLATE / post.TASKS for folder in folders)
-    assert set((TEMPLATE / post.TASKS).iterdir()) == folders  # no folder unlisted
-    assert all(
-        (folder / "{{cookiecutter.package_name}}" / "task.py").is_file() for folder in folders
+def test_cookiecutter_json_lists_exactly_the_task_folders_with_their_prompts() -> None:
+    # The one row a new task adds outside its folder: cookiecutter needs it to offer the choice.
+    config = json.loads((REPO / "cookiecutter.json").read_text())
+    prompts = {name: text for name, text in config["__prompts__"]["task"].items()}
+    assert set(config["task"]) == set(TASKS), (
+        "cookiecutter.json's task choices differ from the folders under _tasks/: add or remove "
+        "the row"
     )
+    assert {name: prompts.get(name) for name in TASKS} == {
+        name: task.prompt for name, task in TASKS.items()
+    }, "cookiecutter.json's __prompts__ task rows differ from the task manifests' prompt texts"
+    for name in TASKS:
+        package = TEMPLATE / post.TASKS / name / "{{cookiecutter.package_name}}"
+        assert (package / "task.py").is_file(), name
 
 
-def test_the_pre_gen_hook_accepts_exactly_the_task_choices() -> None:
-    # Hooks run from a rendered temporary copy, so the pre-gen hook keeps its own list: this
-    # test keeps it equal to cookiecutter.json's choices (and so to the post-gen table).
-    for task in TASK_CHOICES:
+def test_the_pre_gen_hook_accepts_exactly_the_task_folders() -> None:
+    for task in TASKS:
         assert pre.check_answers({**GOOD, "task": task}) == [], task
     [error] = pre.check_answers({**GOOD, "task": "detection"})
-    assert error.startswith(f"ERROR: task 'detection' is not one of {', '.join(TASK_CHOICES)};")
+    assert error.startswith(f"ERROR: task 'detection' is not one of {', '.join(TASKS)};")
+
+
+def test_a_manifest_without_a_required_field_names_the_file_and_the_field(tmp_path) -> None:
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / template_tasks.MANIFEST).write_text(json.dumps({"prompt": "toy: a toy"}))
+    with pytest.raises(ValueError, match=r"manifest\.json has no 'project_name' text"):
+        template_tasks.read_manifest(folder)
 
 
 def test_task_files_add_to_the_shared_tree_and_never_replace_a_shared_file() -> None:
@@ -423,9 +463,9 @@ def test_task_files_add_to_the_shared_tree_and_never_replace_a_shared_file() -> 
         return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
     shared = {path for path in files_under(TEMPLATE) if not path.startswith(f"{post.TASKS}/")}
-    for folder in post.TASK_FOLDERS.values():
-        own = files_under(TEMPLATE / folder)
-        assert own and not own & shared, folder
+    for name in TASKS:
+        own = files_under(TEMPLATE / post.TASKS / name) - set(template_tasks.TEMPLATE_ONLY)
+        assert own and not own & shared, name
 
 
 # --- post_gen_project: settings and environment overrides -------------------------------------
