@@ -62,7 +62,7 @@ def test_cruft_create_check_update_round_trip(tmp_path: Path, env: dict[str, str
     # The template as a git repository of its own, so a change to it is a new commit.
     template = tmp_path / "template"
     template.mkdir()
-    for name in ("cookiecutter.json", "local_extensions.py"):
+    for name in ("cookiecutter.json", "local_extensions.py", "template_tasks.py"):
         shutil.copy(REPO / name, template)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for folder in ("hooks", TEMPLATE_FOLDER):
