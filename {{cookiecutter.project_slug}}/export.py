@@ -20,14 +20,13 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from torch import nn
 
-# The task module (what differs between tasks) and the machinery: straight imports, which
-# isort puts first whatever the package and model are called.
 import {{ cookiecutter.package_name }}.engine as engine
-import {{ cookiecutter.package_name }}.task as task
 from {{ cookiecutter.package_name }}.engine import cli
 from {{ cookiecutter.package_name }}.errors import UserError
+from {{ cookiecutter.package_name }}.task import task
 
 # Float32 outputs of one network computed by two runtimes differ by rounding: ~1e-6 on
 # outputs of order 1, growing with the outputs (logits of 20 carry 20 times the rounding), so
@@ -67,13 +66,20 @@ def output_path(output: Path | None, checkpoint: Path, fmt: str) -> Path:
     return output
 
 
+def varying_dims(examples: list[torch.Tensor]) -> list[int]:
+    """The input dimensions whose size differs between the examples (the batch, and for a
+    model of any image size its height and width): the exported file keeps them free."""
+    return [dim for dim in range(examples[0].dim()) if len({e.shape[dim] for e in examples}) > 1]
+
+
 def export_verified(args: argparse.Namespace, model: nn.Module, card: dict, output: Path) -> float:
     """Write the file beside --output, check it on the task's example batches (printing each
     one's difference) and move it onto --output; a VerificationError, nothing kept, when any
     difference exceeds --tolerance. Returns the largest difference."""
     examples = task.export_examples(card)  # the first one is traced
     with engine.staged_output(output) as staged:
-        engine.write_export(args.format, model, card, examples[0], task.EXPORT_DYNAMIC_DIMS, staged)
+        dynamic = varying_dims(examples)  # the file takes any size where the examples differ
+        engine.write_export(args.format, model, card, examples[0], dynamic, staged)
         results = engine.verify_export(staged, model, examples, task.build_model)
         for images, (difference, scale) in zip(examples, results, strict=True):
             print(

@@ -17,12 +17,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-# The task module (what differs between tasks) and the machinery: straight imports, which
-# isort puts first whatever the package and model are called.
 import {{ cookiecutter.package_name }}.engine as engine
 import {{ cookiecutter.package_name }}.image_files as image_files
-import {{ cookiecutter.package_name }}.task as task
 from {{ cookiecutter.package_name }}.engine import cli
+from {{ cookiecutter.package_name }}.task import task
 
 MODEL_SUFFIXES = (".pt2", ".onnx", ".safetensors")  # what export.py writes
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 import {{ cookiecutter.package_name }}.engine as engine
-import {{ cookiecutter.package_name }}.task as task
 from {{ cookiecutter.package_name }}.engine import cli
 from {{ cookiecutter.package_name }}.engine.config import load_mapping
+from {{ cookiecutter.package_name }}.task import task
 
 KINDS = ("uniform", "loguniform", "int", "choice")
 # The flags sweep.py sets for each trial, or that would make a trial something else than a run.

@@ -14,11 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-# The task module (what differs between tasks) and the machinery: straight imports, which
-# isort puts first whatever the package and model are called.
 import {{ cookiecutter.package_name }}.engine as engine
-import {{ cookiecutter.package_name }}.task as task
 from {{ cookiecutter.package_name }}.engine import cli
+from {{ cookiecutter.package_name }}.task import task
 
 # Data settings read from the checkpoint's args unless given on the command line (the task
 # adds its own, task.EVAL_SETTINGS).

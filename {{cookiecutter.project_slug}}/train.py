@@ -34,16 +34,16 @@ from torch.utils.data import DataLoader
 from torchinfo import summary
 from tqdm import tqdm
 
-# The task module (what differs between tasks) and the machinery: straight imports, which
-# isort puts first whatever the package and model are called.
 import {{ cookiecutter.package_name }}.engine as engine
-import {{ cookiecutter.package_name }}.task as task
 
 # The model module under a fixed name, so no model_name answer can collide with a name here.
 from {{ cookiecutter.package_name }} import (
     {{ cookiecutter.model_name }} as architecture,
 )
 from {{ cookiecutter.package_name }}.engine import cli
+
+# What differs between tasks: the task (engine/task_base.py's interface, in task.py).
+from {{ cookiecutter.package_name }}.task import task
 
 
 # ------------------------------------------------------------------------------ Seed
@@ -283,15 +283,16 @@ def log_first_look(
     trackers: engine.Trackers, model: nn.Module, criterion: nn.Module, data, device, args
 ) -> None:
     """A new run's model summary (printed, saved, tracked), samples, flags and graphs."""
-    with torch.random.fork_rng(devices=[]):  # the dummy input and samples draw random numbers
-        input_size = (1, data.in_channels, args.image_size, args.image_size)
-        model_summary = str(summary(model, input_size, device=device, verbose=0, mode="eval"))
+    with torch.random.fork_rng(devices=[]):  # the example input and samples may draw numbers
+        example = task.example_input(data).to(device)  # one sample, as the model takes it
+        model_summary = str(summary(model, input_data=example, verbose=0, mode="eval"))
         tqdm.write(model_summary)
         trackers.log_text("model/summary", model_summary, "model_summary.txt")
         trackers.log_params(engine.args_to_dict(args), task.HPARAM_METRICS)
-        trackers.tensorboard.add_image("data/train_samples", task.preview(data))
+        preview = task.preview(data)
+        if preview is not None:
+            trackers.tensorboard.add_image("data/train_samples", preview)
         if args.log_graph:
-            example = torch.zeros(input_size, device=device)
             engine.log_module_graph(trackers.tensorboard, model, example)
     if args.viz_graph:
         graph = engine.save_autograd_graph(model, criterion, data.train, trackers.run_dir, device)

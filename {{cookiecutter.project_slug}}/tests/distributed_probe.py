@@ -21,7 +21,7 @@ from {{ cookiecutter.package_name }}.engine.devices import (
     world_size,
 )
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
-from {{ cookiecutter.package_name }}.task import evaluate
+from {{ cookiecutter.package_name }}.task import task
 
 # Relative (the probe runs as -m tests.distributed_probe), so its place among the imports
 # does not depend on how the package name sorts against "tests".
@@ -50,7 +50,7 @@ def sharded_validation(train, args, model) -> dict[str, float]:
     data = train.task.build_data(args)
     loader = build_loader(data.val, args.batch_size, False, 0, args.seed,
                           rank=rank(), world_size=world_size())  # fmt: skip
-    return evaluate(model, loader, torch.device("cpu"))
+    return task.evaluate(model, loader, torch.device("cpu"))
 
 
 def main(spec_path: str) -> None:

@@ -15,13 +15,12 @@ import pytest
 import torch
 import torch.distributed as dist
 
-import {{ cookiecutter.package_name }}.task as task
 from {{ cookiecutter.package_name }}.engine import devices
 from {{ cookiecutter.package_name }}.engine.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.engine.cli import UserError
 from {{ cookiecutter.package_name }}.engine.devices import select_device
 from {{ cookiecutter.package_name }}.engine.loader import build_loader
-from {{ cookiecutter.package_name }}.task import evaluate
+from {{ cookiecutter.package_name }}.task import task
 
 from . import task_cases
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, model_of_this_task, torchrun, torchrun_command
@@ -154,7 +153,7 @@ def test_validation_under_ddp_equals_the_single_process_numbers(ddp, train_scrip
     model = train_script.task.build_model(checkpoint["model_config"])
     model.load_state_dict(checkpoint["model"])
     data = task.build_data(train_script.parse_args(DDP_FLAGS))
-    single = evaluate(model, build_loader(data.val, 8, False, 0, 0), torch.device("cpu"))
+    single = task.evaluate(model, build_loader(data.val, 8, False, 0, 0), torch.device("cpu"))
     sharded = report["ddp"]["validation"]
     assert sharded["samples"] == single["samples"] == len(data.val) == 19  # shards of 10 and 9
     assert set(sharded) == set(single) >= {task.BEST_METRIC, *task_cases.EXACT_METRICS}

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 import {{ cookiecutter.package_name }}.engine as engine
-import {{ cookiecutter.package_name }}.task as task
 from {{ cookiecutter.package_name }}.engine import exports
 from {{ cookiecutter.package_name }}.engine.cli import run_cli
 from {{ cookiecutter.package_name }}.errors import UserError
+from {{ cookiecutter.package_name }}.task import task
 
 from . import task_cases
 from .conftest import load_script
@@ -76,15 +76,19 @@ def exported(export_script, best, tmp_path_factory):
     return export
 
 
-def test_the_export_examples_vary_every_dynamic_dimension(eager):
-    # A verification at one size would pass a file that only works at that size.
+def test_the_export_examples_vary_the_batch_down_to_one(eager, export_script):
+    # The file keeps free the dimensions where the examples differ, and each example checks
+    # it: the batch always varies, a lone image (a last batch of one) among them.
     _, card = eager
     examples = task.export_examples(card)
     assert all(images.dtype == torch.float32 for images in examples)
-    for dim in range(examples[0].dim()):
-        sizes = {images.shape[dim] for images in examples}
-        assert len(sizes) > 1 if dim in task.EXPORT_DYNAMIC_DIMS else len(sizes) == 1, dim
-    assert 1 in {images.shape[0] for images in examples}  # a lone image: a last batch of one
+    assert 0 in export_script.varying_dims(examples)
+    assert 1 in {images.shape[0] for images in examples}
+
+
+def test_the_exported_file_keeps_free_exactly_the_dimensions_the_examples_vary(export_script):
+    examples = [torch.zeros(2, 3, 8, 8), torch.zeros(1, 3, 8, 12), torch.zeros(3, 3, 8, 8)]
+    assert export_script.varying_dims(examples) == [0, 3]
 
 
 @pytest.mark.parametrize("fmt", engine.EXPORT_FORMATS)

@@ -14,7 +14,7 @@ from {{ cookiecutter.package_name }}.engine.reporting import (
     log_module_graph,
     save_autograd_graph,
 )
-from {{ cookiecutter.package_name }}.task import HPARAM_METRICS
+from {{ cookiecutter.package_name }}.task import task
 
 from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, model_of_this_task
 
@@ -71,7 +71,7 @@ def test_hparams_hold_every_flag_and_name_the_final_metrics(tiny_run):
     }
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
     metrics = {info.name.tag for info in experiment.experiment.metric_infos}
-    assert metrics == set(HPARAM_METRICS) <= set(events.Tags()["scalars"])
+    assert metrics == set(task.HPARAM_METRICS) <= set(events.Tags()["scalars"])
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     hparams = start.session_start_info.hparams
     assert (

@@ -1,0 +1,225 @@
+"""The Task interface: every member the shared scripts ask a task for, with its default.
+
+A task (task.py) subclasses `Task` and makes one instance, `task = MyTask()`; train.py,
+test.py, predict.py, export.py and sweep.py use only the members below. The abstract ones are
+required (NAME, BEST_METRIC, HIGHER_IS_BETTER and the methods under "required methods"): a
+subclass that lacks one cannot be instantiated, and the error names it. Everything else has a working default, so a new task starts with the twelve
+required members and overrides a default only where it needs more.
+"""
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+
+from .devices import sum_across_ranks
+
+# Called with each evaluated batch as (inputs, outputs, targets) (test.py's hook).
+BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+# What a subclass must set or define; the rest of the members have working defaults.
+REQUIRED_ATTRIBUTES = ("NAME", "BEST_METRIC", "HIGHER_IS_BETTER")
+REQUIRED_METHODS = (
+    "add_flags", "build_data", "model_config", "build_criterion", "batch_sums", "metrics",
+    "add_predict_flags", "prediction_transform", "open_predictions", "export_examples",
+)  # fmt: skip
+
+
+class Task:
+    """What a task is to the shared scripts: its flags, data, model, loss and metrics, and
+    what test.py, predict.py and export.py need of it."""
+
+    # ------------------------------------------------------------------ required
+    NAME: ClassVar[str]  # the task's name, stored in checkpoints and model cards
+    BEST_METRIC: ClassVar[str]  # the validation metric that picks best.pt (a key of metrics())
+    HIGHER_IS_BETTER: ClassVar[bool]  # its direction
+
+    # ------------------------------------------------------------------ defaults
+    # The --dataset choices (train.py's flag is the task's; test.py offers the same choices).
+    DATASETS: ClassVar[tuple[str, ...]] = ("synthetic",)
+    # The model class build_model() instantiates with a model config as keyword arguments.
+    MODEL_CLASS: ClassVar[type[nn.Module] | None] = None
+    # train.py --smoke-test: settings that make the task tiny (merged over engine's own).
+    SMOKE_SETTINGS: ClassVar[dict[str, Any]] = {}
+    # test.py: the task's own data flags, read from the checkpoint unless given (add_eval_flags
+    # declares them), and its evaluation batch size.
+    EVAL_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    EVAL_BATCH_SIZE: ClassVar[int] = 256
+    # predict.py and export.py: the training flags a prediction needs (kept in model cards).
+    PREDICT_SETTINGS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        missing = missing_members(type(self))
+        if missing:
+            raise TypeError(
+                f"Can't instantiate task class {type(self).__name__} without {', '.join(missing)}"
+            )
+
+    # ------------------------------------------------------------------ required methods
+    # (each subclass defines them; these bodies only state the signatures)
+    def add_flags(self, parser: argparse.ArgumentParser) -> None:
+        """train.py's flags of this task (its data, model and loss)."""
+        raise NotImplementedError
+
+    def build_data(self, args: argparse.Namespace) -> Any:
+        """The train and val splits (`.train`, `.val`) and what the model needs to know of them;
+        optional fields the loader reads: `train_sample_weights`, `train_batch_transform`."""
+        raise NotImplementedError
+
+    def model_config(self, args: argparse.Namespace, data: Any) -> dict:
+        """The keyword arguments that build the model; checkpoints keep them to rebuild it."""
+        raise NotImplementedError
+
+    def build_criterion(self, args: argparse.Namespace) -> nn.Module:
+        """The training loss, an nn.Module called as criterion(outputs, targets)."""
+        raise NotImplementedError
+
+    def batch_sums(
+        self, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """One evaluated batch's metric sums (tensors on the device; integer counts where a
+        metric is a count, so that sums over processes are exact)."""
+        raise NotImplementedError
+
+    def metrics(self, sums: dict[str, torch.Tensor], samples: int) -> dict[str, float]:
+        """The validation metrics from the sums over the whole split (all processes)."""
+        raise NotImplementedError
+
+    def add_predict_flags(self, parser: argparse.ArgumentParser) -> None:
+        """predict.py's flags of this task: what open_predictions() reads (where the outputs go,
+        how many classes a record lists, ...)."""
+        raise NotImplementedError
+
+    def prediction_transform(self, card: dict) -> Callable:
+        """predict.py: one input file's content (a PIL image) as the model's input tensor."""
+        raise NotImplementedError
+
+    def open_predictions(self, args: argparse.Namespace, card: dict, inputs: list) -> Any:
+        """predict.py: a context manager whose `add(...)` writes each input's prediction."""
+        raise NotImplementedError
+
+    def export_examples(self, card: dict) -> list[torch.Tensor]:
+        """export.py's example inputs: the first traces the model, each checks the file; the
+        file takes any size in the dimensions where their sizes differ (vary the batch, with a
+        batch of 1 among them, and whatever else the model takes at any size)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ defaults
+    @property
+    def HPARAM_METRICS(self) -> tuple[str, ...]:  # noqa: N802 (read like the constants above)
+        """The metrics shown beside the HParams dashboard's flags (their latest values)."""
+        return (f"val/{self.BEST_METRIC}", "val/loss", "train/loss")
+
+    def build_model(self, config: dict) -> nn.Module:
+        """The network of a model config: MODEL_CLASS(**config)."""
+        if self.MODEL_CLASS is None:
+            raise TypeError(f"{type(self).__name__} sets no MODEL_CLASS nor its own build_model")
+        return self.MODEL_CLASS(**config)
+
+    def load_pretrained(self, model: nn.Module, args: argparse.Namespace, data: Any) -> None:
+        """Start the model from pretrained weights: none by default."""
+
+    def parameter_groups(self, model: nn.Module, args: argparse.Namespace) -> list:
+        """(parameters, learning-rate scale) pairs: every parameter at --lr by default."""
+        return [(list(model.parameters()), 1.0)]
+
+    def set_train_mode(self, model: nn.Module, epoch: int, args: argparse.Namespace) -> bool:
+        """Training mode for `epoch` (0-based); returns whether the set of trainable parameters
+        changed (DDP then wraps the model anew). Default: everything trains, always."""
+        model.train()
+        return False
+
+    def preview(self, data: Any) -> torch.Tensor | None:
+        """A first look at the training data for TensorBoard (an image, CHW), or None."""
+        return None
+
+    def example_input(self, data: Any) -> torch.Tensor:
+        """One input batch of one sample (the model summary and graph trace it): by default the
+        first validation sample's input."""
+        inputs = data.val[0][0]
+        return torch.as_tensor(inputs).unsqueeze(0)
+
+    def log_step_images(
+        self,
+        writer: SummaryWriter,
+        step: int,
+        batch: tuple[torch.Tensor, ...],
+        args: argparse.Namespace,
+    ) -> None:
+        """Pictures of a training step (inputs, outputs, targets): none by default."""
+
+    @torch.inference_mode()
+    def evaluate(
+        self,
+        model: nn.Module,
+        loader: DataLoader,
+        device: torch.device,
+        on_batch: BatchHook | None = None,
+    ) -> dict[str, float]:
+        """The validation metrics over `loader`: batch_sums() summed over the batches and over
+        the processes, then metrics(), plus `samples`.
+
+        Sums stay on the device and are read once, at the end. Under torchrun each rank
+        evaluates its own shard and the sums are added up over the ranks, so every rank gets
+        the numbers one process would get on the whole split. Pass the plain model, not DDP:
+        the shards may differ by one batch, and DDP's forward would wait for a rank that has
+        none left.
+        """
+        model.eval()
+        sums: dict[str, torch.Tensor] = {}
+        samples = torch.zeros((), dtype=torch.int64, device=device)
+        for inputs, targets in loader:
+            inputs = inputs.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            outputs = model(inputs)
+            for name, value in self.batch_sums(inputs, outputs, targets).items():
+                sums[name] = sums[name] + value if name in sums else value
+            samples += targets.size(0)
+            if on_batch is not None:
+                on_batch(inputs, outputs, targets)
+        count = int(sum_across_ranks(samples).item())
+        if count == 0:
+            raise ValueError("the evaluation split is empty")
+        for name in sorted(sums):  # every rank reduces in the same order
+            sum_across_ranks(sums[name])
+        return {**self.metrics(sums, count), "samples": count}
+
+    def describe(self, metrics: dict) -> str:
+        """The validation scores in the line train.py prints after each epoch."""
+        best = metrics[self.BEST_METRIC]
+        return f"val loss {metrics['loss']:.4f}  val {self.BEST_METRIC} {best:.4g}"
+
+    def describe_best(self, value: float) -> str:
+        """The best value of BEST_METRIC, as the end-of-run summary names it."""
+        return f"val {self.BEST_METRIC}: {value:.4g}"
+
+    def add_eval_flags(self, parser: argparse.ArgumentParser) -> None:
+        """test.py's flags of this task (those of EVAL_SETTINGS among them): none by default."""
+
+    def check_data(self, checkpoint: dict, data: Any) -> None:
+        """Refuse evaluation data that does not suit the checkpoint: anything suits by default."""
+
+    def evaluation_hook(self, args: argparse.Namespace) -> tuple[BatchHook | None, list[Path]]:
+        """What test.py runs on each evaluated batch, and the files it wrote: none by default."""
+        return None, []
+
+    def report_lines(
+        self, metrics: dict, settings: dict, data: Any, saved: list[Path]
+    ) -> list[str]:
+        """test.py's lines above its JSON: the split and every metric."""
+        scores = "   ".join(
+            f"{name} {value:.4g}" for name, value in metrics.items() if name != "samples"
+        )
+        return [f"data        {settings['dataset']} val split, {metrics['samples']} samples",
+                f"metrics     {scores}"]  # fmt: skip
+
+
+def missing_members(task: type[Task]) -> list[str]:
+    """The required members a task class lacks (empty when it has them all)."""
+    attributes = [name for name in REQUIRED_ATTRIBUTES if not hasattr(task, name)]
+    methods = [name for name in REQUIRED_METHODS if getattr(task, name) is getattr(Task, name)]
+    return attributes + methods
