@@ -3,6 +3,7 @@ from randomly initialised networks, never downloaded."""
 
 import json
 import os
+import re
 import urllib.error
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,10 +12,11 @@ import pytest
 import torch
 import torchvision
 
-from {{ cookiecutter.package_name }} import backbones
+from {{ cookiecutter.package_name }} import backbones, hub_weights
 from {{ cookiecutter.package_name }}.errors import UserError
 
-from .conftest import TINY_RUN_FLAGS
+from .conftest import TINY_RUN_FLAGS, run_script
+from .hub_cache_files import MakesFolder, save_named_by_hash, url_of
 from .task_cases import write_image_folder
 from .test_distributed import DDP_FLAGS, assert_same_weights, last_checkpoint, torchrun
 
@@ -36,16 +38,29 @@ def torch_home(tmp_path, monkeypatch) -> Path:
     def offline(url, *args, **kwargs):
         raise urllib.error.URLError("network is unreachable (test)")
 
+    monkeypatch.setattr(hub_weights, "host_answers", lambda url: True)
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     return tmp_path / "torch-home"
 
 
-def cache_imagenet_weights(torch_home: Path, state: dict) -> None:
-    """Put `state` where torch's hub cache keeps resnet18's ImageNet weights."""
-    url = torchvision.models.get_model_weights(ARCH).DEFAULT.url
+def cache_imagenet_weights(torch_home: Path, state: dict, monkeypatch) -> None:
+    """Put `state` in torch's hub cache as resnet18's ImageNet weights: under a name carrying
+    its hash, which resnet18's weights URL is pointed at."""
+    cached = save_named_by_hash(state, torch_home / "hub" / "checkpoints", ARCH)
+    monkeypatch.setattr(imagenet_weights().value, "url", url_of(cached))
+
+
+def imagenet_weights() -> torchvision.models.WeightsEnum:
+    return torchvision.models.get_model_weights(ARCH).DEFAULT
+
+
+def plant_payload(torch_home: Path, marker: Path) -> Path:
+    """A pickle that would make the folder `marker`, at resnet18's real place in the cache."""
+    name = os.path.basename(urlparse(imagenet_weights().url).path)
     checkpoints = torch_home / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
-    torch.save(state, checkpoints / os.path.basename(urlparse(url).path))
+    torch.save({"conv1.weight": MakesFolder(marker)}, checkpoints / name)
+    return checkpoints / name
 
 
 def run_flags(tmp_path, *flags: str) -> list[str]:
@@ -91,10 +106,10 @@ def test_list_archs_prints_the_own_network_and_torchvisions(train_script, capsys
 
 
 def test_imagenet_weights_load_from_the_hub_cache_without_network(
-    train_script, tmp_path, torch_home
+    train_script, tmp_path, torch_home, monkeypatch
 ):
     cached = resnet18_state()
-    cache_imagenet_weights(torch_home, cached)
+    cache_imagenet_weights(torch_home, cached, monkeypatch)
     flags = run_flags(tmp_path, "--arch", ARCH, "--pretrained", "imagenet", "--max-steps", "1",
                       "--lr", "1e-9")  # fmt: skip
     result = train_script.train(train_script.parse_args(flags))
@@ -104,6 +119,52 @@ def test_imagenet_weights_load_from_the_hub_cache_without_network(
     # weights of another initialisation differ by ~0.03 (the stem's init scale).
     stem = trained["conv1.weight"]
     assert torch.allclose(stem, cached["conv1.weight"], rtol=0, atol=1e-6)
+
+
+def test_a_pickle_planted_in_the_hub_cache_never_runs(
+    train_script, tmp_path, torch_home, monkeypatch, capsys
+):
+    marker = tmp_path / "payload-ran"
+    planted = plant_payload(torch_home, marker)
+    flags = run_flags(tmp_path, "--arch", ARCH, "--pretrained", "imagenet", "--max-steps", "1")
+    code, _, error = run_script(train_script, "train.py", monkeypatch, capsys, *flags)
+    assert code == 2 and not marker.exists()
+    assert error.startswith("train.py: error: ") and len(error.strip().splitlines()) == 1
+    assert f"{planted} in torch's hub cache is not the file its name promises" in error
+    assert error.strip().endswith("delete it so that it is downloaded again")
+
+
+def test_a_truncated_hub_cache_file_is_one_sentence_saying_delete_it(torch_home, monkeypatch):
+    cache_imagenet_weights(torch_home, resnet18_state(), monkeypatch)
+    cached = hub_weights.cached_file(imagenet_weights().url)
+    cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])
+    model = backbones.build_model({"arch": ARCH, "num_classes": 3})
+    with pytest.raises(UserError) as error:
+        backbones.load_pretrained(model, ARCH, "imagenet", ["a", "b", "c"])
+    assert str(error.value).startswith(f"{cached} in torch's hub cache is not the file")
+    assert "delete it" in str(error.value)
+
+
+def test_densenet_files_get_torchvisions_current_key_names():
+    current = torchvision.models.densenet121(weights=None).state_dict()
+    # torchvision's DenseNet files name "denselayer1.norm1.weight" as "denselayer1.norm.1.weight"
+    # and predate batch norm's num_batches_tracked.
+    old = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", key): value
+           for key, value in current.items() if not key.endswith("num_batches_tracked")}  # fmt: skip
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old
+    assert backbones.with_current_keys("densenet121", old).keys() == current.keys()
+
+
+def test_a_pretrained_file_holding_code_is_refused_in_a_whole_sentence(tmp_path):
+    torch.save({"fc.weight": MakesFolder(tmp_path / "payload-ran")}, tmp_path / "weights.pt")
+    with pytest.raises(UserError) as error:
+        backbones.read_weights_file(str(tmp_path / "weights.pt"))
+    assert not (tmp_path / "payload-ran").exists()
+    assert str(error.value) == (
+        f"--pretrained {tmp_path / 'weights.pt'} could not be read as weights (it holds Python "
+        "objects other than tensors, and loading those could run code); give a file written by "
+        "torch.save (a state dict, or a checkpoint of this project)"
+    )
 
 
 def test_imagenet_weights_take_their_own_input_format(train_script):

@@ -11,16 +11,16 @@ other classes is re-initialised, and a line says so.
 import argparse
 import difflib
 import functools
-import os
 import re
+import types
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torchvision
 from torch import nn
 from tqdm import tqdm
 
+from . import hub_weights
 from . import {{ cookiecutter.model_name }} as architecture
 from .errors import UserError
 
@@ -216,22 +216,32 @@ def fit_backbone(model: nn.Module, state: dict, head: set[str], strict: bool, so
 
 
 def imagenet_state_dict(arch: str, weights: torchvision.models.WeightsEnum) -> dict:
-    """The ImageNet state dict of `arch`, built by torchvision itself (which also renames the
-    keys of older files) from torch's hub cache, downloading the file only when it is missing."""
-    file_name = os.path.basename(urlparse(weights.url).path)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    """The ImageNet state dict of `arch` from torch's hub cache, downloaded only when missing and
+    read by hub_weights (hash-checked, weights_only), never by torchvision's own loading."""
     try:
-        pretrained_model = torchvision.models.get_model(arch, weights=weights)
-    except OSError as error:  # offline, a proxy, a full disk (URLError is an OSError)
+        hub_weights.fetch(weights.url)
+    except hub_weights.DownloadError as error:
         raise UserError(
-            f"the ImageNet weights of {arch} are not in torch's cache ({cached}) and could not "
-            f"be downloaded ({getattr(error, 'reason', error)}); download {weights.url} to that "
-            "path on a machine with network, or point TORCH_HOME at a cache that has it"
+            f"the ImageNet weights of {arch} are not in torch's cache "
+            f"({hub_weights.cached_file(weights.url)}) and could not be downloaded ({error}); "
+            f"download {weights.url} to that path on a machine with network, or point TORCH_HOME "
+            "at a cache that has it"
         ) from None
-    state = pretrained_model.state_dict()
+    state = with_current_keys(arch, hub_weights.load_state_dict(weights.url))
     auxiliary = AUXILIARY_HEADS.get(arch)
     return {key: value for key, value in state.items()
             if not (auxiliary and key.startswith(auxiliary))}  # fmt: skip
+
+
+def with_current_keys(arch: str, state: dict) -> dict:
+    """`state` under today's key names: torchvision's DenseNet files predate them, and only its
+    own loader renames them (given the state dict already read, it downloads nothing)."""
+    if not arch.startswith("densenet"):
+        return state
+    network = torchvision.models.get_model(arch, weights=None)
+    already_read = types.SimpleNamespace(get_state_dict=lambda **options: state)
+    torchvision.models.densenet._load_state_dict(network, already_read, progress=False)
+    return network.state_dict()
 
 
 @functools.lru_cache(maxsize=1)  # read once for its preprocessing, once for its weights
@@ -251,8 +261,9 @@ def read_weights_file(path: str) -> dict:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a damaged archive, pickled objects: many kinds of error
         raise UserError(
-            f"--pretrained {path} could not be read as weights ({str(error).splitlines()[0][:120]}); "
-            "give a file written by torch.save (a state dict, or a checkpoint of this project)"
+            f"--pretrained {path} could not be read as weights "
+            f"({hub_weights.unreadable_reason(error)}); give a file written by torch.save (a "
+            "state dict, or a checkpoint of this project)"
         ) from None
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):  # a project checkpoint
         # Its average of the weights (--ema) when it kept one: that is what its metrics measured.

@@ -1,7 +1,6 @@
-import email.message
-import io
-import threading
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ from torch import nn
 from torchvision import models
 from torchvision.models import vgg16
 
+from {{ cookiecutter.package_name }} import hub_weights
 from {{ cookiecutter.package_name }}.engine.cli import UserError
 from {{ cookiecutter.package_name }}.losses import (
     PixelLoss,
@@ -16,6 +16,8 @@ from {{ cookiecutter.package_name }}.losses import (
     VGGPerceptualLoss,
 )
 from {{ cookiecutter.package_name }}.losses import perceptual as perceptual_module
+
+from .hub_cache_files import MakesFolder, save_named_by_hash, url_of
 
 # weights=None everywhere: random VGG weights, so no test downloads anything.
 
@@ -120,40 +122,56 @@ def empty_torch_cache(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("a test touched the network")
 
-    monkeypatch.setattr(perceptual_module.socket, "create_connection", no_network)
+    monkeypatch.setattr(hub_weights.socket, "create_connection", no_network)
     monkeypatch.setattr(torch.hub, "urlopen", no_network)
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
-def fake_download(calls: list[str]):
-    """A download_url_to_file that writes a random-init VGG16 `features` state dict."""
+@pytest.fixture
+def vgg16_server(tmp_path, monkeypatch) -> list[str]:
+    """A fake download of VGG16's ImageNet weights (random `features` ones, under a name carrying
+    their hash, which the weights' URL is pointed at); returns the URLs downloaded."""
+    torch.manual_seed(2)
+    features = vgg16(weights=None).features.state_dict()
+    state = {f"features.{key}": value for key, value in features.items()}
+    served = save_named_by_hash(state, tmp_path / "server", "vgg16")
+    monkeypatch.setattr(models.VGG16_Weights.IMAGENET1K_V1.value, "url", url_of(served))
+    monkeypatch.setattr(hub_weights, "host_answers", lambda url: True)
+    calls = []
 
     def download(url, dst, hash_prefix=None, progress=True):
         calls.append(url)
-        torch.manual_seed(2)
-        features = vgg16(weights=None).features.state_dict()
-        torch.save({f"features.{key}": value for key, value in features.items()}, dst)
+        shutil.copyfile(served, dst)
 
-    return download
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    return calls
 
 
-def test_imagenet_weights_are_downloaded_once_into_the_cache(empty_torch_cache, monkeypatch):
-    calls = []
-    monkeypatch.setattr(perceptual_module, "host_answers", lambda url: True)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download(calls))
+def test_imagenet_weights_are_downloaded_once_into_the_cache(empty_torch_cache, vgg16_server):
+    url = models.VGG16_Weights.IMAGENET1K_V1.url
     assert perceptual_module.fetch_imagenet_weights() and perceptual_module.fetch_imagenet_weights()
-    assert calls == [models.VGG16_Weights.IMAGENET1K_V1.url]
-    cached = empty_torch_cache / "vgg16-397923af.pth"
+    assert vgg16_server == [url]
+    cached = empty_torch_cache / Path(url).name
     loss = VGGPerceptualLoss("vgg16", layers=("relu1_2",), weights="imagenet")
     saved = torch.load(cached, weights_only=True)["features.0.weight"]
     torch.testing.assert_close(loss.slices[0].conv1_1.weight, saved)
-    assert calls == [models.VGG16_Weights.IMAGENET1K_V1.url]  # the loss used the cached file
+    assert vgg16_server == [url]  # the loss used the cached file
+
+
+def test_a_pickle_planted_in_the_cache_never_runs(empty_torch_cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(hub_weights, "host_answers", lambda url: False)
+    marker = tmp_path / "payload-ran"
+    empty_torch_cache.mkdir(parents=True)
+    torch.save({"features.0.weight": MakesFolder(marker)}, empty_torch_cache / "vgg16-397923af.pth")
+    with pytest.raises(UserError, match="vgg16-397923af.pth in torch's hub cache is not the file"):
+        VGGPerceptualLoss("vgg16", weights="imagenet")
+    assert not marker.exists()
 
 
 def test_auto_perceptual_weights_offline_train_with_the_pixel_loss(
     train_script, empty_torch_cache, monkeypatch, capsys
 ):
-    monkeypatch.setattr(perceptual_module, "host_answers", lambda url: False)
+    monkeypatch.setattr(hub_weights, "host_answers", lambda url: False)
     started = time.monotonic()
     criterion = train_script.task.build_criterion(train_script.parse_args([]))
     assert time.monotonic() - started < 30  # no stall: only the (here faked) connect check ran
@@ -163,89 +181,28 @@ def test_auto_perceptual_weights_offline_train_with_the_pixel_loss(
 
 
 def test_auto_perceptual_weights_download_when_the_network_answers(
-    train_script, empty_torch_cache, monkeypatch
+    train_script, empty_torch_cache, vgg16_server
 ):
-    calls = []
-    monkeypatch.setattr(perceptual_module, "host_answers", lambda url: True)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download(calls))
     criterion = train_script.task.build_criterion(train_script.parse_args([]))
     assert criterion.perceptual is not None and criterion.perceptual_scale == 0.1
-    assert len(calls) == 1 and (empty_torch_cache / "vgg16-397923af.pth").is_file()
+    name = Path(models.VGG16_Weights.IMAGENET1K_V1.url).name
+    assert len(vgg16_server) == 1 and (empty_torch_cache / name).is_file()
 
 
 def test_the_smoke_test_never_downloads(train_script, empty_torch_cache, monkeypatch):
     def forbidden(url):
         raise AssertionError("the smoke test checked the network")
 
-    monkeypatch.setattr(perceptual_module, "host_answers", forbidden)
+    monkeypatch.setattr(hub_weights, "host_answers", forbidden)
     criterion = train_script.task.build_criterion(train_script.parse_args(["--smoke-test"]))
     assert criterion.perceptual is None
 
 
 def test_imagenet_weights_offline_are_one_sentence(empty_torch_cache, monkeypatch):
-    monkeypatch.setattr(perceptual_module, "host_answers", lambda url: False)
+    monkeypatch.setattr(hub_weights, "host_answers", lambda url: False)
     with pytest.raises(UserError, match="could not download the ImageNet weights of vgg16"):
         VGGPerceptualLoss("vgg16", weights="imagenet")
     assert not empty_torch_cache.exists() or not any(empty_torch_cache.iterdir())
-
-
-class BrokenResponse(io.BytesIO):
-    """An HTTP response whose connection drops after `size` of `total` bytes."""
-
-    def __init__(self, size: int, total: int) -> None:
-        super().__init__(b"x" * size)
-        self.total = total
-
-    def info(self) -> email.message.Message:
-        headers = email.message.Message()
-        headers["Content-Length"] = str(self.total)
-        return headers
-
-    def read(self, amount: int = -1) -> bytes:
-        chunk = super().read(amount)
-        if not chunk and self.total > self.tell():
-            raise ConnectionResetError("connection reset by peer")
-        return chunk
-
-
-@pytest.mark.parametrize("size", [1000, 5000], ids=["cut-off", "wrong-hash"])
-def test_a_failed_download_leaves_nothing_in_the_cache(empty_torch_cache, monkeypatch, size):
-    # torch's own download code runs; only the connection under it is fake.
-    monkeypatch.setattr(perceptual_module, "host_answers", lambda url: True)
-    monkeypatch.setattr(torch.hub, "urlopen", lambda request: BrokenResponse(size, 5000))
-    assert not perceptual_module.fetch_imagenet_weights()
-    assert list(empty_torch_cache.iterdir()) == []
-
-
-def test_the_connect_check_goes_to_the_proxy_when_one_is_set(monkeypatch):
-    tried = []
-
-    def refuse(address, timeout):
-        tried.append(address)
-        raise ConnectionRefusedError("refused")
-
-    monkeypatch.setattr(perceptual_module.socket, "create_connection", refuse)
-    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    perceptual_module.host_answers("https://download.pytorch.org/models/x.pth", timeout=1)
-    assert tried == [("proxy.example", 3128)]
-
-
-def test_an_unanswered_connection_gives_up_after_the_timeout(monkeypatch):
-    release = threading.Event()
-
-    def hang(*args, **kwargs):  # like a DNS lookup on a machine without a network
-        release.wait(30)
-        raise OSError("timed out")
-
-    monkeypatch.setattr(perceptual_module.socket, "create_connection", hang)
-    started = time.monotonic()
-    try:
-        assert not perceptual_module.host_answers("https://example.invalid/x.pth", timeout=0.2)
-        assert time.monotonic() - started < 5
-    finally:
-        release.set()
 
 
 def test_unknown_layers_and_mismatched_weights_are_refused():

@@ -6,9 +6,6 @@ edges and colour, deep ones texture and shape.
 """
 
 import pickle
-import socket
-import threading
-import urllib.request
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,12 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
+from .. import hub_weights
 from ..errors import UserError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-# An offline machine (no route, no DNS) must not stall a run: the weights' host gets this long
-# to accept a connection before `auto` gives up on the download.
-CONNECT_TIMEOUT_S = 3.0
 ARCHS = {"vgg16": models.VGG16_Weights.IMAGENET1K_V1, "vgg19": models.VGG19_Weights.IMAGENET1K_V1}
 # After the last ReLU of blocks 1-4: the usual choice for restoration (Johnson et al.).
 DEFAULT_LAYERS = {
@@ -50,7 +45,7 @@ def vgg_layer_names(features: nn.Sequential) -> list[str]:
 
 def imagenet_weights_path(arch: str = "vgg16") -> Path:
     """Where torchvision keeps the ImageNet weights of `arch`: the torch hub cache."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(ARCHS[arch].url).name
+    return hub_weights.cached_file(ARCHS[arch].url)
 
 
 def imagenet_weights_cached(arch: str = "vgg16") -> bool:
@@ -58,55 +53,17 @@ def imagenet_weights_cached(arch: str = "vgg16") -> bool:
     return imagenet_weights_path(arch).is_file()
 
 
-def _first_hop(url: str) -> tuple[str, int]:
-    """The host and port a download of `url` connects to: its proxy's, if the environment sets one."""
-    parts = urlsplit(url)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname):
-        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def host_answers(url: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
-    """True when `url`'s host (or proxy) accepts a TCP connection within `timeout` seconds,
-    DNS lookup included."""
-    host, port = _first_hop(url)
-    answered: list[bool] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            answered.append(True)
-        except OSError:
-            pass
-
-    # create_connection's timeout does not cover the DNS lookup, which can hang for long
-    # offline: wait for the whole attempt in a thread, at most `timeout` seconds.
-    attempt = threading.Thread(target=connect, daemon=True)
-    attempt.start()
-    attempt.join(timeout)
-    return bool(answered)
-
-
 def fetch_imagenet_weights(arch: str = "vgg16", download: bool = True) -> bool:
     """Put torchvision's ImageNet weights of `arch` in the torch hub cache, downloading them
     (with a progress bar) if missing and `download`; False, with nothing left in the cache,
     when that fails."""
-    target = imagenet_weights_path(arch)
-    if target.is_file() or not download:
-        return target.is_file()
-    url = ARCHS[arch].url
-    if not host_answers(url):
-        return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # torch downloads to a .partial file beside the target and renames it only once the
-    # SHA-256 prefix in the file name matches: a broken download never lands in the cache.
-    hash_prefix = torch.hub.HASH_REGEX.search(target.name).group(1)
+    if imagenet_weights_cached(arch) or not download:
+        return imagenet_weights_cached(arch)
     try:
-        torch.hub.download_url_to_file(url, str(target), hash_prefix, progress=True)
-    except (OSError, RuntimeError, ValueError):  # URLError is an OSError; RuntimeError: hash
+        hub_weights.fetch(ARCHS[arch].url)
+    except hub_weights.DownloadError:
         return False
-    return target.is_file()
+    return True
 
 
 def load_vgg_features(arch: str, weights: str | Path | None) -> nn.Sequential:
@@ -122,12 +79,14 @@ def load_vgg_features(arch: str, weights: str | Path | None) -> nn.Sequential:
                 f"{urlsplit(ARCHS[arch].url).hostname}; connect to the network once, or pass a "
                 "local weights file, or turn the perceptual term off"
             )
-        weights = imagenet_weights_path(arch)
+        # Read by hub_weights: checked against the hash in its name, never unpickled as code.
+        state = hub_weights.load_state_dict(ARCHS[arch].url)
+        return _features_from_state(state, imagenet_weights_path(arch), arch)
     return _features_from_file(Path(weights), arch)
 
 
 def _features_from_file(path: Path, arch: str) -> nn.Sequential:
-    """Load a state dict of the whole VGG (features.* keys) or of its features alone."""
+    """VGG `features` from a local weights file, read with weights_only=True."""
     expected = f"give a {arch} state dict saved with torch.save, or auto, imagenet or random"
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
         raise UserError(f"--perceptual-weights {path} is not a torch weights file; {expected}")
@@ -144,6 +103,12 @@ def _features_from_file(path: Path, arch: str) -> nn.Sequential:
         ) from None
     if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
         raise UserError(f"{path} holds no state dict; save one with torch.save(vgg.state_dict())")
+    return _features_from_state(state, path, arch)
+
+
+def _features_from_state(state: dict, path: Path, arch: str) -> nn.Sequential:
+    """VGG `features` loaded from a state dict of the whole VGG (features.* keys) or of its
+    features alone (read from `path`)."""
     if any(key.startswith("features.") for key in state):
         state = {
             k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")

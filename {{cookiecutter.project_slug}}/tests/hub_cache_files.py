@@ -1,0 +1,36 @@
+"""Files planted in a fake torch hub cache: weights named by their own hash, and a pickle that
+would run code when loaded."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+
+class MakesFolder:
+    """Unpickling it calls os.mkdir(marker): a loader that unpickles code leaves the folder."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def named_by_hash(path: Path, stem: str) -> Path:
+    """Rename `path` to `<stem>-<first 8 hex digits of its SHA-256>.pth`, as torch hub names files."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return path.rename(path.with_name(f"{stem}-{digest[:8]}.pth"))
+
+
+def save_named_by_hash(value: object, folder: Path, stem: str) -> Path:
+    """torch.save `value` into `folder` under a name carrying its hash (see named_by_hash)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(value, folder / "unnamed.pth")
+    return named_by_hash(folder / "unnamed.pth", stem)
+
+
+def url_of(path: Path) -> str:
+    """A download URL whose file name is `path`'s, as torchvision's weights URLs are."""
+    return f"https://download.pytorch.org/models/{path.name}"
