@@ -259,6 +259,11 @@ def add_predict_flags(parser: argparse.ArgumentParser) -> None:
         help="write the records to FILE.csv or FILE.jsonl (default: JSON lines on stdout)")  # fmt: skip
 
 
+def prediction_outputs(args: argparse.Namespace) -> list[Path]:
+    """Folders predict.py writes into, left out of its input folders: none (records are a file)."""
+    return []
+
+
 def prediction_transform(card: dict) -> Callable[[Image.Image], torch.Tensor]:
     """An RGB image as the model's input, as evaluation fed it: resized, centre-cropped,
     normalised, and grey when the model takes one channel."""

@@ -82,6 +82,20 @@ def test_restored_images_keep_their_size_and_name_and_a_broken_file_fails_alone(
     ]  # fmt: skip
 
 
+def test_a_rerun_into_an_output_dir_inside_the_inputs_takes_no_output_for_an_input(
+    predict_script, tiny_run, monkeypatch, capsys, tmp_path
+):
+    write_noise_png(tmp_path / "photos" / "a.png", 40, 32)
+    best = str(tiny_run.run_dir / "checkpoints" / "best.pt")
+    out_dir = tmp_path / "photos" / "restored"
+    for _ in range(2):  # the second run finds the first run's restored/a.png in photos/
+        code, out, err = run_script(predict_script, "predict.py", monkeypatch, capsys,
+                                    "--checkpoint", best, str(tmp_path / "photos"),
+                                    "--output-dir", str(out_dir))  # fmt: skip
+        assert code == 0, err
+        assert [json.loads(line)["output"] for line in out.splitlines()] == [str(out_dir / "a.png")]
+
+
 def test_tiled_prediction_writes_what_the_whole_image_gives(
     predict_script, blur_checkpoint, monkeypatch, capsys, tmp_path
 ):
