@@ -14,9 +14,11 @@ from .errors import UserError
 # Reading a header is mostly waiting for the disk (or a network file system), so threads
 # overlap the waits; a few thousand images are checked in about a second.
 HEADER_THREADS = 16
-# Grayscale modes with more than 8 bits a pixel (16-bit PNG and TIFF open as one of these).
-WIDE_GRAYSCALE = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
-WIDE_MAX = 65535  # the largest 16-bit value; it maps to 255
+# Grayscale modes with more than 8 bits a pixel, and the value each maps to white (255):
+# 16-bit PNG and TIFF open as an "I;16" mode or as "I" (32-bit integers, holding 16-bit values
+# there; larger ones have no agreed white), float TIFFs as "F" (0 black, 1 white by convention).
+WIDE_GRAYSCALE = {"I": 65535, "I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535,
+                  "F": 1.0}  # fmt: skip
 EXIF_ORIENTATION = 0x0112  # the tag a camera sets when it was held turned (1: upright)
 # What a folder search picks up (a file named on the command line is tried whatever its suffix).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
@@ -162,10 +164,11 @@ def header_size(path: Path) -> tuple[int, int]:
 
 
 def load_rgb_image(path: str | Path) -> Image.Image:
-    """Open an image file as 8-bit RGB (grayscale and 16-bit scans too), turned upright as its
-    EXIF orientation says (a phone's photo is stored sideways with a tag that says so).
+    """Open an image file as 8-bit RGB (grayscale, 16-bit and float scans too), turned upright
+    as its EXIF orientation says (a phone's photo is stored sideways with a tag that says so).
 
-    A damaged file (its header may still be fine) is a UserError naming it.
+    A damaged file (its header may still be fine), or one whose values have no 8-bit meaning,
+    is a UserError naming it.
     """
     try:
         with Image.open(path) as image:
@@ -174,12 +177,23 @@ def load_rgb_image(path: str | Path) -> Image.Image:
             return to_rgb(image)
     except OSError as error:  # truncated and undecodable files are OSErrors
         raise UserError(f"cannot read the image {path} ({error}); remove or replace it") from None
+    except ValueError as error:  # to_rgb's reason
+        raise UserError(f"cannot use the image {path}: {error}") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB. 16-bit grayscale is scaled down: PIL's convert() would clip it at 255."""
+    """8-bit RGB. Wide grayscale (16-bit, 32-bit, float) is scaled from its range to 0-255, as
+    PIL's convert() would clip it at 255; values outside that range are a ValueError."""
     if image.mode not in WIDE_GRAYSCALE:
         return image.convert("RGB")
-    values = np.asarray(image, dtype=np.float64).clip(0, WIDE_MAX)
-    eight_bit = np.rint(values * (255 / WIDE_MAX)).astype(np.uint8)
+    white = WIDE_GRAYSCALE[image.mode]
+    values = np.asarray(image, dtype=np.float64)
+    lowest, highest = values.min(), values.max()
+    if not (lowest >= 0 and highest <= white):  # also false for NaN
+        raise ValueError(
+            f"its {image.mode} (wide grayscale) values run from {lowest:g} to {highest:g}, "
+            f"outside 0 (black) to {white:g} (white); rescale them to that range or save it "
+            "as an 8- or 16-bit image"
+        )
+    eight_bit = np.rint(values * (255 / white)).astype(np.uint8)
     return Image.fromarray(eight_bit).convert("RGB")
