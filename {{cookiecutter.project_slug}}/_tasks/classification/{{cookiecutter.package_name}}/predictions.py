@@ -4,6 +4,7 @@ the top-k classes; written as CSV or JSON lines (--output), or as JSON lines on 
 import csv
 import json
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -43,12 +44,22 @@ class Predictions:
             self._stream.flush()
             return
         self._stream.close()
-        if error_type is None:
-            os.replace(self._temporary, self.output)
-        else:
+        try:
+            if error_type is None:
+                os.replace(self._temporary, self.output)
+        except OSError as failure:
+            raise UserError(
+                f"cannot write --output {self.output} ({failure}); pick a writable place"
+            ) from None
+        finally:
             self._temporary.unlink(missing_ok=True)
 
     def _open_output_file(self) -> None:
+        if self.output.is_dir():
+            raise UserError(
+                f"--output {self.output} is a folder; name a file in it, such as "
+                f"{self.output / 'predictions.csv'}"
+            )
         if self.output.suffix.lower() not in OUTPUT_SUFFIXES:
             raise UserError(
                 f"--output {self.output} is neither .csv nor .jsonl; name the file "
@@ -58,12 +69,17 @@ class Predictions:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             handle, name = tempfile.mkstemp(prefix=f".{self.output.name}.", dir=folder)
+            os.fchmod(handle, replacement_mode(self.output))  # mkstemp's is 0600
         except OSError as error:
             raise UserError(
                 f"cannot write --output {self.output} ({error}); pick a writable place"
             ) from None
         self._temporary = Path(name)
-        self._stream = os.fdopen(handle, "w", newline="", encoding="utf-8")
+        # A file name that is not UTF-8 (copied from an old system) keeps its odd bytes as
+        # escapes (\udcXX, as JSON writes them): the file stays UTF-8 for any reader.
+        self._stream = os.fdopen(
+            handle, "w", newline="", encoding="utf-8", errors="backslashreplace"
+        )
         if self.output.suffix.lower() == ".csv":
             self._csv = csv.DictWriter(self._stream, CSV_COLUMNS)
             self._csv.writeheader()
@@ -115,3 +131,14 @@ def csv_row(record: dict) -> dict:
         "top_k_classes": "|".join(entry["class"] for entry in record["top_k"]),
         "top_k_probabilities": "|".join(str(entry["probability"]) for entry in record["top_k"]),
     }
+
+
+def replacement_mode(path: Path) -> int:
+    """The permissions a file written to `path` gets: those of the file it replaces, or a new
+    file's (0666 less the umask, as open() gives)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
