@@ -10,6 +10,7 @@ from pathlib import Path
 from statistics import mean
 
 import pytest
+from PIL import Image
 from torchvision.utils import save_image
 
 from {{ cookiecutter.package_name }}.data import SyntheticShapes
@@ -105,6 +106,24 @@ def test_a_failed_run_leaves_an_earlier_output_file_as_it_was(
     assert code == 2 and "neither .csv nor .jsonl" in err
     assert output.read_text() == "earlier results\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["p.csv"]
+
+
+def test_a_strip_too_long_to_resize_fails_alone_and_the_others_go_on(
+    predict_script, tiny_run, shapes_folder, monkeypatch, capsys, tmp_path
+):
+    # 100 KB of pixels that resizing to a short side of 32 px would make 3,200,000 px long.
+    Image.new("L", (100_000, 1)).save(tmp_path / "strip.png")
+    circle = shapes_folder / "val" / "circle" / "000.png"
+    code, out, err = run_script(predict_script, "predict.py", monkeypatch, capsys,
+                                "--checkpoint", str(tiny_run.run_dir / "checkpoints" / "best.pt"),
+                                str(tmp_path / "strip.png"), str(circle))  # fmt: skip
+    assert code == 1 and "1 image(s) classified, 1 failed" in err
+    strip, classified = [json.loads(line) for line in out.splitlines()]
+    assert strip["error"] == (
+        f"cannot use the image {tmp_path / 'strip.png'} (100000x1 px: 3200000 px long at a "
+        "short side of 32 px; crop it nearer to a square)"
+    )
+    assert classified["path"] == str(circle) and "class" in classified
 
 
 def test_an_output_that_is_a_folder_is_refused_before_any_prediction(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 import torch
+from PIL import Image
 
 from .engine import PredictionBatch, Predictor
 from .errors import UserError
@@ -18,6 +19,28 @@ from .errors import UserError
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 CSV_COLUMNS = ("path", "class", "probability", "top_k_classes", "top_k_probabilities", "error")
 DECIMALS = 6  # probabilities as written: plenty to rank, short to read
+# The most pixels an input may have once its short side is resized for the model (48 MiB as
+# float RGB): a 1 KB PNG of 1,000,000 x 1 px resized to a short side of 32 px is 32,000,000 px
+# long, many GB, for a centre crop that keeps 32 x 32 of it.
+MAX_RESIZED_PIXELS = 2**22
+
+
+class CheckResizable:
+    """A transform that passes an image on, or refuses it (ValueError) when resizing its short
+    side to `short_side` px would give more than MAX_RESIZED_PIXELS pixels: a long thin strip."""
+
+    def __init__(self, short_side: int) -> None:
+        self.short_side = short_side
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        short, long = sorted(image.size)
+        resized_long = round(long * self.short_side / max(short, 1))
+        if self.short_side * resized_long > MAX_RESIZED_PIXELS:
+            raise ValueError(  # short: the image's record shows 120 characters of it
+                f"{image.width}x{image.height} px: {resized_long} px long at a short side of "
+                f"{self.short_side} px; crop it nearer to a square"
+            )
+        return image
 
 
 class Predictions:
