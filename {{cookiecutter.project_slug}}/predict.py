@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     """Find the inputs, load the model, predict batch by batch, report; 1 if any input failed."""
     args = build_parser().parse_args(argv)
     predictor = load_predictor(args)
-    images = image_files.find_images(args.inputs)
+    images = image_files.find_images(args.inputs, skip=task.prediction_outputs(args))
     # The task checks its output flags here, before any image is read.
     with task.open_predictions(args, predictor.card, images) as predictions:
         loader = engine.build_prediction_loader(

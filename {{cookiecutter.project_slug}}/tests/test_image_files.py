@@ -103,6 +103,37 @@ def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path):
     assert (loaded == 255).mean() < 0.01  # PIL's own convert("RGB") makes 99% of it 255
 
 
+def test_float_and_32_bit_tiffs_are_scaled_from_their_range_to_8_bits(tmp_path):
+    ramp = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    Image.fromarray(ramp.astype(np.float32)).save(tmp_path / "float.tif")  # mode F: 0-1
+    Image.fromarray((ramp * 65535).round().astype(np.int32)).save(tmp_path / "wide.tif")  # I
+    expected = np.rint(ramp * 255)
+    for name in ("float.tif", "wide.tif"):
+        with Image.open(tmp_path / name) as image:
+            assert image.mode == ("F" if name == "float.tif" else "I")
+        loaded = np.asarray(load_rgb_image(tmp_path / name)).astype(np.float64)
+        assert loaded.shape == (64, 64, 3)
+        assert np.abs(loaded[..., 1] - expected).max() <= 1  # float32 rounding of the ramp
+
+
+@pytest.mark.parametrize(
+    ("pixels", "values"),
+    [
+        (np.full((8, 8), 1000.0, dtype=np.float32), "from 1000 to 1000, outside 0 (black) to 1 "),
+        (np.full((8, 8), np.nan, dtype=np.float32), "from nan to nan"),
+        (np.full((8, 8), 70000, dtype=np.int32), "outside 0 (black) to 65535 (white)"),
+    ],
+    ids=["float-above-1", "float-nan", "int-above-16-bits"],
+)
+def test_wide_values_with_no_8_bit_meaning_are_refused_in_one_sentence(tmp_path, pixels, values):
+    Image.fromarray(pixels).save(tmp_path / "scan.tif")
+    with pytest.raises(UserError) as refused:
+        load_rgb_image(tmp_path / "scan.tif")
+    message = str(refused.value)
+    assert message.startswith(f"cannot use the image {tmp_path / 'scan.tif'}: its ")
+    assert values in message and "save it as an 8- or 16-bit image" in message
+
+
 def test_a_photo_taken_sideways_is_loaded_upright(tmp_path):
     # Stored 40 wide and 20 high, tagged "rotate 90 degrees clockwise to view" (orientation 6),
     # as phones save a portrait photo: it is 20 wide and 40 high as shown, and so as loaded.

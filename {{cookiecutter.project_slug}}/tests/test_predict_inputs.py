@@ -53,6 +53,44 @@ def test_find_images_refuses_nothing_found_and_clashing_names(tmp_path):
         find_images([str(tmp_path / "x" / "same.png"), str(tmp_path / "y" / "same.png")])
 
 
+def test_a_glob_through_symlink_loops_ends_and_finds_each_image_once(tmp_path):
+    # Two links back to their own folder: a search that follows them has 2**40 paths to try.
+    write_png(tmp_path / "loopdir" / "a.png")
+    write_png(tmp_path / "loopdir" / "deep" / "b.png")
+    (tmp_path / "loopdir" / "self").symlink_to(".")
+    (tmp_path / "loopdir" / "again").symlink_to(".")
+    code = (
+        "import sys\n"
+        "from {{ cookiecutter.package_name }}.image_files import find_images\n"
+        "print(*(image.name for image in find_images([sys.argv[1]])))\n"
+    )
+    pattern = str(tmp_path / "loopdir" / "**" / "*.png")
+    finished = subprocess.run(
+        [sys.executable, "-c", code, pattern], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        timeout=60,  # the bug this guards against is a search that never ends
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.split() == ["a.png", "b.png"]
+
+
+def test_globs_pass_over_hidden_names_unless_the_pattern_names_them(tmp_path):
+    for name in ("a.png", ".thumbs/a.png", "sub/.b.png", ".kept/c.png"):
+        write_png(tmp_path / name)
+    found = find_images([str(tmp_path / "**" / "*.png"), str(tmp_path / ".kept" / "*.png")])
+    assert [image.path.relative_to(tmp_path).as_posix() for image in found] == [
+        "a.png",
+        ".kept/c.png",
+    ]
+
+
+def test_folders_and_globs_leave_out_the_skipped_output_folder(tmp_path):
+    write_png(tmp_path / "photos" / "a.png")
+    write_png(tmp_path / "photos" / "restored" / "a.png")  # an earlier run's output
+    skip = [tmp_path / "photos" / "." / "restored"]  # spelled otherwise, the same folder
+    for pattern in (tmp_path / "photos", tmp_path / "photos" / "**" / "*.png"):
+        assert [image.name for image in find_images([str(pattern)], skip)] == ["a.png"]
+
+
 def test_collate_groups_images_by_size_and_keeps_failures_in_place():
     samples = [(0, torch.zeros(3, 8, 8), None), (1, None, "cannot read"),
                (2, torch.ones(3, 8, 12), None), (3, torch.ones(3, 8, 8), None)]  # fmt: skip

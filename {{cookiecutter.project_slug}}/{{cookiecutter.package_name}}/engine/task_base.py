@@ -188,6 +188,11 @@ class Task:
             sum_across_ranks(sums[name])
         return {**self.metrics(sums, count), "samples": count}
 
+    def prediction_outputs(self, args: argparse.Namespace) -> list[Path]:
+        """Folders predict.py writes into, which it leaves out of the input folders it searches:
+        none by default (records go to stdout or one file)."""
+        return []
+
     def describe(self, metrics: dict) -> str:
         """The validation scores in the line train.py prints after each epoch."""
         best = metrics[self.BEST_METRIC]

@@ -4,10 +4,13 @@ test.py's accuracy on the same images."""
 import csv
 import json
 import math
+import os
+import stat
 from pathlib import Path
 from statistics import mean
 
 import pytest
+from PIL import Image
 from torchvision.utils import save_image
 
 from {{ cookiecutter.package_name }}.data import SyntheticShapes
@@ -103,6 +106,63 @@ def test_a_failed_run_leaves_an_earlier_output_file_as_it_was(
     assert code == 2 and "neither .csv nor .jsonl" in err
     assert output.read_text() == "earlier results\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["p.csv"]
+
+
+def test_a_strip_too_long_to_resize_fails_alone_and_the_others_go_on(
+    predict_script, tiny_run, shapes_folder, monkeypatch, capsys, tmp_path
+):
+    # 100 KB of pixels that resizing to a short side of 32 px would make 3,200,000 px long.
+    Image.new("L", (100_000, 1)).save(tmp_path / "strip.png")
+    circle = shapes_folder / "val" / "circle" / "000.png"
+    code, out, err = run_script(predict_script, "predict.py", monkeypatch, capsys,
+                                "--checkpoint", str(tiny_run.run_dir / "checkpoints" / "best.pt"),
+                                str(tmp_path / "strip.png"), str(circle))  # fmt: skip
+    assert code == 1 and "1 image(s) classified, 1 failed" in err
+    strip, classified = [json.loads(line) for line in out.splitlines()]
+    assert strip["error"] == (
+        f"cannot use the image {tmp_path / 'strip.png'} (100000x1 px: 3200000 px long at a "
+        "short side of 32 px; crop it nearer to a square)"
+    )
+    assert classified["path"] == str(circle) and "class" in classified
+
+
+def test_an_output_that_is_a_folder_is_refused_before_any_prediction(
+    predict_script, tiny_run, shapes_folder, monkeypatch, capsys, tmp_path
+):
+    output = tmp_path / "records.csv"
+    output.mkdir()
+    code, out, err = run_script(predict_script, "predict.py", monkeypatch, capsys,
+                                "--checkpoint", str(tiny_run.run_dir / "checkpoints" / "best.pt"),
+                                str(shapes_folder / "val"), "--output", str(output))  # fmt: skip
+    assert code == 2 and out == "" and "predicting" not in err
+    assert err.strip().endswith(
+        f"--output {output} is a folder; name a file in it, such as {output / 'predictions.csv'}"
+    )
+    assert [path.name for path in tmp_path.rglob("*")] == ["records.csv"]  # no temporary file
+
+
+def test_an_output_file_keeps_its_permissions_and_any_file_name_is_written(
+    predict_script, tiny_run, shapes_folder, monkeypatch, capsys, tmp_path
+):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    # A name in Latin-1, not UTF-8, as files copied from old systems have: é is the byte 0xE9.
+    circle = shapes_folder / "val" / "circle" / "000.png"
+    (inputs / os.fsdecode(b"caf\xe9.png")).write_bytes(circle.read_bytes())
+    umask = os.umask(0o022)
+    os.umask(umask)
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text("earlier results\n")
+    earlier.chmod(0o640)
+    best = str(tiny_run.run_dir / "checkpoints" / "best.pt")
+    for output, mode in ((earlier, 0o640), (tmp_path / "new.csv", 0o666 & ~umask)):
+        flags = ["--checkpoint", best, str(inputs), "--output", str(output)]
+        code, _, _ = run_script(predict_script, "predict.py", monkeypatch, capsys, *flags)
+        assert code == 0
+        assert stat.S_IMODE(output.stat().st_mode) == mode
+        with open(output, newline="", encoding="utf-8") as file:  # UTF-8 throughout
+            rows = list(csv.DictReader(file))
+        assert [row["path"] for row in rows] == [str(inputs / "caf\\udce9.png")]
 
 
 def test_predictions_agree_with_test_py_on_the_same_images(

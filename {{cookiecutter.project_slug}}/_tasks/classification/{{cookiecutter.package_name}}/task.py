@@ -36,7 +36,7 @@ from .engine.task_base import Task
 from .errors import UserError
 from .image_files import FoundImage
 from .ops import topk_correct
-from .predictions import Predictions
+from .predictions import CheckResizable, Predictions
 
 DEFAULT_IMAGE_SIZE = 32  # --image-size when neither it nor pretrained weights set one
 
@@ -199,15 +199,17 @@ class Classification(Task):
 
     def prediction_transform(self, card: dict) -> Callable[[Image.Image], torch.Tensor]:
         """An RGB image as the model's input, as evaluation fed it: resized, centre-cropped,
-        normalised, and grey when the model takes one channel."""
+        normalised, and grey when the model takes one channel (a strip too long to resize in
+        memory is a ValueError: that image's record says so)."""
         form = card["preprocessing"]
         evaluation = image_transforms(
             form["image_size"], tuple(form["mean"]), tuple(form["std"]), train=False, hflip=False,
             resize_size=form.get("resize_size"),
         )  # fmt: skip
+        check = CheckResizable(form.get("resize_size") or form["image_size"])  # as evaluation
         if form["in_channels"] == 1:
-            return v2.Compose([v2.Grayscale(), evaluation])
-        return evaluation
+            return v2.Compose([check, v2.Grayscale(), evaluation])
+        return v2.Compose([check, evaluation])
 
     def open_predictions(
         self, args: argparse.Namespace, card: dict, images: list[FoundImage]

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
+from {{ cookiecutter.package_name }} import predictions
 from {{ cookiecutter.package_name }}.data import SyntheticScenes
 
 from .conftest import load_script, run_script
@@ -80,6 +81,41 @@ def test_restored_images_keep_their_size_and_name_and_a_broken_file_fails_alone(
     assert sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*.png")) == [
         "grey/scan.png", "odd.png", "wide.png"
     ]  # fmt: skip
+
+
+def test_a_rerun_into_an_output_dir_inside_the_inputs_takes_no_output_for_an_input(
+    predict_script, tiny_run, monkeypatch, capsys, tmp_path
+):
+    write_noise_png(tmp_path / "photos" / "a.png", 40, 32)
+    best = str(tiny_run.run_dir / "checkpoints" / "best.pt")
+    out_dir = tmp_path / "photos" / "restored"
+    for _ in range(2):  # the second run finds the first run's restored/a.png in photos/
+        code, out, err = run_script(predict_script, "predict.py", monkeypatch, capsys,
+                                    "--checkpoint", best, str(tmp_path / "photos"),
+                                    "--output-dir", str(out_dir))  # fmt: skip
+        assert code == 0, err
+        assert [json.loads(line)["output"] for line in out.splitlines()] == [str(out_dir / "a.png")]
+
+
+def test_an_image_too_large_for_one_piece_fails_alone_and_names_tile(
+    predict_script, tiny_run, monkeypatch, capsys, tmp_path
+):
+    # A lower limit stands in for a 12000 x 12000 photo (which asked for 9 GB in one piece).
+    monkeypatch.setattr(predictions, "WHOLE_IMAGE_MAX_PIXELS", 40 * 32)
+    write_noise_png(tmp_path / "in" / "large.png", 64, 48)
+    write_noise_png(tmp_path / "in" / "small.png", 40, 32)
+    best = str(tiny_run.run_dir / "checkpoints" / "best.pt")
+    code, out, err = run_script(predict_script, "predict.py", monkeypatch, capsys,
+                                "--checkpoint", best, str(tmp_path / "in"),
+                                "--output-dir", str(tmp_path / "out"))  # fmt: skip
+    assert code == 1 and "1 image(s) restored, 1 failed" in err
+    large, small = [json.loads(line) for line in out.splitlines()]
+    assert large["error"] == (
+        f"{tmp_path / 'in' / 'large.png'} is too large for one piece (64x48 px, more than "
+        "1280 px): use --tile 1024"
+    )
+    assert small["output"] == str(tmp_path / "out" / "small.png")
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["small.png"]
 
 
 def test_tiled_prediction_writes_what_the_whole_image_gives(

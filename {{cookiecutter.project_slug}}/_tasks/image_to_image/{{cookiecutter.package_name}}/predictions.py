@@ -20,13 +20,18 @@ from PIL import Image
 
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import check_corruption
-from .engine import PredictionBatch, Predictor
+from .engine import ImageGroup, PredictionBatch, Predictor
 from .errors import UserError
 from .image_files import FoundImage
 from .ops import corrupt, pad_to_multiple, tiled_apply
 
 CORRUPTED_TAG = ".corrupted"  # --corrupt writes photo.png's corrupted input as photo.corrupted.png
 LOSSY_QUALITY = 95  # JPEG and WebP: no visible loss, a fraction of a PNG's size
+# The largest image run in one piece without --tile: each of the U-Net's first feature maps of
+# a 4096 x 4096 image is 0.5 GiB at width 8, and the network holds several at once (a
+# 12000 x 12000 image asked for 9 GB in one allocation).
+WHOLE_IMAGE_MAX_PIXELS = 4096 * 4096
+SUGGESTED_TILE = 1024  # the --tile the refusal suggests (rounded to what the model takes)
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,8 @@ class Predictions:
         self.images, self.output_dir = images, output_dir
         self.tiling, self.corruption = tiling, corruption
         self.multiple = 2 ** card["model_config"]["depth"]
+        # The smallest --tile that the default overlap leaves room in (see check_tiling).
+        self.smallest_tile = default_overlap(card["model_config"]["depth"]) + self.multiple
         self.written = self.failed = 0
         self._records: dict[int, dict] = {}
 
@@ -189,6 +196,9 @@ class Predictions:
         records = {index: {"path": str(image.path), "error": reason}
                    for index, image, reason in batch.failures}  # fmt: skip
         for group in batch.groups:
+            if self.tiling is None and group.batch[0, 0].numel() > WHOLE_IMAGE_MAX_PIXELS:
+                records.update(self._too_large(group))
+                continue
             inputs = group.batch
             if self.corruption is not None:
                 kind, strength = self.corruption
@@ -206,6 +216,19 @@ class Predictions:
         for index in sorted(records):
             self._record(index, records[index])
         sys.stdout.flush()
+
+    def _too_large(self, group: ImageGroup) -> dict[int, dict]:
+        """Error records for a group of images too large to run whole (all of one size)."""
+        height, width = group.batch.shape[-2:]
+        tile = max(SUGGESTED_TILE // self.multiple * self.multiple, self.smallest_tile)
+        return {
+            index: {
+                "path": str(image.path),
+                "error": f"{image.path} is too large for one piece ({width}x{height} px, more "
+                f"than {WHOLE_IMAGE_MAX_PIXELS} px): use --tile {tile}",
+            }
+            for index, image in zip(group.indices, group.images, strict=True)
+        }
 
     def restore(self, predictor: Predictor, images: torch.Tensor) -> torch.Tensor:
         """The model's output for a (N, C, H, W) batch of any H and W, clipped to [0, 1]."""

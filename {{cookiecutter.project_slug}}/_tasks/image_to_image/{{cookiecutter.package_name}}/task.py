@@ -243,6 +243,11 @@ class Restoration(Task):
             help="apply the model's training corruption first and write it beside each result "
             "(NAME.corrupted.EXT): before and after, from clean images")  # fmt: skip
 
+    def prediction_outputs(self, args: argparse.Namespace) -> list[Path]:
+        """Folders predict.py writes into, left out of its input folders: --output-dir (a rerun
+        into a folder under the inputs must not take the last run's restorations for inputs)."""
+        return [args.output_dir]
+
     def prediction_transform(self, card: dict) -> Callable[[Image.Image], torch.Tensor]:
         """An RGB image as the model's input: (C, H, W) in [0, 1], any size (as in training)."""
         return v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
