@@ -98,8 +98,9 @@ def test_a_run_folder_in_use_is_refused_and_left_untouched(
 
 @needs_fcntl
 def test_a_finished_run_releases_its_folder(tiny_run):
-    with lock_held_elsewhere(tiny_run.run_dir):  # it would fail if this process still held it
-        pass
+    # Another process takes the lock (it says "locked" only once it holds it) and keeps it.
+    with lock_held_elsewhere(tiny_run.run_dir) as holder:
+        assert holder.poll() is None
 
 
 def test_without_fcntl_run_folders_go_unlocked(tmp_path, monkeypatch):

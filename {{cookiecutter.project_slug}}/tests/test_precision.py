@@ -94,6 +94,13 @@ def test_compiled_model_trains_and_saves_plain_keys(train_script, tmp_path):
     assert not any(key.startswith("_orig_mod.") for key in checkpoint["model"])
 
 
+class PinnedBatches(list):
+    """Batches already in pinned memory, with the batch size train_one_epoch reads off its
+    DataLoader (how many samples a step takes from the epoch)."""
+
+    batch_size: int
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_no_host_device_sync_outside_log_steps_on_cuda(train_script, tmp_path, monkeypatch):
     device = torch.device("cuda")
@@ -101,7 +108,8 @@ def test_no_host_device_sync_outside_log_steps_on_cuda(train_script, tmp_path, m
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = build_scheduler(optimizer, "cosine", 2, 20)
-    batches = [tuple(part.pin_memory() for part in batch) for _ in range(12)]
+    batches = PinnedBatches(tuple(part.pin_memory() for part in batch) for _ in range(12))
+    batches.batch_size = batch[0].size(0)
     criterion = train_script.task.build_criterion(args).to(device)
     log_training = train_script.engine.log_training
 

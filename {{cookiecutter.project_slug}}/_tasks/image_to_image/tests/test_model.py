@@ -43,9 +43,3 @@ def test_eval_mode_is_deterministic_and_batch_independent():
 def test_a_depth_below_one_is_refused():
     with pytest.raises(ValueError, match="depth"):
         architecture.{{ cookiecutter.__model_class }}(depth=0)
-
-
-def test_the_model_module_exports_what_the_scripts_use():
-    # train.py and test.py import only the model module (the seed's file organisation).
-    for name in ("{{ cookiecutter.__model_class }}", "RestorationLoss", "psnr", "ssim"):
-        assert hasattr(architecture, name), name
