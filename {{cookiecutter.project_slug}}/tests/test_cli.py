@@ -52,7 +52,7 @@ from .conftest import PROJECT_ROOT
         (["--ema", "-0.1"], "argument --ema: -0.1 is out of range"),
         (["--ema", "high"], "argument --ema: 'high' is not a number"),
         (["--keep-top-k", "-1"], "argument --keep-top-k: -1 is out of range"),
-        (["--keep-top-k", "2.5"], "argument --keep-top-k: '2.5' is not a number"),
+        (["--keep-top-k", "2.5"], "argument --keep-top-k: '2.5' is not a whole number"),
     ],
 )
 def test_impossible_flags_exit_2_with_the_reason(train_script, capsys, flags, message):

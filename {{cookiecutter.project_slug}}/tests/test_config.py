@@ -2,8 +2,10 @@
 config.yaml each run writes, which runs the same experiment again."""
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import yaml
 
 from {{ cookiecutter.package_name }}.engine import config_text, read_config
 from {{ cookiecutter.package_name }}.engine.cli import run_cli
+from {{ cookiecutter.package_name }}.errors import UserError
 
 from .conftest import TINY_RUN_FLAGS
 
@@ -74,13 +77,18 @@ def test_paths_and_tuples_round_trip_through_config_text(tmp_path):
         ("lr: true\n", "which --lr refuses: it takes one value"),
         ("epochs: [1, 2]\n", "which --epochs refuses: it takes one value"),
         ("lr: null\n", "which --lr refuses: it needs a value"),
+        ("epochs: 2.7\n", "which --epochs refuses ('2.7' is not a whole number; expected an"),
         ("batch_size: 8\nbatch-size: 16\n", "sets batch_size twice"),
+        ("lr: 0.1\nepochs: 2\nlr: 0.2\n", "sets 'lr' twice (lines 1 and 3); keep one"),
+        ("smoke_test: true\n", "sets smoke_test, which only the command line may give"),
         ("resume: last.pt\n", "sets resume, which only the command line may give"),
         ("config: other.yaml\n", "sets config, which only the command line may give"),
         ("debug: true\n", "sets debug, which only the command line may give"),
         ("help: true\n", "sets help, which only the command line may give"),
         ("lr: [0.1\n", "is not valid YAML (line 2: expected ',' or ']'"),
         ("- lr\n- 0.1\n", "holds a list, not a mapping of flags to values"),
+        ("lr: " + "[" * 5000 + "]" * 5000, "nests lists or mappings too deeply to read"),
+        ("lr: " + "1" * 5000, "has a value that cannot be read (Exceeds the limit (4300 digits)"),
     ],
 )
 def test_a_bad_config_file_is_one_sentence(config_refused, tmp_path, file_text, message):
@@ -92,6 +100,7 @@ def test_a_bad_config_file_is_one_sentence(config_refused, tmp_path, file_text, 
     [
         ("flags.toml", "lr = \n", "is not valid TOML (Invalid value (at line 1, column 6))"),
         ("flags.toml", "[data]\nlr = 1\n", "has an unknown key 'data'"),
+        ("flags.toml", "lr = 1\nlr = 2\n", "is not valid TOML (Cannot overwrite a value"),
         ("flags.json", "{}", "is neither YAML (.yaml, .yml) nor TOML (.toml)"),
         ("flags.yaml", b"lr: \xff\n", "cannot read the config file"),
     ],
@@ -102,6 +111,55 @@ def test_a_bad_config_file_of_any_kind_is_one_sentence(
     path = tmp_path / name
     path.write_bytes(file_text if isinstance(file_text, bytes) else file_text.encode())
     config_refused(["--config", str(path)], message)
+
+
+def test_a_yaml_alias_bomb_is_refused_in_little_memory(config_refused, tmp_path):
+    # The "billion laughs": 9 lines of aliases of aliases stand for 9**9 strings, gigabytes
+    # once anything walks the value (its repr in an error message was enough).
+    lines = ["lr:", "  - &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"  - &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 9)]
+    path = write_config(tmp_path, "\n".join(lines) + "\n")
+    with address_space_grows_at_most(256 * 2**20):  # a regression: a MemoryError, no swapping
+        config_refused(["--config", str(path)], "uses the YAML alias '*a0' (line 3), which")
+
+
+@contextlib.contextmanager
+def address_space_grows_at_most(extra_bytes: int) -> Iterator[None]:
+    """Fail an allocation (MemoryError) that takes the process past its size now + extra."""
+    resource = pytest.importorskip("resource")
+    if not Path("/proc/self/statm").exists():
+        pytest.skip("the process size is read from /proc (Linux)")
+    in_use = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = in_use + extra_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard < 0 else min(limit, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def test_a_config_file_over_the_size_cap_is_refused_unread(config_refused, tmp_path):
+    # Valid flags after a megabyte of comment: the size alone refuses it.
+    path = write_config(tmp_path, "#" * 2**20 + "\nlr: 0.1\n")
+    config_refused(["--config", str(path)], f"config file {path} is larger than 1 MB")
+
+
+def test_a_long_value_is_quoted_short_in_the_error(config_refused, tmp_path):
+    path = write_config(tmp_path, f"lr: {'x' * 100_000}\n")
+    error = config_refused(["--config", str(path)], "is not a number; expected a number above 0")
+    assert len(error) < len(str(path)) + 300  # not 100,000 characters
+    path.write_text(f"? {'y' * 100_000}\n: 1\n")  # `?`: a key over YAML's 1024 characters
+    error = config_refused(["--config", str(path)], "has an unknown key 'yyyyy")
+    assert len(error) < len(str(path)) + 300  # not 100,000 characters
+
+
+@pytest.mark.parametrize("key", ["1", "zzqqxj"])
+def test_an_unknown_key_far_from_every_flag_suggests_none(train_script, tmp_path, key):
+    path = write_config(tmp_path, f"{key}: 1\n")
+    with pytest.raises(UserError, match="no flag has that name") as refused:
+        train_script.parse_args(["--config", str(path)])
+    assert "closest" not in str(refused.value)
 
 
 def test_a_missing_config_file_is_one_sentence(config_refused, tmp_path):
@@ -137,9 +195,9 @@ def test_a_config_file_goes_with_resume_auto_and_must_agree_with_the_run(
 @pytest.fixture
 def config_refused(train_script, tmp_path, monkeypatch, capsys):
     """Check that train.py refuses `flags` with one sentence holding `message`, exit code 2,
-    and writes nothing (no run folder)."""
+    and writes nothing (no run folder); the sentence."""
 
-    def check(flags: list[str], message: str) -> None:
+    def check(flags: list[str], message: str) -> str:
         before = snapshot(tmp_path)
         argv = ["train.py", *TINY_RUN_FLAGS, *flags, "--out-dir", str(tmp_path / "runs")]
         monkeypatch.setattr(sys, "argv", argv)
@@ -148,6 +206,7 @@ def config_refused(train_script, tmp_path, monkeypatch, capsys):
         assert error.startswith("train.py: error: ") and "\n" not in error
         assert message in error
         assert snapshot(tmp_path) == before
+        return error
 
     return check
 

@@ -5,6 +5,8 @@ import csv
 import importlib.util
 import os
 import signal
+import socket
+import time
 
 import pytest
 import torch
@@ -71,6 +73,34 @@ def test_csv_drops_rows_logged_after_the_checkpoint_a_resume_starts_from(tmp_pat
     assert rows == [("2", "1.5"), ("4", "1.25")]
 
 
+def test_csv_sets_lines_that_are_no_row_aside_and_logs_on(tmp_path, capsys):
+    text = (
+        "step,tag,value,wall_time\n2,train/loss,1.5,1.0\ntwo,train/loss,1.4,1.5\ngarbage\n"
+        '4,train/loss,1.2,2.0\n"cut,train/loss\n\n6,train/loss,1.1\n'
+    )
+    (tmp_path / "metrics.csv").write_bytes(text.encode() + b"\xff,x\n")  # and not UTF-8
+    tracker = tracking.CsvTracker(tmp_path, resume_step=4)
+    tracker.scalars({"train/loss": 1.0}, 6)
+    tracker.close(failed=False)
+    rows = [(row["step"], row["value"]) for row in csv_rows(tmp_path)]
+    assert rows == [("2", "1.5"), ("4", "1.2"), ("6", "1.0")]
+    aside = (tmp_path / "metrics.bad-rows.csv").read_bytes().splitlines()
+    assert aside == [b"two,train/loss,1.4,1.5", b"garbage", b'"cut,train/loss',
+                     b"6,train/loss,1.1", b"\xff,x"]  # fmt: skip
+    (notice,) = capsys.readouterr().err.splitlines()
+    assert notice.startswith(f"warning: 5 line(s) of {tmp_path / 'metrics.csv'} are no ")
+    assert "set aside in metrics.bad-rows.csv beside it and the run logs on" in notice
+
+
+def test_csv_logs_on_after_an_empty_file(tmp_path, capsys):
+    (tmp_path / "metrics.csv").write_text("")  # a crash before its header was written
+    tracker = tracking.CsvTracker(tmp_path, resume_step=4)
+    tracker.scalars({"train/loss": 1.0}, 6)
+    tracker.close(failed=False)
+    assert [(row["step"], row["tag"]) for row in csv_rows(tmp_path)] == [("6", "train/loss")]
+    assert not (tmp_path / "metrics.bad-rows.csv").exists() and not capsys.readouterr().err
+
+
 def test_a_failing_tracker_warns_once_and_the_run_finishes(
     train_script, tmp_path, monkeypatch, capsys
 ):
@@ -85,10 +115,11 @@ def test_a_failing_tracker_warns_once_and_the_run_finishes(
     capsys.readouterr()
     assert train_script.main(flags) == 0
     err = capsys.readouterr().err
-    warnings = [line for line in err.splitlines() if "tracker failed" in line]
+    warnings = [line for line in err.splitlines() if line.startswith("warning: the csv")]
+    run_dir = next(tmp_path.glob("*/checkpoints")).parent
     assert warnings == [
-        "warning: the csv tracker failed (the tracking server went away); "
-        "the run goes on without it"
+        f"warning: the csv tracker at {run_dir / 'metrics.csv'} failed (the tracking server "
+        "went away); the run goes on without it"
     ]
     assert calls == [2]  # dropped after its first failure: no retry at every step
     checkpoint = torch.load(next(tmp_path.glob("*/checkpoints/last.pt")), weights_only=True)
@@ -164,7 +195,56 @@ def test_mlflow_gets_the_flags_files_and_every_step_once_across_a_resume(
     files = {info.path for info in client.list_artifacts(run.info.run_id)}
     assert {"args.json", "model_summary.txt", "best.pt"} <= files
     assert not list((runs / "r").glob("events.out.tfevents.*"))  # no TensorBoard: not asked
-    assert "tracker failed" not in capsys.readouterr().err
+    assert "the run goes on without it" not in capsys.readouterr().err
+
+
+def read_only_mlflow_store(folder) -> str:
+    """The URI of an MLflow SQLite store with the experiment "tests", opened read-only (as a
+    file without write permission is, for any user but root)."""
+    from mlflow.tracking import MlflowClient
+
+    database = folder / "mlflow.db"
+    artifacts = (folder / "artifacts").as_uri()
+    MlflowClient(f"sqlite:///{database}").create_experiment("tests", artifacts)
+    return f"sqlite:///file:{database}?mode=ro&uri=true"
+
+
+@pytest.mark.parametrize("store", ["a closed port", "a read-only database"])
+def test_an_unusable_mlflow_store_is_one_line_and_the_run_finishes(
+    store, train_script, tmp_path, monkeypatch, capfd
+):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    with socket.socket() as unlistened:  # bound, never listening: a connection is refused
+        unlistened.bind(("127.0.0.1", 0))
+        if store == "a closed port":
+            uri = f"http://127.0.0.1:{unlistened.getsockname()[1]}"
+            reason = "(cannot connect: Connection refused)"
+        else:
+            uri, reason = read_only_mlflow_store(tmp_path), "(attempt to write a readonly database)"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tests")
+        flags = [*TINY_RUN_FLAGS, "--epochs", "1", "--out-dir", str(tmp_path / "runs"),
+                 "--tracker", "mlflow"]  # fmt: skip
+        capfd.readouterr()
+        started = time.monotonic()
+        assert train_script.main(flags) == 0
+        assert time.monotonic() - started < 60  # a generous bound: MLflow alone retried 251 s
+    out, err = capfd.readouterr()
+    assert [line for line in err.splitlines() if "mlflow" in line] == [
+        f"warning: the mlflow tracker at {uri} failed {reason}; the run goes on without it"
+    ]
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("https://me:s3cret@mlflow.example.com:5000/x", "https://me:***@mlflow.example.com:5000/x"),
+        ("http://mlflow.example.com", "http://mlflow.example.com"),
+    ],
+)
+def test_a_tracking_uri_is_shown_without_its_password(uri, shown):
+    assert tracking.without_password(uri) == shown
 
 
 def test_mlflow_skips_steps_a_crashed_process_logged_after_its_checkpoint(tmp_path, monkeypatch):
@@ -202,4 +282,4 @@ def test_wandb_offline_writes_its_run_folder_and_resumes_the_same_run(
     # Offline, each start has its own folder (`wandb sync` joins them); none of another run.
     folders = (runs / "r" / "wandb").glob("offline-run-*")
     assert {folder.name.rsplit("-", 1)[1] for folder in folders} == {run_id}
-    assert "tracker failed" not in capsys.readouterr().err
+    assert "the run goes on without it" not in capsys.readouterr().err

@@ -58,10 +58,20 @@ def _number(cast, text: str, accept, expected: str):
     try:
         value = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected {expected}") from None
+        kind = "a whole number" if cast is int and is_number(text) else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {kind}; expected {expected}") from None
     if not accept(value):
         raise argparse.ArgumentTypeError(f"{text} is out of range; expected {expected}")
     return value
+
+
+def is_number(text: str) -> bool:
+    """Whether `text` is a number of any kind (2.7, 1e3)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def positive_int(text: str) -> int:

@@ -4,8 +4,10 @@ replays."""
 
 import argparse
 import difflib
+import reprlib
 import sys
-from collections.abc import Mapping, Sequence
+import textwrap
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -20,9 +22,12 @@ else:  # the backport, a dependency on Python 3.10 only
 
 CONFIG_FILE = "config.yaml"  # the name in each run folder
 YAML_SUFFIXES, TOML_SUFFIXES = (".yaml", ".yml"), (".toml",)
+# A file of flags is a few kilobytes; the cap stops a huge file before it fills the memory.
+MAX_CONFIG_MB = 1
 # Flags a file may not set: a resumed run's flags come from its checkpoint, files do not nest,
-# and run_cli reads --debug from the command line before any file is read.
-COMMAND_LINE_ONLY = frozenset({"config", "resume", "debug"})
+# run_cli reads --debug from the command line before any file is read, and a smoke test is a
+# check one asks for, not a setting a file left on turns every run into.
+COMMAND_LINE_ONLY = frozenset({"config", "resume", "debug", "smoke_test"})
 # What config.yaml leaves out besides those: a replay gets a new run folder (the old name is
 # taken), and the input format a resumed checkpoint recorded, like --resume auto's finding, is
 # no flag.
@@ -71,16 +76,23 @@ def read_config(parser: argparse.ArgumentParser, path: Path) -> dict[str, object
                 f"config file {path} sets {key}, which only the command line may give; "
                 "remove it from the file"
             )
-        if dest not in actions:
-            closest = difflib.get_close_matches(dest, actions, n=1, cutoff=0)[0]
+        if dest not in actions or not isinstance(key, str):
             raise UserError(
-                f"config file {path} has an unknown key {key!r}; the closest flag is "
-                f"{closest!r} (--{closest.replace('_', '-')}; see --help)"
+                f"config file {path} has an unknown key {short_repr(key)}; {hint(key, actions)}"
             )
         if dest in values:
             raise UserError(f"config file {path} sets {dest} twice (as _ and as -); keep one")
         values[dest] = file_value(actions[dest], value, path)
     return values
+
+
+def hint(key: object, actions: Mapping[str, argparse.Action]) -> str:
+    """What an unknown key may have meant: the flag its name is close to, if one is."""
+    dest = str(key).replace("-", "_")
+    closest = difflib.get_close_matches(dest, actions, n=1) if isinstance(key, str) else []
+    if not closest:
+        return "no flag has that name (see --help for the flags)"
+    return f"the closest flag is {closest[0]!r} (--{closest[0].replace('_', '-')}; see --help)"
 
 
 def load_mapping(path: Path) -> Mapping:
@@ -91,27 +103,26 @@ def load_mapping(path: Path) -> Mapping:
             f"config file {path} is neither YAML (.yaml, .yml) nor TOML (.toml); "
             "give --config a file with one of those suffixes"
         )
+    text = read_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(
-            f"config file {path} does not exist; check the path after --config"
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or "not UTF-8 text"
-        raise UserError(
-            f"cannot read the config file {path} ({reason}); fix or replace it"
-        ) from None
-    if suffix in TOML_SUFFIXES:
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise UserError(f"config file {path} is not valid TOML ({error}); fix it") from None
-    try:
-        data = yaml.safe_load(text)
+        data = tomllib.loads(text) if suffix in TOML_SUFFIXES else yaml.load(text, FlagFileLoader)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"config file {path} is not valid TOML ({error}); fix it") from None
+    except RefusedYaml as error:
+        raise UserError(f"config file {path} {error}") from None
     except yaml.YAMLError as error:
         raise UserError(
             f"config file {path} is not valid YAML ({yaml_problem(error)}); fix it"
+        ) from None
+    except RecursionError:
+        raise UserError(
+            f"config file {path} nests lists or mappings too deeply to read; a flag takes one "
+            "value or a list of values"
+        ) from None
+    except ValueError as error:  # a number of thousands of digits, a date like 2024-02-30
+        reason = textwrap.shorten(str(error).split(";")[0], 100, placeholder=" ...")
+        raise UserError(
+            f"config file {path} has a value that cannot be read ({reason}); fix it"
         ) from None
     if data is None:
         return {}
@@ -121,6 +132,72 @@ def load_mapping(path: Path) -> Mapping:
             "values; write one `name: value` line per flag"
         )
     return data
+
+
+def read_text(path: Path) -> str:
+    """The file's text, read no further than MAX_CONFIG_MB (a device or a pipe has no size)."""
+    limit = MAX_CONFIG_MB * 1024 * 1024
+    try:
+        with path.open("rb") as file:
+            data = file.read(limit + 1)
+    except FileNotFoundError:
+        raise UserError(
+            f"config file {path} does not exist; check the path after --config"
+        ) from None
+    except OSError as error:
+        raise UserError(
+            f"cannot read the config file {path} ({error.strerror}); fix or replace it"
+        ) from None
+    if len(data) > limit:
+        raise UserError(
+            f"config file {path} is larger than {MAX_CONFIG_MB} MB, far more than flags take; "
+            "give --config a file of flags"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(
+            f"cannot read the config file {path} (not UTF-8 text); fix or replace it"
+        ) from None
+
+
+class RefusedYaml(yaml.YAMLError):
+    """YAML that FlagFileLoader refuses: its text completes "config file <path> ..."."""
+
+
+class FlagFileLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases and without a key given twice.
+
+    An alias (`*name`) repeats an anchored value: a few lines of aliases of aliases stand for
+    billions of values (the "billion laughs"), and flags never need one. A key given twice is
+    an error in YAML itself, which PyYAML lets pass, keeping the last value.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise RefusedYaml(
+                f"uses the YAML alias {short_repr('*' + event.anchor)} (line "
+                f"{event.start_mark.line + 1}), which config files do not take; write the "
+                "value out"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_lines: dict[object, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:`, whose keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):  # a list as a key: PyYAML refuses it below
+                continue
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                raise RefusedYaml(
+                    f"sets {short_repr(key)} twice (lines {first_lines[key]} and {line}); keep one"
+                )
+            first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def yaml_problem(error: yaml.YAMLError) -> str:
@@ -134,7 +211,7 @@ def yaml_problem(error: yaml.YAMLError) -> str:
 def file_value(action: argparse.Action, value: object, path: Path) -> object:
     """`value` from the file as the flag takes it, or a UserError with the flag's own reason."""
     flag = action.option_strings[0]
-    refuse = f"config file {path} sets {action.dest} to {value!r}, which {flag} refuses"
+    refuse = f"config file {path} sets {action.dest} to {short_repr(value)}, which {flag} refuses"
     if value is None:
         if action.default is None:  # a flag that is unset by default (e.g. --run-name)
             return None
@@ -157,9 +234,22 @@ def checked(action: argparse.Action, value: object, refuse: str) -> object:
     try:
         return parse_stored_value(action, value if action.type else str(value))
     except argparse.ArgumentTypeError as error:
+        # The flag's reason quotes the value whole: a long one is shortened, as in `refuse`.
+        reason = str(error).replace(repr(str(value)), short_repr(str(value)))
         raise UserError(
-            f"{refuse} ({error}); fix the file or give {action.option_strings[0]}"
+            f"{refuse} ({reason}); fix the file or give {action.option_strings[0]}"
         ) from None
+
+
+# Values quoted in an error: a few dozen characters, a few items, however long the value.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 40
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 2, 4, 4
+
+
+def short_repr(value: object) -> str:
+    """`value`'s repr, cut short: an error sentence quotes a value, not a whole file."""
+    return _SHORT.repr(value)
 
 
 def config_text(args: argparse.Namespace) -> str:

@@ -3,17 +3,23 @@ which hands it to every tracker of --tracker (TensorBoard, MLflow, W&B, a CSV fi
 
 TensorBoard also gets what only it shows (images, graphs, HParams) through
 `Trackers.tensorboard`. A resumed run continues each tracker's run (MLflow and W&B run ids are
-kept in the checkpoint) from the checkpoint's step on. A tracker that fails mid-run (its server
-gone) is dropped with one warning: the training goes on.
+kept in the checkpoint) from the checkpoint's step on. A tracker that fails, at the start (an
+MLflow server that takes no connection within seconds) or mid-run (its server gone), is dropped
+with one warning: the training goes on.
 """
 
 import argparse
+import contextlib
 import csv
 import importlib.util
 import io
+import logging
 import os
+import socket
 import sys
 import time
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -30,6 +36,8 @@ TRACKERS = ("tensorboard", "mlflow", "wandb", "csv")
 NEEDS_EXTRA = {"mlflow": "mlflow", "wandb": "wandb"}
 # MLflow's experiment and W&B's project, unless MLFLOW_EXPERIMENT_NAME / WANDB_PROJECT say.
 PROJECT = __name__.split(".")[0]
+# A tracking server takes a connection in far less; MLflow's own retries wait minutes.
+CONNECT_SECONDS = 5
 
 
 def tracker_names(text: str) -> str:
@@ -55,26 +63,60 @@ class CsvTracker:
 
     run_id = None
     FIELDS = ("step", "tag", "value", "wall_time")
+    # Bytes that are not UTF-8 (a damaged file) are read and set aside unchanged.
+    ENCODING = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
 
     def __init__(self, run_dir: Path, resume_step: int | None) -> None:
         self.path = run_dir / "metrics.csv"
+        self.location = str(self.path)
         if resume_step is not None and self.path.exists():
             self.keep_rows_through(resume_step)
         is_new = not self.path.exists()
-        self.stream = open(self.path, "a", newline="")  # noqa: SIM115 (open until close())
+        self.stream = open(self.path, "a", **self.ENCODING)  # noqa: SIM115 (open until close())
         self.rows = csv.writer(self.stream)
         if is_new:
             self.rows.writerow(self.FIELDS)
 
     def keep_rows_through(self, step: int) -> None:
-        """Drop the rows a stopped run logged after its checkpoint, so none comes twice."""
-        with open(self.path, newline="") as file:
-            rows = list(csv.reader(file))
-        kept = io.StringIO()
-        csv.writer(kept).writerows(
-            [rows[0]] + [row for row in rows[1:] if len(row) == 4 and int(row[0]) <= step]
+        """Drop the rows a stopped run logged after its checkpoint, so none comes twice; lines
+        that are no such row (a damaged or cut file) go to metrics.bad-rows.csv."""
+        with open(self.path, **self.ENCODING) as file:
+            lines = file.readlines()
+        if lines and lines[0].rstrip("\r\n") == ",".join(self.FIELDS):
+            lines = lines[1:]
+        rows = [self.parsed(line) for line in lines]
+        self.set_aside(
+            [line for line, row in zip(lines, rows, strict=True) if row is None and line.strip()]
         )
+        kept = io.StringIO()
+        kept_rows = [row for row in rows if row is not None and int(row[0]) <= step]
+        csv.writer(kept).writerows([self.FIELDS, *kept_rows])
         write_text_atomic(self.path, kept.getvalue())
+
+    @classmethod
+    def parsed(cls, line: str) -> list[str] | None:
+        """The fields of a row as this tracker writes it, or None for a line that is not one."""
+        try:
+            (row,) = csv.reader([line])
+            step, tag, value, wall_time = row
+            int(step), float(value), float(wall_time)
+        except (csv.Error, ValueError):  # not CSV, not 4 fields, or not numbers where they go
+            return None
+        return row if tag.isprintable() and tag else None
+
+    def set_aside(self, lines: list[str]) -> None:
+        """Append lines that are no row to metrics.bad-rows.csv (kept as they were), in one
+        line's notice."""
+        if not lines:
+            return
+        aside = self.path.with_name("metrics.bad-rows.csv")
+        with open(aside, "a", **self.ENCODING) as file:
+            file.writelines(line if line.endswith(("\n", "\r")) else f"{line}\n" for line in lines)
+        tqdm.write(
+            f"warning: {len(lines)} line(s) of {self.path} are no step,tag,value,wall_time row; "
+            f"they are set aside in {aside.name} beside it and the run logs on",
+            file=sys.stderr,
+        )
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         now = round(time.time(), 3)
@@ -98,15 +140,22 @@ class MlflowTracker:
     def __init__(self, run_dir: Path, run_id: str | None) -> None:
         from mlflow.tracking import MlflowClient
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI")
-        out_dir = run_dir.resolve().parent  # --out-dir, also when a resume names another
-        self.client = MlflowClient(uri or f"sqlite:///{out_dir / 'mlflow.db'}")
+        uri = mlflow_uri(run_dir)
+        self.location = without_password(uri)
+        check_reachable(uri)
+        self.client = MlflowClient(uri)
+        with mlflow_errors_unlogged():
+            self.run_id = self.open_run(run_dir, run_id)
+
+    def open_run(self, run_dir: Path, run_id: str | None) -> str:
+        """A new run's id, or `run_id` marked running again, its logged steps read."""
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", PROJECT)
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             experiment_id = experiment.experiment_id
         else:  # beside the database (MLflow's own default is ./mlruns in the working folder)
-            artifacts = None if uri else (out_dir / "mlartifacts").as_uri()
+            uri_given = "MLFLOW_TRACKING_URI" in os.environ
+            artifacts = None if uri_given else (run_dir.resolve().parent / "mlartifacts").as_uri()
             experiment_id = self.client.create_experiment(name, artifact_location=artifacts)
         self.logged_through: dict[str, int] = {}
         if run_id is None:
@@ -116,7 +165,7 @@ class MlflowTracker:
             for key in self.client.get_run(run_id).data.metrics:
                 history = self.client.get_metric_history(run_id, key)
                 self.logged_through[key] = max(metric.step for metric in history)
-        self.run_id = run_id
+        return run_id
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -127,20 +176,68 @@ class MlflowTracker:
             for tag, value in values.items()
             if step > self.logged_through.get(tag, -1)
         ]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        with mlflow_errors_unlogged():
+            self.client.log_batch(self.run_id, metrics=metrics)
 
     def params(self, params: dict) -> None:
         from mlflow.entities import Param
 
         entries = [Param(name, str(value)) for name, value in params.items()]
-        for start in range(0, len(entries), 100):  # MLflow takes 100 params a call
-            self.client.log_batch(self.run_id, params=entries[start : start + 100])
+        with mlflow_errors_unlogged():
+            for start in range(0, len(entries), 100):  # MLflow takes 100 params a call
+                self.client.log_batch(self.run_id, params=entries[start : start + 100])
 
     def file(self, path: Path) -> None:
-        self.client.log_artifact(self.run_id, str(path))
+        with mlflow_errors_unlogged():
+            self.client.log_artifact(self.run_id, str(path))
 
     def close(self, failed: bool) -> None:
-        self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
+        with mlflow_errors_unlogged():
+            self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
+
+
+def mlflow_uri(run_dir: Path) -> str:
+    """MLFLOW_TRACKING_URI, or else the SQLite file mlflow.db in --out-dir."""
+    out_dir = run_dir.resolve().parent  # --out-dir, also when a resume names another
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out_dir / 'mlflow.db'}"
+
+
+def without_password(uri: str) -> str:
+    """`uri` with the password it may hold as ***: it is shown in the run's output."""
+    url = urllib.parse.urlsplit(uri)
+    if url.password is None:
+        return uri
+    return url._replace(netloc=url.netloc.replace(f":{url.password}@", ":***@", 1)).geturl()
+
+
+def check_reachable(uri: str) -> None:
+    """ConnectionError, at once, when an http(s) tracking server (or the proxy the requests go
+    through) takes no connection within CONNECT_SECONDS: MLflow itself retries for minutes."""
+    url = urllib.parse.urlsplit(uri)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return
+    import requests  # MLflow's HTTP client: its proxy settings are the ones that apply
+
+    proxy = requests.utils.select_proxy(uri, requests.utils.get_environ_proxies(uri))
+    target = urllib.parse.urlsplit(proxy) if proxy else url
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        socket.create_connection((target.hostname, port), timeout=CONNECT_SECONDS).close()
+    except OSError as error:  # refused, timed out, an unknown host name
+        raise ConnectionError(f"cannot connect: {error.strerror or error}") from None
+
+
+@contextlib.contextmanager
+def mlflow_errors_unlogged() -> Iterator[None]:
+    """MLflow logs a failed database call with its traceback (some 90 lines), then raises it:
+    the raise is the tracker's one warning line, so the log is left out."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class WandbTracker:
@@ -155,6 +252,7 @@ class WandbTracker:
             project=project, name=run_dir.name, dir=run_dir, id=run_id, resume=resume
         )
         self.run_id = self.run.id
+        self.location = None  # W&B's own settings say where
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if step >= self.run.step:  # a resumed run's server has the steps before its own
@@ -226,7 +324,7 @@ class Trackers:
                 getattr(tracker, method)(*arguments)
             except Exception as error:
                 del self.others[name]
-                warn_failed(name, error)
+                warn_failed(name, error, tracker.location)
 
     def __enter__(self) -> "Trackers":
         return self
@@ -260,13 +358,14 @@ def open_trackers(
         "mlflow": lambda: MlflowTracker(run_dir, saved.get("mlflow")),
         "wandb": lambda: WandbTracker(run_dir, saved.get("wandb")),
     }
+    locations = {"csv": run_dir / "metrics.csv", "mlflow": without_password(mlflow_uri(run_dir))}
     others = {}
     for name in names:
         if name in openers:
             try:  # an unreachable server at the start: the run goes on, as it would mid-way
                 others[name] = openers[name]()
             except Exception as error:
-                warn_failed(name, error)
+                warn_failed(name, error, locations.get(name))
     best = run_dir / "checkpoints" / "best.pt" if args.log_checkpoints else None
     trackers = Trackers(run_dir, writer, others, best)
     # A run resumed without one of its trackers keeps that run's id for a later resume.
@@ -274,10 +373,14 @@ def open_trackers(
     return trackers
 
 
-def warn_failed(name: str, error: Exception) -> None:
-    """The one line a failing tracker gets before the run goes on without it."""
+def warn_failed(name: str, error: Exception, location: object = None) -> None:
+    """The one line a failing tracker gets before the run goes on without it: where it
+    logs, and the first cause of the failure (the reason, under the library's wrappers)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    at = "" if location is None else f" at {location}"
     tqdm.write(
-        f"warning: the {name} tracker failed ({first_line(error)}); the run goes on without it",
+        f"warning: the {name} tracker{at} failed ({first_line(error)}); the run goes on without it",
         file=sys.stderr,
     )
 
