@@ -37,7 +37,7 @@ from .engine.devices import sum_across_ranks
 from .errors import UserError
 from .image_files import FoundImage
 from .ops import topk_correct
-from .predictions import Predictions
+from .predictions import Predictions, card_classes
 
 NAME = TASK
 # The validation metric that picks best.pt, and whether a higher value is better.
@@ -274,7 +274,7 @@ def prediction_transform(card: dict) -> Callable[[Image.Image], torch.Tensor]:
 
 def open_predictions(args: argparse.Namespace, card: dict, images: list[FoundImage]) -> Predictions:
     """predict.py's records: the predicted class, its probability and the top-k, per image."""
-    return Predictions(card["classes"], args.top_k, args.output)
+    return Predictions(card_classes(card), args.top_k, args.output)
 
 
 def export_examples(card: dict) -> list[torch.Tensor]:
