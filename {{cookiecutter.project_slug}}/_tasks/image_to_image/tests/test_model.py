@@ -45,6 +45,13 @@ def test_a_depth_below_one_is_refused():
         architecture.{{ cookiecutter.__model_class }}(depth=0)
 
 
+@pytest.mark.parametrize("depth", [10**9, 1e9, "3"], ids=["huge", "a-float", "text"])
+def test_a_depth_a_model_card_was_edited_to_is_refused_at_once(depth):
+    # A card's depth 10**9 built the network (and padded inputs to 2**depth) for minutes.
+    with pytest.raises((ValueError, TypeError), match="depth|not supported"), torch.device("meta"):
+        architecture.{{ cookiecutter.__model_class }}(width=8, depth=depth)
+
+
 def test_the_model_module_exports_what_the_scripts_use():
     # train.py and test.py import only the model module (the seed's file organisation).
     for name in ("{{ cookiecutter.__model_class }}", "RestorationLoss", "psnr", "ssim"):
