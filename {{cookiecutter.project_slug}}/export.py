@@ -5,11 +5,13 @@
     python export.py --checkpoint runs/<run>/checkpoints/best.pt --format safetensors
 
 pt2: torch.export's program (torch.export.load runs it); onnx: an ONNX graph (onnxruntime runs
-it); safetensors: the weights, and a .json beside them with the model config and preprocessing.
+it); safetensors: the weights, and a .card.json beside them with the model config and
+preprocessing.
 The batch size (and, where the task says so, the image size) stays free. Each file carries the
 checkpoint's model card, and is verified before it is kept: reloaded with its own runtime, run
 on example batches of several sizes and compared with the checkpoint's network; above
---tolerance it is removed (exit code 1) and a file already at --output stays as it was. onnx
+--tolerance it is removed (exit code 1) and a file already at --output stays as it was; a file
+there that is not an earlier export of the format is never replaced. onnx
 and safetensors need the export extra: pip install -e ".[export]". The last line printed is
 JSON, for scripts.
 """
@@ -51,8 +53,14 @@ def build_parser() -> cli.ArgumentParser:
 
 def output_path(output: Path | None, checkpoint: Path, fmt: str) -> Path:
     """--output, else the checkpoint's path with the format's suffix; refused when its suffix
-    is not the format's (predict.py tells formats apart by it) or its folder does not exist."""
+    is not the format's (predict.py tells formats apart by it), its folder does not exist, or
+    it would replace the checkpoint or any file but an earlier export of the format."""
     output = output or checkpoint.with_suffix(f".{fmt}")
+    if output.resolve() == checkpoint.resolve():
+        raise UserError(
+            f"--output {output} is the checkpoint itself, which export.py will not replace; "
+            f"give --output another name, e.g. {output.with_stem(output.stem + '-export')}"
+        )
     if output.suffix != f".{fmt}":
         raise UserError(f"--output {output} does not end in .{fmt}; name the file *.{fmt}")
     if not output.parent.is_dir():
@@ -63,6 +71,8 @@ def output_path(output: Path | None, checkpoint: Path, fmt: str) -> Path:
         raise UserError(
             f"--output {output} is a folder; give a file path, e.g. {output}/model.{fmt}"
         )
+    for path in engine.exported_files(output):
+        engine.check_replaceable(path, fmt)
     return output
 
 
@@ -77,7 +87,7 @@ def export_verified(args: argparse.Namespace, model: nn.Module, card: dict, outp
     one's difference) and move it onto --output; a VerificationError, nothing kept, when any
     difference exceeds --tolerance. Returns the largest difference."""
     examples = task.export_examples(card)  # the first one is traced
-    with engine.staged_output(output) as staged:
+    with engine.staged_output(output, args.format) as staged:
         dynamic = varying_dims(examples)  # the file takes any size where the examples differ
         engine.write_export(args.format, model, card, examples[0], dynamic, staged)
         results = engine.verify_export(staged, model, examples, task.build_model)
@@ -111,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     except engine.VerificationError as error:  # exit 1: the flags were fine, the file was not
         print(f"export.py: error: {error}", file=sys.stderr)
         return 1
+    except engine.ExportInterruptedError as stop:  # 128 + the signal's number, as shells say
+        print(f"export.py: stopped by {stop}; nothing was written", file=sys.stderr)
+        return 128 + stop.signal_number
     seconds = time.perf_counter() - started
     written = ", ".join(map(str, engine.exported_files(output)))
     print(f"wrote       {written} ({seconds:.1f} s)")

@@ -3,11 +3,18 @@ tolerance at several input sizes, a file that fails its verification replaces no
 model file gets one sentence. Through the task interface, so a swapped-in model passes too."""
 
 import contextlib
+import errno
 import importlib.util
 import io
 import json
+import math
+import os
+import pathlib
+import pickle
 import shutil
+import signal
 import sys
+import zipfile
 
 import pytest
 import torch
@@ -122,7 +129,7 @@ def test_the_default_output_is_the_checkpoint_path_with_the_format_suffix(
                       "--format", "safetensors") == 0  # fmt: skip
     # The weights, and the card beside them; no staging folder left.
     names = sorted(path.name for path in tmp_path.iterdir())
-    assert names == ["best.json", "best.pt", "best.safetensors"]
+    assert names == ["best.card.json", "best.pt", "best.safetensors"]
 
 
 class ShiftedOutputs(nn.Module):
@@ -137,10 +144,11 @@ class ShiftedOutputs(nn.Module):
 
 
 def test_a_file_that_fails_verification_exits_1_and_replaces_nothing(
-    export_script, best, tmp_path, monkeypatch, capsys
+    export_script, best, exported, tmp_path, monkeypatch, capsys
 ):
     output = tmp_path / "model.pt2"
-    output.write_bytes(b"an earlier export")
+    shutil.copy(exported("pt2")[0], output)
+    earlier = output.read_bytes()
     write_pt2 = exports.WRITERS["pt2"]
 
     def write_shifted(model, *rest) -> None:
@@ -153,7 +161,7 @@ def test_a_file_that_fails_verification_exits_1_and_replaces_nothing(
     assert error.startswith("export.py: error: the pt2 file's outputs differ from the checkpoint's")
     assert "above --tolerance 0.0001" in error and error.count("\n") == 1
     # The failed file is gone, the earlier one untouched.
-    assert list(tmp_path.iterdir()) == [output] and output.read_bytes() == b"an earlier export"
+    assert list(tmp_path.iterdir()) == [output] and output.read_bytes() == earlier
 
 
 class ScaledOutputs(nn.Module):
@@ -188,13 +196,118 @@ def test_the_tolerance_is_relative_where_outputs_exceed_1(
         assert json.loads(capsys.readouterr().out.splitlines()[-1])["max_abs_diff"] > TOLERANCE
 
 
-def test_an_export_that_crashes_replaces_nothing(tmp_path):
-    output = tmp_path / "model.onnx"
-    output.write_bytes(b"an earlier export")
-    with pytest.raises(RuntimeError), engine.staged_output(output) as staged:
+def test_an_export_that_crashes_replaces_nothing(exported, tmp_path):
+    output = tmp_path / "model.pt2"
+    shutil.copy(exported("pt2")[0], output)
+    earlier = output.read_bytes()
+    with pytest.raises(RuntimeError), engine.staged_output(output, "pt2") as staged:
         staged.write_bytes(b"half a file")
         raise RuntimeError("the exporter crashed")
-    assert list(tmp_path.iterdir()) == [output] and output.read_bytes() == b"an earlier export"
+    assert list(tmp_path.iterdir()) == [output] and output.read_bytes() == earlier
+
+
+def test_a_full_disk_is_one_sentence_and_leaves_nothing(
+    export_script, best, tmp_path, monkeypatch, capsys
+):
+    def write_until_full(model, card, example, dynamic_dims, path) -> None:
+        path.write_bytes(b"the first part of the file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setitem(exports.WRITERS, "pt2", write_until_full)
+    flags = ["--checkpoint", str(best), "--format", "pt2", "--output", str(tmp_path / "m.pt2")]
+    assert run_export(export_script, monkeypatch, *flags) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"export.py: error: the disk of {tmp_path} is full, so m.pt2 was not written (nothing "
+        "was replaced); free some space or pick --output on another disk\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # no staging folder, no half file
+
+
+def test_sigterm_during_an_export_removes_the_staging_folder(
+    export_script, best, tmp_path, monkeypatch, capsys
+):
+    def write_then_get_stopped(model, card, example, dynamic_dims, path) -> None:
+        path.write_bytes(b"the first part of the file")
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler stops the job
+
+    monkeypatch.setitem(exports.WRITERS, "pt2", write_then_get_stopped)
+    flags = ["--checkpoint", str(best), "--format", "pt2", "--output", str(tmp_path / "m.pt2")]
+    assert run_export(export_script, monkeypatch, *flags) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "export.py: stopped by SIGTERM; nothing was written\n"
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is undone
+
+
+def a_checkpoint_named_like_the_export(tmp_path, best):
+    checkpoint = tmp_path / "model.pt2"
+    shutil.copy(best, checkpoint)
+    return ["--checkpoint", str(checkpoint), "--format", "pt2"], (
+        f"--output {checkpoint} is the checkpoint itself, which export.py will not replace"
+    )
+
+
+def another_file_at_the_output(tmp_path, best):
+    output = tmp_path / "notes.pt2"
+    output.write_text("not an export")
+    return ["--checkpoint", str(best), "--format", "pt2", "--output", str(output)], (
+        f"{tmp_path}/notes.pt2 exists and is not an earlier pt2 export, so export.py will not "
+        "replace it"
+    )
+
+
+def another_file_at_the_sidecar(tmp_path, best):
+    (tmp_path / "args.card.json").write_text('{"lr": 0.1}')
+    output = tmp_path / "args.safetensors"
+    return ["--checkpoint", str(best), "--format", "safetensors", "--output", str(output)], (
+        f"{tmp_path}/args.card.json exists and is not an earlier safetensors export"
+    )
+
+
+def another_format_at_the_output(tmp_path, best):
+    shutil.copy(best, tmp_path / "best.safetensors")  # a checkpoint renamed
+    output = tmp_path / "best.safetensors"
+    return ["--checkpoint", str(best), "--format", "safetensors", "--output", str(output)], (
+        f"{output} exists and is not an earlier safetensors export"
+    )
+
+
+OCCUPIED_OUTPUTS = {
+    "the-checkpoint-itself": a_checkpoint_named_like_the_export,
+    "another-file": another_file_at_the_output,
+    "another-file-at-the-sidecar": another_file_at_the_sidecar,
+    "a-checkpoint-renamed": another_format_at_the_output,
+}
+
+
+@pytest.mark.parametrize("case", OCCUPIED_OUTPUTS.values(), ids=OCCUPIED_OUTPUTS.keys())
+def test_an_export_never_replaces_a_file_it_did_not_write(
+    export_script, best, tmp_path, monkeypatch, capsys, case
+):
+    skip_without_packages("safetensors")
+    flags, message = case(tmp_path, best)
+    before = {path: path.read_bytes() for path in tmp_path.iterdir()}
+    assert run_export(export_script, monkeypatch, *flags) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("export.py: error: ") and error.count("\n") == 1
+    assert message in error
+    assert {path: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_the_sidecar_name_never_stands_for_another_json_file(
+    export_script, best, exported, tmp_path, monkeypatch
+):
+    # A run's args.json beside --output args.safetensors stays the run's, and an earlier
+    # export (its card too) is replaced by the new one.
+    skip_without_packages("safetensors")
+    (tmp_path / "args.json").write_text('{"lr": 0.1}')
+    output = tmp_path / "args.safetensors"
+    flags = ["--checkpoint", str(best), "--format", "safetensors", "--output", str(output)]
+    for _ in range(2):
+        assert run_export(export_script, monkeypatch, *flags) == 0
+    assert (tmp_path / "args.json").read_text() == '{"lr": 0.1}'
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["args.card.json", "args.json", "args.safetensors"]
 
 
 @pytest.mark.parametrize(
@@ -269,7 +382,8 @@ def without_card(fmt: str):
             onnx.save(proto, path)
         else:  # the safetensors file alone, its sidecar left behind
             shutil.copy(output, path)
-            return path, task.NAME, f"{path} has no model card beside it (model.json is missing)"
+            message = f"{path} has no model card beside it (model.card.json is missing)"
+            return path, task.NAME, message
         return path, task.NAME, f"{path} carries no model card"
 
     return case
@@ -305,6 +419,178 @@ def test_a_bad_model_file_gets_one_sentence(tmp_path, exported, case):
     with pytest.raises(UserError) as error:
         engine.exported_predictor(path, CPU, task_name, task.build_model)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+class TouchesMarker:
+    """A pickle payload: unpickling it creates the file `marker` (code ran)."""
+
+    def __init__(self, marker: pathlib.Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.marker,)
+
+
+def payload(marker: pathlib.Path) -> bytes:
+    """torch.save's bytes of a TouchesMarker, as torch.export.save stores a pickled tensor."""
+    buffer = io.BytesIO()
+    torch.save(TouchesMarker(marker), buffer)
+    return buffer.getvalue()
+
+
+def rewrite_archive(source: pathlib.Path, target: pathlib.Path, edit, added=()) -> None:
+    """Copy a zip archive entry by entry; edit(name, data) gives each entry's new bytes, and
+    `added` are (name under the archive's root, data) entries to append."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for name in old.namelist():
+            new.writestr(name, edit(name, old.read(name)))
+        root = old.namelist()[0].partition("/")[0]
+        for name, data in added:
+            new.writestr(f"{root}/{name}", data)
+
+
+def pickled_weight(source, target, marker) -> None:
+    """The first weight marked "use_pickle", its file a payload (the issue: predict ran it)."""
+    with zipfile.ZipFile(source) as archive:
+        config_name = next(n for n in archive.namelist() if n.endswith("weights_config.json"))
+        config = json.loads(archive.read(config_name))
+    entry = next(iter(config["config"].values()))
+    entry["use_pickle"] = True
+
+    def edit(name, data):
+        if name == config_name:
+            return json.dumps(config).encode()
+        return payload(marker) if name.endswith(f"/data/weights/{entry['path_name']}") else data
+
+    rewrite_archive(source, target, edit)
+
+
+def opaque_constant(source, target, marker) -> None:
+    """An "opaque object" constant, which torch.export.load pickle.loads."""
+    entry = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True}
+    config = {"config": {"evil": {**entry, "tensor_meta": None}}}
+
+    def edit(name, data):
+        return json.dumps(config).encode() if name.endswith("constants_config.json") else data
+
+    opaque = pickle.dumps(TouchesMarker(marker))  # a plain pickle, as torch stores one
+    rewrite_archive(source, target, edit, [("data/constants/opaque_obj_0", opaque)])
+
+
+def pickled_sample_inputs(source, target, marker) -> None:
+    """Sample inputs that fail weights_only=True: torch retries them with weights_only=False."""
+
+    def edit(name, data):
+        return payload(marker) if name.endswith("/data/sample_inputs/model.pt") else data
+
+    rewrite_archive(source, target, edit)
+
+
+PICKLED_ENTRIES = {
+    "pickled-weight": (pickled_weight, "its weights entry "),
+    "opaque-constant": (opaque_constant, "its constants entry 'evil' is a pickled object"),
+    "pickled-sample-inputs": (pickled_sample_inputs, "its sample inputs are not plain tensors"),
+}
+
+
+@pytest.mark.parametrize(("make", "problem"), PICKLED_ENTRIES.values(), ids=PICKLED_ENTRIES.keys())
+def test_a_pt2_with_a_pickled_entry_is_refused_before_it_runs(exported, tmp_path, make, problem):
+    marker, evil = tmp_path / "code-ran", tmp_path / "evil.pt2"
+    make(exported("pt2")[0], evil, marker)
+    with pytest.raises(UserError) as error:
+        engine.exported_predictor(evil, CPU, task.NAME, task.build_model)
+    message = str(error.value)
+    assert message.startswith(f"{evil} was not loaded: {problem}") and "\n" not in message
+    assert "torch.export.load would run as code" in message
+    assert not marker.exists()  # the payload never ran
+
+
+def test_a_checkpoint_renamed_pt2_is_one_sentence_without_torch_logs(
+    best, tmp_path, capsys, caplog
+):
+    renamed = tmp_path / "best.pt2"
+    shutil.copy(best, renamed)
+    with pytest.raises(UserError, match="is a zip archive but not one torch.export.save writes"):
+        engine.exported_predictor(renamed, CPU, task.NAME, task.build_model)
+    assert caplog.records == [] and capsys.readouterr().err == ""
+
+
+def edited(change):
+    """A card case: the exported card changed by change(card)."""
+
+    def case(card):
+        card = json.loads(json.dumps(card))
+        change(card)
+        return card
+
+    return case
+
+
+def set_in(path: str, value):
+    """change(card): card[a][b] = value for path "a.b"; a value of DELETE removes the key."""
+
+    def change(card):
+        *parents, key = path.split(".")
+        for parent in parents:
+            card = card[parent]
+        if value is DELETE:
+            del card[key]
+        else:
+            card[key] = value
+
+    return change
+
+
+DELETE = object()
+DAMAGED_CARDS = {
+    "no-card-version": (set_in("card_version", DELETE), "card_version is None, not 1"),
+    "a-newer-version": (set_in("card_version", 2), "card_version is 2, not 1"),
+    "no-preprocessing": (set_in("preprocessing", DELETE), "preprocessing is None, not a dict"),
+    "classes-not-a-list": (set_in("classes", "cat"), "classes is 'cat', not a list"),
+    "image-size-a-string": (set_in("preprocessing.image_size", "32"),
+                            "preprocessing.image_size is '32', not a whole number of pixels"),
+    "image-size-negative": (set_in("preprocessing.image_size", -5),
+                            "preprocessing.image_size is -5, not a whole number"),
+    "image-size-huge": (set_in("preprocessing.image_size", 100000),
+                        "preprocessing.image_size is 100000, not a whole number"),
+    "three-channels-more": (set_in("preprocessing.in_channels", 6),
+                            "preprocessing.in_channels is 6, not 1 or 3"),
+    "a-nan-mean": (set_in("preprocessing.mean", [math.nan] * 3),
+                   "preprocessing.mean is [nan, nan, nan], not 1 or 3 finite numbers"),
+    "a-zero-std": (set_in("preprocessing.std", [0.0] * 3),
+                   "preprocessing.std is [0.0, 0.0, 0.0], not 1 or 3 finite numbers above 0"),
+    "an-unknown-model-argument": (set_in("model_config.colour", "red"),
+                                  "does not build the network ("),
+    "a-model-size-of-text": (set_in("model_config.in_channels", "3"),
+                             "does not build the network ("),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("change", "problem"), DAMAGED_CARDS.values(), ids=DAMAGED_CARDS.keys())
+def test_a_damaged_model_card_is_one_sentence(exported, eager, tmp_path, change, problem):
+    # Through the safetensors sidecar, the card a user is likeliest to edit by hand.
+    skip_without_packages("safetensors")
+    output = tmp_path / "model.safetensors"
+    shutil.copy(exported("safetensors")[0], output)
+    card = edited(change)(eager[1])
+    exports.sidecar_path(output).write_text(json.dumps(card))
+    with pytest.raises(UserError) as error:
+        engine.exported_predictor(output, CPU, task.NAME, task.build_model)
+    message = str(error.value)
+    assert message.startswith(f"the model card of {exports.sidecar_path(output)} is not usable: ")
+    assert problem in message and "\n" not in message
+
+
+def test_a_card_naming_a_larger_network_than_its_weights_is_refused(exported, eager, tmp_path):
+    # Built as the card says before the weights are read, a huge width would take all memory.
+    skip_without_packages("safetensors")
+    output = tmp_path / "model.safetensors"
+    shutil.copy(exported("safetensors")[0], output)
+    card = json.loads(json.dumps(eager[1]))
+    card["model_config"]["width"] = card["model_config"].get("width", 16) * 2
+    exports.sidecar_path(output).write_text(json.dumps(card))
+    with pytest.raises(UserError, match="not those of the network its card describes"):
+        engine.exported_predictor(output, CPU, task.NAME, task.build_model)
 
 
 def numbers_close(first, second) -> bool:

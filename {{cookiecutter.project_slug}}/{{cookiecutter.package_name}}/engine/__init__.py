@@ -27,7 +27,9 @@ from .devices import (
 )
 from .exports import (
     EXPORT_FORMATS,
+    ExportInterruptedError,
     VerificationError,
+    check_replaceable,
     exported_files,
     exported_predictor,
     require_export_packages,
@@ -90,9 +92,11 @@ __all__ = [
     "config_text",
     "DEFAULT_NUM_WORKERS",
     "DEVICE_CHOICES",
+    "check_replaceable",
     "eager_predictor",
     "end_lines",
     "EXPORT_FORMATS",
+    "ExportInterruptedError",
     "exported_files",
     "exported_predictor",
     "find_latest_checkpoint",

@@ -5,15 +5,25 @@ exporter (onnxruntime runs it), safetensors the weights with the model card besi
 JSON (this project's model class loads them, without pickle). Each file carries the model card
 (engine/inference.py), so predict.py --model knows how to feed it. export.py writes a file into
 a folder of its own beside --output, verifies it with its own runtime, and only then moves it
-onto --output: a file that failed, or an export that crashed, replaces nothing.
+onto --output: a file that failed, or an export that crashed or was stopped, replaces nothing,
+and no file is replaced that is not an earlier export of the same format.
+
+torch.export.load unpickles (runs the code in) weights and constants an archive marks as
+pickled, and sample inputs that are not plain tensors; export.py never writes such entries, so
+load_pt2 refuses an archive that has any before torch reads it.
 """
 
 import contextlib
+import errno
 import importlib.util
+import io
 import json
+import logging
 import math
 import os
+import reprlib
 import shutil
+import signal
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -22,14 +32,16 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.export.passes import move_to_device_pass
+from torch.export.pt2_archive import constants as pt2_layout
 
 from ..errors import UserError
 from .checkpoint import first_line
-from .inference import Predictor, eager_predictor
+from .inference import Predictor, check_card, eager_predictor
 
 EXPORT_FORMATS = ("pt2", "onnx", "safetensors")
 PT2_CARD_FILE = "model_card.json"  # the card's extra file in a .pt2 archive
 ONNX_CARD_KEY = "model_card"  # the card's entry in an ONNX model's metadata_props
+SIDECAR_SUFFIX = ".card.json"  # model.safetensors's card is model.card.json
 EXTRA = 'pip install -e ".[export]"'
 # The optional packages a format needs to be written and verified, and to be run.
 WRITE_PACKAGES = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "safetensors": ("safetensors",)}
@@ -38,6 +50,14 @@ RUN_PACKAGES = {"onnx": ("onnxruntime",), "safetensors": ("safetensors",)}
 
 class VerificationError(Exception):
     """An exported file whose outputs differ from the eager model's beyond the tolerance."""
+
+
+class ExportInterruptedError(Exception):
+    """A stop signal (SIGTERM, SIGHUP) came while a file was being exported; nothing was kept."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
 
 
 def require_export_packages(fmt: str) -> None:
@@ -57,8 +77,9 @@ def require_packages(fmt: str, packages: dict[str, tuple[str, ...]]) -> None:
 
 
 def sidecar_path(path: Path) -> Path:
-    """The JSON file with the model card beside a safetensors file."""
-    return path.with_suffix(".json")
+    """The JSON file with the model card beside a safetensors file: model.card.json (a name of
+    its own, so it never stands for another JSON file, a run's args.json say)."""
+    return path.with_suffix(SIDECAR_SUFFIX)
 
 
 def exported_files(path: Path) -> list[Path]:
@@ -67,22 +88,104 @@ def exported_files(path: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def staged_output(output: Path) -> Iterator[Path]:
+def staged_output(output: Path, fmt: str) -> Iterator[Path]:
     """A path to write `output` to, in a new folder beside it; when the block ends without
     an error, the files there (a sidecar, ONNX's external weights too) replace their
-    namesakes beside `output`. After an error the folder is removed and nothing replaced."""
+    namesakes beside `output`, which must be absent or an earlier export in format `fmt`.
+    On an error, a full disk or a stop signal the folder is removed and nothing replaced."""
+    check_replaceable(output, fmt)
     try:
         stage = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     except OSError as error:
-        raise UserError(
-            f"cannot write in {output.parent} ({error.strerror}); pick a writable folder"
-        ) from None
+        raise cannot_write(output, error) from None
     try:
-        yield stage / output.name
-        for written in stage.iterdir():
-            os.replace(written, output.parent / written.name)  # the same disk: atomic
+        with signals_raise_export_stopped():
+            yield stage / output.name
+            for written in sorted(stage.iterdir()):
+                if written.name != output.name:
+                    check_replaceable(output.parent / written.name, fmt)
+            for written in stage.iterdir():
+                os.replace(written, output.parent / written.name)  # the same disk: atomic
+    except OSError as error:  # a full disk, mostly: one sentence, not the writer's traceback
+        raise cannot_write(output, error) from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def cannot_write(output: Path, error: OSError) -> UserError:
+    """The sentence for an export that the file system refused."""
+    if error.errno == errno.ENOSPC:
+        return UserError(
+            f"the disk of {output.parent} is full, so {output.name} was not written (nothing "
+            "was replaced); free some space or pick --output on another disk"
+        )
+    return UserError(
+        f"cannot write {output} ({error.strerror or first_line(error)}); pick a writable folder"
+    )
+
+
+@contextlib.contextmanager
+def signals_raise_export_stopped() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ExportInterruptedError in the block (their default ends the process on
+    the spot, leaving the staging folder behind); the earlier handlers come back after it."""
+    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+    def stop(signal_number: int, frame) -> None:
+        raise ExportInterruptedError(signal_number)
+
+    try:
+        earlier = {name: signal.signal(getattr(signal, name), stop) for name in names}
+    except ValueError:  # not the main thread: signals cannot be handled here, leave them be
+        earlier = {}
+    try:
+        yield
+    finally:
+        for name, handler in earlier.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def check_replaceable(path: Path, fmt: str) -> None:
+    """Refuse a file an export would replace unless it is an earlier export in format `fmt`
+    (a checkpoint, a run's args.json or any other file stays as it is)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.name.endswith(SIDECAR_SUFFIX):  # a sidecar: a card may replace a card
+        if is_card_file(path):
+            return
+    elif path.suffix == f".{fmt}" and is_earlier_export(path, fmt):
+        return
+    raise UserError(
+        f"{path} exists and is not an earlier {fmt} export, so export.py will not replace it; "
+        "move it away, or give --output another name"
+    )
+
+
+def is_earlier_export(path: Path, fmt: str) -> bool:
+    """Whether `path` holds a model card where export.py puts it in format `fmt`."""
+    try:
+        if fmt == "pt2":
+            with zipfile.ZipFile(path) as archive:
+                return any(name.endswith(f"/extra/{PT2_CARD_FILE}") for name in archive.namelist())
+        if fmt == "onnx":
+            import onnx
+
+            proto = onnx.load(str(path), load_external_data=False)
+            return any(entry.key == ONNX_CARD_KEY for entry in proto.metadata_props)
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt"):  # a readable header: a safetensors file
+            return True
+    except Exception:  # unreadable in that format: not an export of it
+        return False
+
+
+def is_card_file(path: Path) -> bool:
+    """Whether `path` is a JSON model card (a safetensors file's sidecar)."""
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and "model_config" in card and "card_version" in card
 
 
 def dynamic_shapes(dynamic_dims: Sequence[int]) -> tuple[dict, ...]:
@@ -96,7 +199,11 @@ def write_pt2(
 ) -> None:
     """torch.export's program of `model`, traced with `example`, the card as an extra file."""
     program = torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes(dynamic_dims))
-    torch.export.save(program, path, extra_files={PT2_CARD_FILE: json.dumps(card)})
+    # Archived in memory, then written by Python: torch's own zip writer aborts the process
+    # (a c10::Error) when the disk fills; Python's write raises an OSError staged_output reports.
+    archive = io.BytesIO()
+    torch.export.save(program, archive, extra_files={PT2_CARD_FILE: json.dumps(card)})
+    path.write_bytes(archive.getvalue())
 
 
 def write_onnx(
@@ -184,8 +291,10 @@ def exported_predictor(
     return loaders[fmt](path, device, task_name, build_model)
 
 
-def checked_card(text: str | None, path: Path, task_name: str | None) -> dict:
-    """The model card stored with `path`, refused when absent or of another task."""
+def checked_card(
+    text: str | None, path: Path, task_name: str | None, build_model: Callable
+) -> dict:
+    """The model card stored with `path`, refused when absent, damaged or of another task."""
     try:
         card = json.loads(text) if text else None
     except ValueError:
@@ -200,7 +309,7 @@ def checked_card(text: str | None, path: Path, task_name: str | None) -> dict:
             f"{path} holds a {card.get('task')} model, but this project's task is {task_name}; "
             "use it in a project of its task, or export one of this project's checkpoints"
         )
-    return card
+    return check_card(card, path, build_model)
 
 
 def unreadable(path: Path, fmt: str, error: Exception) -> UserError:
@@ -216,14 +325,13 @@ def load_pt2(
 ) -> Predictor:
     """torch.export's program, moved to `device`."""
     extra_files = {PT2_CARD_FILE: ""}
-    # torch.export.load logs a traceback for a damaged archive before raising: ask zipfile first.
-    if not zipfile.is_zipfile(path):
-        raise unreadable(path, "pt2", ValueError("not a complete zip archive"))
+    check_pt2_archive(path)
     try:
-        program = torch.export.load(path, extra_files=extra_files)
+        with torch_export_logs_silenced():  # it logs a traceback before raising its error
+            program = torch.export.load(path, extra_files=extra_files)
     except Exception as error:  # a damaged archive fails in many ways
         raise unreadable(path, "pt2", error) from error
-    card = checked_card(extra_files[PT2_CARD_FILE], path, task_name)
+    card = checked_card(extra_files[PT2_CARD_FILE], path, task_name, build_model)
     if device.type != "cpu":
         program = move_to_device_pass(program, device)
     module = program.module()
@@ -233,6 +341,120 @@ def load_pt2(
         return module(images).float()
 
     return Predictor(run, card, device)
+
+
+def check_weight_shapes(path: Path, config: dict, build_model: Callable) -> None:
+    """Refuse a safetensors file whose tensors are not the shapes of the network its card
+    builds, before building it for real (a card edited to a huge width would take all memory)."""
+    from safetensors import safe_open
+
+    with torch.device("meta"):
+        network = build_model(config)
+    expected = {name: tuple(value.shape) for name, value in network.state_dict().items()}
+    try:
+        with safe_open(str(path), "pt") as weights:
+            names = weights.keys()  # noqa: SIM118 (safe_open is not iterable)
+            found = {name: tuple(weights.get_slice(name).get_shape()) for name in names}
+    except Exception as error:  # a damaged header
+        raise unreadable(path, "safetensors", error) from error
+    # save_model leaves out the second name of a shared tensor: compare the names it kept.
+    if any(expected.get(name) != shape for name, shape in found.items()):
+        mismatch = ValueError("its weights are not those of the network its card describes")
+        raise unreadable(path, "safetensors", mismatch)
+
+
+def check_pt2_archive(path: Path) -> None:
+    """Refuse, before torch reads it, a .pt2 file that is not torch.export.save's archive or
+    has an entry torch.export.load would unpickle (and so run code from)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            problem = pt2_archive_problem(archive)
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise unreadable(path, "pt2", ValueError(f"not a complete zip archive: {error}")) from None
+    if problem is not None:
+        raise UserError(
+            f"{path} was not loaded: {problem}, which export.py never writes and torch.export.load "
+            "would run as code; export the checkpoint again with export.py, and run .pt2 files "
+            "only from sources you trust"
+        )
+
+
+def pt2_archive_problem(archive: zipfile.ZipFile) -> str | None:
+    """What in a zip archive is not torch.export.save's plain layout, or None: the archive
+    marker, and for each model, weights and constants stored as raw tensors (no pickled,
+    legacy or opaque-object entries) and sample inputs that load with weights_only=True."""
+    roots = {name.partition("/")[0] for name in archive.namelist()}
+    if len(roots) != 1 or "version" in archive.namelist():  # "version": torch's older layout
+        return "it is a zip archive but not one torch.export.save writes"
+    root = f"{roots.pop()}/"
+    names = {name.removeprefix(root) for name in archive.namelist()}
+    if pt2_layout.ARCHIVE_FORMAT_PATH not in names or (
+        archive.read(root + pt2_layout.ARCHIVE_FORMAT_PATH).decode(errors="replace")
+        != pt2_layout.ARCHIVE_FORMAT_VALUE
+    ):
+        return "it is a zip archive but not one torch.export.save writes (a checkpoint?)"
+    for model in models_in(names):
+        for kind, directory in (("weights", pt2_layout.WEIGHTS_DIR),
+                                ("constants", pt2_layout.CONSTANTS_DIR)):  # fmt: skip
+            if f"{directory}{model}.pt" in names:
+                return f"its {kind} are one pickle (torch's legacy layout)"
+            config_name = f"{directory}{model}_{kind}_config.json"
+            if config_name not in names:
+                return f"it has no {config_name}"
+            problem = payload_problem(json.loads(archive.read(root + config_name)), kind)
+            if problem is not None:
+                return problem
+        sample_inputs = pt2_layout.SAMPLE_INPUTS_FILENAME_FORMAT.format(model)
+        if sample_inputs in names and not loads_as_tensors(archive.read(root + sample_inputs)):
+            return "its sample inputs are not plain tensors"
+    return None
+
+
+def models_in(names: set[str]) -> list[str]:
+    """The model names of an archive's models/<name>.json files."""
+    prefix, suffix = pt2_layout.MODELS_FILENAME_FORMAT.split("{}")
+    return [name[len(prefix) : -len(suffix)] for name in sorted(names)
+            if name.startswith(prefix) and name.endswith(suffix)]  # fmt: skip
+
+
+def payload_problem(config: object, kind: str) -> str | None:
+    """The first weight or constant of a payload config that is not a raw tensor, or None."""
+    entries = config.get("config") if isinstance(config, dict) else None
+    if not isinstance(entries, dict):
+        return f"its {kind} config is not torch.export's"
+    raw_prefix = (pt2_layout.WEIGHT_FILENAME_PREFIX if kind == "weights"
+                  else pt2_layout.TENSOR_CONSTANT_FILENAME_PREFIX)  # fmt: skip
+    for name, entry in entries.items():
+        raw = (isinstance(entry, dict) and entry.get("use_pickle") is False
+               and str(entry.get("path_name")).startswith(raw_prefix))  # fmt: skip
+        if not raw:
+            return f"its {kind} entry {reprlib.repr(name)} is a pickled object"
+    return None
+
+
+def loads_as_tensors(data: bytes) -> bool:
+    """Whether torch.save'd bytes load with weights_only=True (torch.export.load would retry
+    with weights_only=False, which runs code, when they do not)."""
+    try:
+        torch.load(io.BytesIO(data), weights_only=True)
+    except Exception:  # any failure is a refusal
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def torch_export_logs_silenced() -> Iterator[None]:
+    """torch.export's loggers (and their children) quiet in the block: the error raised after
+    their tracebacks says it in one line."""
+    loggers = [logging.getLogger(name) for name in ("torch.export", "torch._export")]
+    earlier = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, earlier, strict=True):
+            logger.setLevel(level)
 
 
 def load_onnx(
@@ -249,7 +471,7 @@ def load_onnx(
     except Exception as error:  # onnxruntime's own error classes, one per kind of damage
         raise unreadable(path, "onnx", error) from error
     card = checked_card(
-        session.get_modelmeta().custom_metadata_map.get(ONNX_CARD_KEY), path, task_name
+        session.get_modelmeta().custom_metadata_map.get(ONNX_CARD_KEY), path, task_name, build_model
     )
     input_name = session.get_inputs()[0].name
 
@@ -273,7 +495,8 @@ def load_safetensors(
             f"{path} has no model card beside it ({sidecar.name} is missing); keep the two "
             "files export.py writes together, or export the checkpoint again"
         )
-    card = checked_card(sidecar.read_text(), sidecar, task_name)
+    card = checked_card(sidecar.read_text(), sidecar, task_name, build_model)
+    check_weight_shapes(path, card["model_config"], build_model)
     model = build_model(card["model_config"])
     try:
         safetensors.torch.load_model(model, path)

@@ -6,6 +6,8 @@ predict.py reads it from a checkpoint or from an exported file (engine/exports.p
 each format), so a deployed model carries everything a prediction needs.
 """
 
+import math
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,9 @@ from .checkpoint import first_line, load_checkpoint, load_model_weights
 from .loader import ignore_stop_signals
 
 CARD_VERSION = 1  # bump when a card's keys change meaning
+# The largest input side a card may name: a larger one is a damaged card, not a model (an
+# 8192 px square batch of one already takes 800 MB before the network's first layer).
+MAX_IMAGE_SIZE = 8192
 
 
 @dataclass
@@ -57,14 +62,95 @@ def model_card(checkpoint: dict, path: str | Path, setting_names: tuple[str, ...
     }
 
 
+# ------------------------------------------------------------------------------ Card checks
+def check_card(card: object, source: str | Path, build_model: Callable) -> dict:
+    """`card` when each field has the type and range this project writes, and its model_config
+    builds the network; a card edited by hand, damaged or of another version is a UserError."""
+    problem = card_problem(card) or model_config_problem(card["model_config"], build_model)
+    if problem is not None:
+        raise UserError(
+            f"the model card of {source} is not usable: {problem}; use the file as export.py "
+            "or train.py wrote it, or export the checkpoint again"
+        )
+    return card
+
+
+def card_problem(card: object) -> str | None:
+    """What is wrong with a card's fields (but the model config), or None."""
+    if not isinstance(card, dict):
+        return "it is not a JSON object"
+    if card.get("card_version") != CARD_VERSION:
+        return (
+            f"card_version is {reprlib.repr(card.get('card_version'))}, not {CARD_VERSION} "
+            f"(the version this project reads)"
+        )
+    expected = {"task": str, "model_config": dict, "preprocessing": dict, "classes": list,
+                "settings": dict, "epoch": int, "global_step": int}  # fmt: skip
+    for key, kind in expected.items():
+        if not isinstance(card.get(key), kind) or isinstance(card.get(key), bool):
+            return f"{key} is {reprlib.repr(card.get(key))}, not a {kind.__name__}"
+    if not all(isinstance(name, str) for name in card["classes"]):
+        return f"classes {reprlib.repr(card['classes'])} are not all strings"
+    if card.get("weights") not in ("model", "ema"):
+        return f'weights is {reprlib.repr(card.get("weights"))}, not "model" or "ema"'
+    return preprocessing_problem(card["preprocessing"])
+
+
+def preprocessing_problem(form: dict) -> str | None:
+    """What is wrong with a card's preprocessing (input size, channels, normalisation), or None."""
+    size = form.get("image_size")
+    if not is_count(size, 1, MAX_IMAGE_SIZE):
+        return f"preprocessing.image_size is {reprlib.repr(size)}, not a whole number of pixels "\
+            f"from 1 to {MAX_IMAGE_SIZE}"  # fmt: skip
+    resize = form.get("resize_size")
+    if resize is not None and not is_count(resize, size, MAX_IMAGE_SIZE):
+        return f"preprocessing.resize_size is {reprlib.repr(resize)}, not a whole number "\
+            f"from image_size ({size}) to {MAX_IMAGE_SIZE}"  # fmt: skip
+    if form.get("in_channels") not in (1, 3) or isinstance(form.get("in_channels"), bool):
+        return f"preprocessing.in_channels is {reprlib.repr(form.get('in_channels'))}, not 1 or 3"
+    for key, smallest in (("mean", -math.inf), ("std", 0.0)):
+        values = form.get(key)
+        if values is not None and not (
+            isinstance(values, list)
+            and len(values) in (1, 3)
+            and all(is_number(value) and value > smallest for value in values)
+        ):
+            above = "" if smallest == -math.inf else " above 0"
+            shown = reprlib.repr(values)
+            return f"preprocessing.{key} is {shown}, not 1 or 3 finite numbers{above}"
+    return None
+
+
+def model_config_problem(config: dict, build_model: Callable) -> str | None:
+    """Why the task's network cannot be built from `config`, or None. Built on the meta device:
+    the constructor checks every argument, and no memory is taken whatever sizes it names."""
+    try:
+        with torch.device("meta"):
+            build_model(config)
+    except (TypeError, ValueError, KeyError, OverflowError, UserError) as error:
+        reason = first_line(error)
+        return f"model_config {reprlib.repr(config)} does not build the network ({reason})"
+    return None
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float (JSON's numbers; not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_count(value: object, smallest: int, largest: int) -> bool:
+    """An int (not a bool) from `smallest` to `largest`."""
+    return isinstance(value, int) and not isinstance(value, bool) and smallest <= value <= largest
+
+
 def load_checkpoint_model(
     path: Path, task_name: str, setting_names: tuple[str, ...], build_model: Callable
 ) -> tuple[nn.Module, dict]:
     """The checkpoint's network in eval mode on the CPU (its EMA weights when it has them),
     and its model card."""
     checkpoint = load_checkpoint(path, task_name)
-    card = model_card(checkpoint, path, setting_names)
-    model = build_model(checkpoint["model_config"])
+    card = check_card(model_card(checkpoint, path, setting_names), path, build_model)
+    model = build_model(card["model_config"])
     load_model_weights(model, checkpoint, path, card["weights"])
     return model.eval(), card
 

@@ -36,7 +36,7 @@ from .engine.task_base import Task
 from .errors import UserError
 from .image_files import FoundImage
 from .ops import topk_correct
-from .predictions import CheckResizable, Predictions
+from .predictions import CheckResizable, Predictions, card_classes
 
 DEFAULT_IMAGE_SIZE = 32  # --image-size when neither it nor pretrained weights set one
 
@@ -215,7 +215,7 @@ class Classification(Task):
         self, args: argparse.Namespace, card: dict, images: list[FoundImage]
     ) -> Predictions:
         """predict.py's records: the predicted class, its probability and the top-k, per image."""
-        return Predictions(card["classes"], args.top_k, args.output)
+        return Predictions(card_classes(card), args.top_k, args.output)
 
     def export_examples(self, card: dict) -> list[torch.Tensor]:
         """export.py's inputs: the first traces the model, each checks the exported file (batches

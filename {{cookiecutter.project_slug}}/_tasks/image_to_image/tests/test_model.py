@@ -43,3 +43,10 @@ def test_eval_mode_is_deterministic_and_batch_independent():
 def test_a_depth_below_one_is_refused():
     with pytest.raises(ValueError, match="depth"):
         architecture.{{ cookiecutter.__model_class }}(depth=0)
+
+
+@pytest.mark.parametrize("depth", [10**9, 1e9, "3"], ids=["huge", "a-float", "text"])
+def test_a_depth_a_model_card_was_edited_to_is_refused_at_once(depth):
+    # A card's depth 10**9 built the network (and padded inputs to 2**depth) for minutes.
+    with pytest.raises((ValueError, TypeError), match="depth|not supported"), torch.device("meta"):
+        architecture.{{ cookiecutter.__model_class }}(width=8, depth=depth)

@@ -23,6 +23,9 @@ __all__ = [
     "receptive_radius",
     "ssim",
 ]
+# Down steps at most: each doubles the channels and the side inputs are padded to (2**depth),
+# so beyond this the network no longer fits a GPU's memory.
+MAX_DEPTH = 8
 
 
 def receptive_radius(depth: int) -> int:
@@ -57,8 +60,8 @@ class {{ cookiecutter.__model_class }}(nn.Module):
     ) -> None:
         super().__init__()
         norm_layer = layers.norm_layer_for(norm)
-        if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth}")
+        if not 1 <= depth <= MAX_DEPTH:
+            raise ValueError(f"depth must be from 1 to {MAX_DEPTH}, got {depth}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.residual = in_channels == out_channels
         channels = [width * 2**level for level in range(depth + 1)]
