@@ -325,3 +325,21 @@ def test_a_second_ctrl_c_stops_at_once():
         assert stop.requested and stop.exit_code == 130
         os.kill(os.getpid(), signal.SIGINT)
 
+
+def test_a_process_torchrun_started_stops_once_its_agent_is_gone(monkeypatch, capsys):
+    agent = os.getppid()
+    orphaned = lambda: 1  # noqa: E731 (the parent of an orphan: init, or a subreaper)
+    with StopRequest() as plain:  # python train.py: its parent may go (nohup), it trains on
+        monkeypatch.setattr(os, "getppid", orphaned)
+        plain.poll()
+        assert not plain.requested
+    monkeypatch.undo()
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.setenv(name, "1" if name == "WORLD_SIZE" else "0")
+    with StopRequest() as stop:
+        stop.poll()
+        assert not stop.requested  # the agent is still there
+        monkeypatch.setattr(os, "getppid", orphaned)
+        stop.poll()
+        assert stop.requested and stop.name == "SIGHUP" and stop.exit_code == 129
+    assert f"the torchrun agent (process {agent}) is gone: stopping" in capsys.readouterr().err

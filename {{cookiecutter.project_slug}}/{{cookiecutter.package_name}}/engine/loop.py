@@ -2,6 +2,7 @@
 compute), and a clean stop on Ctrl-C or SIGTERM."""
 
 import contextlib
+import os
 import queue
 import signal
 import sys
@@ -14,7 +15,7 @@ import torch.distributed as dist
 from prefetch_generator import BackgroundGenerator
 from torch import nn
 
-from .devices import max_across_ranks, synchronize, world_size
+from .devices import launched_by_torchrun, max_across_ranks, synchronize, world_size
 
 
 class BackgroundLoader(BackgroundGenerator):
@@ -150,7 +151,9 @@ class StopRequest:
     wait forever in DDP's all-reduce: poll(), called by every rank after each optimizer step,
     shares each rank's signal with an asynchronous all-reduce on a CPU (gloo) group of its
     own, read at the next step. A signal on any rank so stops every rank one step later, and
-    the GPUs never wait for it.
+    the GPUs never wait for it. A process that torchrun started also stops, as if sent SIGHUP
+    (exit code 129), once its parent, the torchrun agent, is gone (killed with SIGKILL, say):
+    nothing would ever stop or restart the workers otherwise, and they would train on unseen.
     """
 
     SIGNALS = tuple(
@@ -165,11 +168,14 @@ class StopRequest:
         self._previous: dict[int, object] = {}
         self._group: dist.ProcessGroup | None = None
         self._pending: tuple[torch.Tensor, dist.Work] | None = None  # the all-reduce in flight
+        self._launcher: int | None = None  # under torchrun: the agent's process id
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+        if launched_by_torchrun():
+            self._launcher = os.getppid()
         if world_size() > 1:  # every rank creates it, at the same point, as new_group needs
             self._group = dist.new_group(backend="gloo")
         return self
@@ -193,10 +199,21 @@ class StopRequest:
     def _say(message: str) -> None:
         print(f"\n{message}", file=sys.stderr, flush=True)
 
+    def _check_launcher(self) -> None:
+        """Under torchrun: request a stop once the agent that started this process is gone
+        (the process then has another parent, as the orphan of a dead one)."""
+        if self._launcher is None or self.signum is not None or os.getppid() == self._launcher:
+            return
+        # SIGHUP: the signal of "the controlling process died" (where there is one)
+        self.signum = getattr(signal, "SIGHUP", signal.SIGTERM)
+        self.received_at = time.perf_counter()
+        self._say(f"the torchrun agent (process {self._launcher}) is gone: stopping {self.WHEN}")
+
     def poll(self) -> None:
         """Under torchrun: take in the signals the ranks shared at the previous step, and share
-        this rank's. Every rank must call it at the same steps (a collective); a no-op with
-        one process."""
+        this rank's (and whether its agent is gone). Every rank must call it at the same steps
+        (a collective); with one process it only looks for the agent."""
+        self._check_launcher()
         if self._group is None:
             return
         if self._pending is not None:
