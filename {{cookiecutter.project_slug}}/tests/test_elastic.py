@@ -172,6 +172,23 @@ def test_sigusr1_on_one_process_stops_every_process_at_the_same_step_and_saves(t
     assert re.search(r"SIGUSR1: last\.pt \(.+ MB\) saved in \d+\.\d\d s; give", launch.stdout)
 
 
+def test_a_stop_agreed_during_validation_ends_it_on_every_process_and_saves(tmp_path):
+    records, runs = tmp_path / "records", tmp_path / "runs"
+    flags = [*RECORDED_FLAGS, "--epochs", "2", "--log-every", "100", "--out-dir", str(runs),
+             "--run-name", "usr1"]  # fmt: skip
+    # Rank 1 gets SIGUSR1 while it fetches the epoch's last batch (step 12): the ranks learn
+    # of it at the first validation batch (3 a rank), and leave the validation together.
+    signal_rank_1 = {"SAMPLE_RECORDER_SIGNAL_AT": "1:12:SIGUSR1"}
+    launch = torchrun("-m", "tests.sample_recorder", str(records), *flags, env=signal_rank_1)
+    (attempt,) = read_attempts(records)
+    ends = sorted((end["exit_code"], end["global_step"]) for end in attempt.exits)
+    assert ends == [(138, 12)] * 2, launch.stderr[-3000:]
+    state = last_state(runs / "usr1")  # epoch 0's training, not yet validated
+    assert (state["epoch"], state["global_step"], state["samples_in_epoch"]) == (0, 12, SAMPLES)
+    assert not (runs / "usr1" / "checkpoints" / "best.pt").exists()
+    assert scalar_steps(runs / "usr1", "val/loss") == []
+
+
 def test_workers_whose_torchrun_agent_is_killed_stop_together_and_save(tmp_path):
     records, runs, log = tmp_path / "records", tmp_path / "runs", tmp_path / "torchrun.log"
     # 500 epochs (6,000 steps) outlast the test's wait: orphans that train on never finish.
