@@ -260,14 +260,19 @@ def train(
             if stop.requested or not epoch_done:
                 checkpoints.save_last()  # stopped part-way (a signal, --max-steps)
                 break
-            metrics = task.evaluate(eval_model, val_loader, device)
+            # Evaluate. A stop signal ends it at the next batch; last.pt keeps the epoch's
+            # training, and the resumed run validates it.
+            metrics = stop.evaluate_unless_stopped(task.evaluate, eval_model, val_loader, device)
+            if metrics is None:
+                checkpoints.save_last()
+                break
             state.next_epoch()
             value = metrics[task.BEST_METRIC]  # picks best.pt (and the --keep-top-k files)
             checkpoints.save_epoch(value, task.HIGHER_IS_BETTER, task.BEST_METRIC)
             line = f"epoch {state.epoch}/{args.epochs}  step {state.global_step}  "
             line += f"{task.describe(metrics)}  ({time.perf_counter() - epoch_started:.1f} s)"
             engine.log_validation(trackers, metrics, state.global_step, line)
-            if stop.requested:  # it came during the evaluation; last.pt is current
+            if stop.requested:  # it came after the evaluation's last batch; last.pt is current
                 break
             if keep_going is not None and not keep_going(state.epoch, value):
                 break

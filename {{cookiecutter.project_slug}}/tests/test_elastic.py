@@ -24,7 +24,7 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, scalar_steps, torchrun
+from .conftest import PROJECT_ROOT, TINY_RUN_FLAGS, scalar_steps, torchrun, torchrun_command
 from .sample_recorder import committed_samples, read_attempts, recording
 
 # 96 samples in batches of 4 divide evenly among 1, 2 and 3 processes, and so do the samples
@@ -170,6 +170,53 @@ def test_sigusr1_on_one_process_stops_every_process_at_the_same_step_and_saves(t
     assert "stopped at step 6; continue with: torchrun" in launch.stdout
     # How long the save took (rank 0 saw no signal itself, so no time since it).
     assert re.search(r"SIGUSR1: last\.pt \(.+ MB\) saved in \d+\.\d\d s; give", launch.stdout)
+
+
+def test_a_stop_agreed_during_validation_ends_it_on_every_process_and_saves(tmp_path):
+    records, runs = tmp_path / "records", tmp_path / "runs"
+    flags = [*RECORDED_FLAGS, "--epochs", "2", "--log-every", "100", "--out-dir", str(runs),
+             "--run-name", "usr1"]  # fmt: skip
+    # Rank 1 gets SIGUSR1 while it fetches the epoch's last batch (step 12): the ranks learn
+    # of it at the first validation batch (3 a rank), and leave the validation together.
+    signal_rank_1 = {"SAMPLE_RECORDER_SIGNAL_AT": "1:12:SIGUSR1"}
+    launch = torchrun("-m", "tests.sample_recorder", str(records), *flags, env=signal_rank_1)
+    (attempt,) = read_attempts(records)
+    ends = sorted((end["exit_code"], end["global_step"]) for end in attempt.exits)
+    assert ends == [(138, 12)] * 2, launch.stderr[-3000:]
+    state = last_state(runs / "usr1")  # epoch 0's training, not yet validated
+    assert (state["epoch"], state["global_step"], state["samples_in_epoch"]) == (0, 12, SAMPLES)
+    assert not (runs / "usr1" / "checkpoints" / "best.pt").exists()
+    assert scalar_steps(runs / "usr1", "val/loss") == []
+
+
+def test_workers_whose_torchrun_agent_is_killed_stop_together_and_save(tmp_path):
+    records, runs, log = tmp_path / "records", tmp_path / "runs", tmp_path / "torchrun.log"
+    # 500 epochs (6,000 steps) outlast the test's wait: orphans that train on never finish.
+    flags = [*RECORDED_FLAGS, "--epochs", "500", "--ckpt-every-steps", "2", "--log-every", "100",
+             "--out-dir", str(runs), "--run-name", "orphans"]  # fmt: skip
+    with open(log, "w") as output:
+        agent = subprocess.Popen(
+            [*torchrun_command(2), "-m", "tests.sample_recorder", str(records), *flags],
+            cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+    try:
+        wait_for(lambda: list(records.glob("commit-*")), [agent], [log])  # training under way
+        # The agent alone: torchrun starts each worker in a session of its own.
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait()
+        deadline = time.monotonic() + 120
+        while len(list(records.glob("exit-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        kill_all([agent], records)
+    (attempt,) = read_attempts(records)
+    ends = [(end["exit_code"], end["global_step"]) for end in attempt.exits]
+    assert len(ends) == 2 and len(set(ends)) == 1, log.read_text()[-3000:]  # the same step
+    exit_code, stopped_at = ends[0]
+    assert exit_code == 128 + signal.SIGHUP and stopped_at < 6000
+    assert last_state(runs / "orphans")["global_step"] == stopped_at
+    assert "the torchrun agent (process" in log.read_text()
 
 
 # Elastic torchrun on this machine: --nnodes 1:2 agents meet in a c10d rendezvous. A round

@@ -182,6 +182,42 @@ def test_a_stop_on_an_epochs_last_step_still_validates_that_epoch(
     assert scalar_steps(tmp_path / "r", f"val/{train_script.task.BEST_METRIC}") == [6, 12]
 
 
+def test_a_stop_during_validation_ends_it_at_the_next_batch_and_the_resumed_run_validates_it(
+    train_script, tmp_path, monkeypatch
+):
+    # 19 validation images, 2 batches. SIGTERM comes as the first batch is evaluated: the
+    # second is never evaluated, and last.pt keeps epoch 1's training.
+    flags = [*TINY_RUN_FLAGS, "--epochs", "2", "--out-dir", str(tmp_path)]
+    evaluate, validated = train_script.task.evaluate, []
+
+    def evaluate_with_sigterm_at_the_first_batch(model, loader, device, on_batch=None):
+        def count_then_pass_on(*batch_outputs):
+            validated.append(len(loader))
+            if len(validated) == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            if on_batch is not None:
+                on_batch(*batch_outputs)
+
+        return evaluate(model, loader, device, count_then_pass_on)
+
+    monkeypatch.setattr(train_script.task, "evaluate", evaluate_with_sigterm_at_the_first_batch)
+    assert train_script.main([*flags, "--run-name", "stopped"]) == 128 + signal.SIGTERM
+    assert validated == [2]
+    checkpoints = tmp_path / "stopped" / "checkpoints"
+    state = torch.load(checkpoints / "last.pt", weights_only=True)["state"]
+    assert (state["epoch"], state["global_step"], state["step_in_epoch"]) == (0, 6, 6)
+    assert not (checkpoints / "best.pt").exists()  # no epoch was validated yet
+    monkeypatch.undo()
+
+    assert train_script.main(["--resume", str(checkpoints / "last.pt")]) == 0
+    train_script.main([*flags, "--run-name", "straight"])
+    metric = f"val/{train_script.task.BEST_METRIC}"
+    assert scalar_steps(tmp_path / "stopped", metric) == [6, 12]
+    straight = tmp_path / "straight" / "checkpoints"
+    for name in ("last.pt", "best.pt"):
+        assert same_weights(checkpoints / name, straight / name), name
+
+
 def test_sigusr1_stops_at_the_next_step_saves_and_says_how_long_the_save_took(
     train_script, tmp_path, monkeypatch, capsys
 ):
@@ -288,3 +324,22 @@ def test_a_second_ctrl_c_stops_at_once():
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.requested and stop.exit_code == 130
         os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_process_torchrun_started_stops_once_its_agent_is_gone(monkeypatch, capsys):
+    agent = os.getppid()
+    orphaned = lambda: 1  # noqa: E731 (the parent of an orphan: init, or a subreaper)
+    with StopRequest() as plain:  # python train.py: its parent may go (nohup), it trains on
+        monkeypatch.setattr(os, "getppid", orphaned)
+        plain.poll()
+        assert not plain.requested
+    monkeypatch.undo()
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.setenv(name, "1" if name == "WORLD_SIZE" else "0")
+    with StopRequest() as stop:
+        stop.poll()
+        assert not stop.requested  # the agent is still there
+        monkeypatch.setattr(os, "getppid", orphaned)
+        stop.poll()
+        assert stop.requested and stop.name == "SIGHUP" and stop.exit_code == 129
+    assert f"the torchrun agent (process {agent}) is gone: stopping" in capsys.readouterr().err

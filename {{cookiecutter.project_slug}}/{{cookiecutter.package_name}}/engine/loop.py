@@ -2,18 +2,20 @@
 compute), and a clean stop on Ctrl-C or SIGTERM."""
 
 import contextlib
+import os
 import queue
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sized
 
 import torch
 import torch.distributed as dist
 from prefetch_generator import BackgroundGenerator
+from torch import nn
 
-from .devices import max_across_ranks, synchronize, world_size
+from .devices import launched_by_torchrun, max_across_ranks, synchronize, world_size
 
 
 class BackgroundLoader(BackgroundGenerator):
@@ -130,25 +132,34 @@ class StepTimer:
         return event
 
 
+class EvaluationStopped(Exception):  # noqa: N818 (a stop, not an error)
+    """A stop request ended an evaluation part-way: metrics of part of the split are no metrics."""
+
+
 class StopRequest:
-    """Turns SIGINT, SIGTERM and SIGUSR1 into a request to stop after the current optimizer step.
+    """Turns SIGINT, SIGTERM and SIGUSR1 into a request to stop after the current optimizer
+    step, or validation batch.
 
     The loop asks at each optimizer step, saves last.pt and exits with the conventional
     128 + signal number (130, 143, 138), which a requeue script can test. SLURM sends SIGTERM
     at preemption and, with --signal=USR1@SECONDS, SIGUSR1 ahead of the time limit. A second
     Ctrl-C stops at once (KeyboardInterrupt). Outside the main thread (where Python cannot
-    install handlers) it never fires.
+    install handlers) it never fires. A validation asks at each batch (evaluate_unless_stopped):
+    a whole pass over a big split can outlast a scheduler's grace period.
 
     Under torchrun the ranks must stop at the same step, or the ones still training would
     wait forever in DDP's all-reduce: poll(), called by every rank after each optimizer step,
     shares each rank's signal with an asynchronous all-reduce on a CPU (gloo) group of its
     own, read at the next step. A signal on any rank so stops every rank one step later, and
-    the GPUs never wait for it.
+    the GPUs never wait for it. A process that torchrun started also stops, as if sent SIGHUP
+    (exit code 129), once its parent, the torchrun agent, is gone (killed with SIGKILL, say):
+    nothing would ever stop or restart the workers otherwise, and they would train on unseen.
     """
 
     SIGNALS = tuple(
         getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name)
     )
+    WHEN = "after this optimizer step or validation batch"
 
     def __init__(self) -> None:
         self.signum: int | None = None  # the signal this process received
@@ -157,11 +168,14 @@ class StopRequest:
         self._previous: dict[int, object] = {}
         self._group: dist.ProcessGroup | None = None
         self._pending: tuple[torch.Tensor, dist.Work] | None = None  # the all-reduce in flight
+        self._launcher: int | None = None  # under torchrun: the agent's process id
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+        if launched_by_torchrun():
+            self._launcher = os.getppid()
         if world_size() > 1:  # every rank creates it, at the same point, as new_group needs
             self._group = dist.new_group(backend="gloo")
         return self
@@ -179,13 +193,27 @@ class StopRequest:
             raise KeyboardInterrupt  # the second Ctrl-C: the user wants out now
         self.signum, self.received_at = signum, time.perf_counter()
         name = signal.Signals(signum).name
-        message = f"{name} received: stopping after this optimizer step (Ctrl-C again: at once)"
+        self._say(f"{name} received: stopping {self.WHEN} (Ctrl-C again: at once)")
+
+    @staticmethod
+    def _say(message: str) -> None:
         print(f"\n{message}", file=sys.stderr, flush=True)
+
+    def _check_launcher(self) -> None:
+        """Under torchrun: request a stop once the agent that started this process is gone
+        (the process then has another parent, as the orphan of a dead one)."""
+        if self._launcher is None or self.signum is not None or os.getppid() == self._launcher:
+            return
+        # SIGHUP: the signal of "the controlling process died" (where there is one)
+        self.signum = getattr(signal, "SIGHUP", signal.SIGTERM)
+        self.received_at = time.perf_counter()
+        self._say(f"the torchrun agent (process {self._launcher}) is gone: stopping {self.WHEN}")
 
     def poll(self) -> None:
         """Under torchrun: take in the signals the ranks shared at the previous step, and share
-        this rank's. Every rank must call it at the same steps (a collective); a no-op with
-        one process."""
+        this rank's (and whether its agent is gone). Every rank must call it at the same steps
+        (a collective); with one process it only looks for the agent."""
+        self._check_launcher()
         if self._group is None:
             return
         if self._pending is not None:
@@ -195,6 +223,38 @@ class StopRequest:
         flag = torch.tensor([self.signum or 0])
         work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
         self._pending = (flag, work)
+
+    def evaluate_unless_stopped(
+        self, evaluate: Callable[..., dict], model: nn.Module, loader: Sized, device: torch.device
+    ) -> dict | None:
+        """`evaluate(model, loader, device, on_batch)`, ended at the first batch after a stop
+        request: then None.
+
+        Under torchrun the ranks agree on it as at the training steps, with a poll() at each of
+        the batches that every rank's shard has (the shards may differ by one batch); then
+        every rank leaves the evaluation at the same batch, before its closing all-reduce.
+        """
+        shared_batches, batches = self._fewest_across_ranks(len(loader)), 0
+
+        def stop_if_requested(*batch_outputs: torch.Tensor) -> None:
+            nonlocal batches
+            batches += 1
+            if batches <= shared_batches:
+                self.poll()
+            if self.requested:
+                raise EvaluationStopped
+
+        try:
+            return evaluate(model, loader, device, stop_if_requested)
+        except EvaluationStopped:
+            return None
+
+    def _fewest_across_ranks(self, count: int) -> int:
+        if self._group is None:
+            return count
+        counts = torch.tensor([count])
+        dist.all_reduce(counts, op=dist.ReduceOp.MIN, group=self._group)
+        return int(counts.item())
 
     @property
     def requested(self) -> bool:
