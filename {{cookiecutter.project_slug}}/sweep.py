@@ -33,6 +33,9 @@ from {{ cookiecutter.package_name }}.engine.config import load_mapping
 KINDS = ("uniform", "loguniform", "int", "choice")
 # The flags sweep.py sets for each trial, or that would make a trial something else than a run.
 SET_BY_SWEEP = ("--out-dir", "--run-name", "--resume", "--smoke-test")
+# Flags no --param may search: the ones above, and the files a trial reads (a trial that
+# resumed another run's checkpoint would write into that run's folder).
+NOT_SEARCHABLE = frozenset({"out_dir", "run_name", "resume", "smoke_test", "config"})
 TRAIN_SCRIPT = Path(__file__).with_name("train.py")
 
 
@@ -83,7 +86,14 @@ def parse_space(
     space = {}
     for name, spec in specs.items():
         name = str(name)  # a --space file's key may be read as a number
-        action = flags.get(name.replace("-", "_"))
+        dest = name.replace("-", "_")
+        if dest in NOT_SEARCHABLE:
+            flag = "--" + name.replace("_", "-")
+            raise engine.UserError(
+                f"--param {name}: a sweep cannot search {flag} (each trial is a new run in a "
+                f"folder of its own that the sweep picks); drop --param {name}"
+            )
+        action = flags.get(dest)
         if action is None or action.nargs == 0 or action.default is argparse.SUPPRESS:
             raise engine.UserError(
                 f"--param {name}: train.py has no flag --{name.replace('_', '-')} that takes a "

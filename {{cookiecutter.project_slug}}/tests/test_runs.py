@@ -174,3 +174,43 @@ def test_a_finished_run_resumed_with_more_epochs_trains_on_the_new_schedule(
     first = events.Scalars("train/lr")[-1]
     expected = 3e-3 * 0.5 * (1 + math.cos(math.pi * (12 - 2) / (18 - 2)))  # warm-up 2
     assert first.step == 13 and first.value == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "flags", [["--run-name", "other"], ["--out-dir", "elsewhere"]], ids=["run-name", "out-dir"]
+)
+def test_resume_refuses_a_run_folder_other_than_its_own_and_touches_nothing(
+    tiny_run, train_script, tmp_path, flags
+):
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    before = snapshot(run_dir)
+    last = str(run_dir / "checkpoints" / "last.pt")
+    with pytest.raises(train_script.engine.UserError, match="names another folder than the run"):
+        train_script.parse_args(["--resume", last, "--epochs", "3", *flags])
+    assert snapshot(run_dir) == before
+
+
+def test_resume_accepts_the_run_folder_it_continues_in(tiny_run, train_script, tmp_path):
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    last = str(run_dir / "checkpoints" / "last.pt")
+    flags = ["--out-dir", str(tmp_path), "--run-name", "tiny", "--epochs", "3"]
+    assert train_script.parse_args(["--resume", last, *flags]).run_name == "tiny"
+
+
+def test_a_checkpoint_of_other_optimizer_groups_is_refused_and_nothing_touched(
+    tiny_run, train_script, tmp_path
+):
+    # A run of an older layout: one optimizer group where this version keeps several apart.
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    last = run_dir / "checkpoints" / "last.pt"
+    checkpoint = torch.load(last, weights_only=True)
+    groups = checkpoint["optimizer"]["param_groups"]
+    assert len(groups) > 1
+    every_index = [index for group in groups for index in group["params"]]
+    checkpoint["optimizer"]["param_groups"] = [{**groups[0], "params": every_index}]
+    torch.save(checkpoint, last)
+    before = snapshot(run_dir)
+    args = train_script.parse_args(["--resume", str(last), "--epochs", "3"])
+    with pytest.raises(train_script.engine.UserError, match="older version of this project"):
+        train_script.train(args)
+    assert snapshot(run_dir) == before

@@ -156,6 +156,9 @@ BAD_INPUT = [
     (["--param", "optimizer=choice:adamw,nope"], "--optimizer refuses it"),
     ([*SEARCH, "--bogus"], "unrecognized arguments: --bogus"),
     ([*SEARCH, "--out-dir", "elsewhere"], "sweep.py sets --out-dir itself"),
+    (["--param", "resume=choice:runs/a/checkpoints/last.pt"], "cannot search --resume"),
+    (["--param", "run-name=choice:a,b"], "cannot search --run-name"),
+    (["--param", "config=choice:a.yaml"], "cannot search --config"),
     ([], "nothing to search"),
 ]
 

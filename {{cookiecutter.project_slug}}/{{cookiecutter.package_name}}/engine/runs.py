@@ -273,6 +273,7 @@ def parse_resumed_args(
                 "or start a new run without --resume"
             )
         raise UserError(_conflict(name, value, saved[name]))
+    require_same_run_folder(path, given, from_file)
     defaults = vars(parser.parse_args([]))
     restored = {
         name: Path(value) if isinstance(defaults.get(name), Path) and value is not None else value
@@ -287,6 +288,31 @@ def parse_resumed_args(
         resumed.batch_size = saved["batch_size"]
     resumed.preprocessing = checkpoint.get("preprocessing")  # the data must be fed as before
     return resumed
+
+
+def require_same_run_folder(checkpoint: Path, given: dict, from_file: dict) -> None:
+    """Refuse an --out-dir or --run-name that names another folder than the resumed run's.
+
+    A resumed run writes into the folder its checkpoint belongs to; a different folder named
+    on the command line would be silently ignored, and the run's files changed instead.
+    A checkpoint moved out of its run folder starts a new folder: there they are obeyed.
+    """
+    run_dir = Path(checkpoint).resolve().parent.parent  # <run>/checkpoints/last.pt
+    if not (run_dir / "args.json").is_file():
+        return
+    named = {**from_file, **{name: value for name, value in given.items() if value is not _UNSET}}
+    out_dir, run_name = named.get("out_dir"), named.get("run_name")
+    if out_dir is not None and Path(out_dir).resolve() != run_dir.parent:
+        wrong = f"--out-dir {out_dir}"
+    elif run_name is not None and run_name != run_dir.name:
+        wrong = f"--run-name {run_name}"
+    else:
+        return
+    raise UserError(
+        f"{wrong} names another folder than the run being resumed, which continues in "
+        f"{run_dir}; drop {wrong.split()[0]} to continue that run, or start a new run "
+        "without --resume"
+    )
 
 
 def _conflict(name: str, value: object, saved: object) -> str:
@@ -344,6 +370,7 @@ def restore_training(
     if "samples_in_epoch" not in checkpoint["state"]:  # saved before the count was kept
         state.samples_in_epoch = state.step_in_epoch * effective_batch(args, state.world_size)
     load_model_weights(model, checkpoint, args.resume)
+    require_same_parameter_groups(checkpoint["optimizer"], optimizer, args.resume)
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     if state.world_size != world_size() and train_size is not None:
@@ -362,6 +389,22 @@ def restore_training(
     restore_rng_state(checkpoint["rng"])
     state.world_size = world_size()
     return state
+
+
+def require_same_parameter_groups(
+    saved: dict, optimizer: torch.optim.Optimizer, checkpoint: Path
+) -> None:
+    """Refuse to resume an optimizer state of other parameter groups (one saved by an older
+    version of this project, before the task's groups were kept apart): its moments would
+    land on the wrong parameters. The weights themselves are fine for test.py."""
+    before, now = len(saved["param_groups"]), len(optimizer.param_groups)
+    if before != now:
+        raise UserError(
+            f"{checkpoint} was saved by an older version of this project, whose optimizer had "
+            f"{before} parameter group(s) where this one has {now} (a decay and a no-decay "
+            "group for each of the task's parameter groups), so its training cannot go on; "
+            f"evaluate it with test.py --checkpoint {checkpoint}, or start a new run"
+        )
 
 
 def require_one_checkpoint_for_all(checkpoint: Path | None) -> None:
