@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-every", type=cli.positive_int, default=20, help="optimizer steps between logs")
     add("--ckpt-every-steps", type=cli.non_negative_int, default=0, help="last.pt every N steps")
     add("--keep-top-k", type=cli.non_negative_int, default=0, help="best epoch checkpoints kept")
-    add("--out-dir", type=Path, default=Path("runs"), help="where run folders go")
+    add("--out-dir", type=cli.folder_path, default=Path("runs"), help="where run folders go")
     add("--run-name", type=cli.folder_name, help="run folder name (default: a timestamp)")
     add("--resume", type=Path, help="checkpoint to continue, or auto: the newest last.pt")
     add("--config", type=Path, default=argparse.SUPPRESS, help="YAML/TOML file of flag defaults")

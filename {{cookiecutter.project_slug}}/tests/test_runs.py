@@ -8,6 +8,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from {{ cookiecutter.package_name }}.engine import reporting
+from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
 from {{ cookiecutter.package_name }}.engine.step import build_optimizer
 
 from .conftest import TINY_RUN_FLAGS, model_of_this_task, scalar_steps
@@ -214,3 +216,37 @@ def test_a_checkpoint_of_other_optimizer_groups_is_refused_and_nothing_touched(
     with pytest.raises(train_script.engine.UserError, match="older version of this project"):
         train_script.train(args)
     assert snapshot(run_dir) == before
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_its_run_name(
+    train_script, tmp_path, capsys
+):
+    flags = [*TINY_RUN_FLAGS, "--out-dir", str(tmp_path), "--run-name", "job", "--epochs", "1"]
+    assert train_script.main([*flags, "--max-steps", "4"]) == 0
+    (tmp_path / "job" / "checkpoints" / "last.pt").unlink()  # as if a bad image ended it
+    assert train_script.main(flags) == 0
+    assert "has no checkpoint yet, so the run starts again in it" in capsys.readouterr().out
+    assert scalar_steps(tmp_path / "job", "train/loss") == [2, 4, 6]  # the attempt's dropped
+
+
+def test_a_folder_that_is_not_a_run_still_blocks_the_run_name(train_script, tmp_path):
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "notes.txt").write_text("mine")
+    flags = [*TINY_RUN_FLAGS, "--out-dir", str(tmp_path), "--run-name", "job"]
+    with pytest.raises(train_script.engine.UserError, match="already exists"):
+        train_script.train(train_script.parse_args(flags))
+    assert [path.name for path in (tmp_path / "job").iterdir()] == ["notes.txt"]
+
+
+def test_under_torchrun_the_continue_line_is_a_torchrun_command(monkeypatch, tmp_path):
+    monkeypatch.setattr(reporting, "is_distributed", lambda: True)
+    monkeypatch.setattr(reporting, "world_size", lambda: 4)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    state = TrainState(epoch=0, global_step=3)
+    lines = reporting.run_summary(tmp_path, state, 2, 3, 1.0, str)
+    resume = f"--resume {tmp_path / 'last.pt'} --max-steps 0"
+    assert f"continue:  torchrun --nproc_per_node=4 train.py {resume}" in lines
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two machines
+    assert "torchrun --nnodes=2 --nproc_per_node=2 <the same rendezvous flags> train.py" in (
+        reporting.run_summary(tmp_path, state, 2, 3, 1.0, str)
+    )

@@ -160,6 +160,7 @@ BAD_INPUT = [
     (["--param", "run-name=choice:a,b"], "cannot search --run-name"),
     (["--param", "config=choice:a.yaml"], "cannot search --config"),
     ([], "nothing to search"),
+    (["--study", "", *SEARCH], "argument --study: the name is empty"),
 ]
 
 

@@ -49,15 +49,13 @@ TEMPORARY_FILE = re.compile(r"\..+\.(\d+)\.tmp")
 
 
 def create_run_dir(out_dir: str | Path, run_name: str | None, reuse_unsaved: bool = False) -> Path:
-    """Make `<out_dir>/<run_name or timestamp>/`; an existing folder is an error, not overwritten.
-
-    reuse_unsaved (--resume auto): a --run-name folder with no checkpoints/last.pt is an
-    attempt of this run killed before its first checkpoint; the run starts again in it.
+    """Make `<out_dir>/<run_name or timestamp>/`; an existing folder is an error, not overwritten,
+    unless it is an attempt that ended before its first checkpoint (see is_unsaved_attempt).
     """
     out_dir = Path(out_dir)
     if run_name:
         run_dir = out_dir / run_name
-        if reuse_unsaved and run_dir.is_dir() and not (run_dir / "checkpoints/last.pt").exists():
+        if is_unsaved_attempt(run_dir, reuse_unsaved):
             (run_dir / "checkpoints").mkdir(exist_ok=True)
             return run_dir
         if run_dir.exists():
@@ -83,6 +81,18 @@ def create_run_dir(out_dir: str | Path, run_name: str | None, reuse_unsaved: boo
             "point --out-dir at a writable folder"
         ) from None
     return run_dir
+
+
+def is_unsaved_attempt(run_dir: Path, auto_start: bool = False) -> bool:
+    """Whether `run_dir` is a run folder without a checkpoint: an attempt that was killed, or
+    failed (a broken image mid-epoch), before its first save. Nothing in it can be resumed,
+    so the same --run-name starts the run again in it. With --resume auto (`auto_start`) any
+    such folder is one, as its first start may have been killed before it saved its args.
+    """
+    checkpoints = run_dir / "checkpoints"
+    if not run_dir.is_dir() or any(checkpoints.glob("*.pt")):
+        return False
+    return auto_start or (run_dir / "args.json").is_file()
 
 
 def plain(value: object) -> object:
@@ -495,8 +505,11 @@ def open_run_dir(
     # A new run, or a checkpoint moved out of its run folder: a new folder (or, with
     # --resume auto, the folder of an attempt that never saved a checkpoint).
     reuse = getattr(args, "auto_start", False)
-    reused = reuse and args.run_name and (Path(args.out_dir) / args.run_name).is_dir()
+    reused = bool(args.run_name) and is_unsaved_attempt(Path(args.out_dir) / args.run_name, reuse)
     run_dir = create_run_dir(args.out_dir, args.run_name, reuse_unsaved=reuse)
+    # Starting again in an attempt's folder is what --resume auto does when it finds no
+    # checkpoint: the trackers then drop all that the attempt logged.
+    args.auto_start = reuse or reused
     try:
         lock.acquire(run_dir)
         save_args(run_dir, args, **resolved)
@@ -510,7 +523,7 @@ def open_run_dir(
         kept = f"; the checkpoint {args.resume} is untouched" if args.resume else ""
         raise UserError(f"{failure}; the new run folder {run_dir} was removed{kept}") from None
     if reused:
-        print(f"--resume auto: {run_dir} has no checkpoint yet, so the run starts again in it")
+        print(f"{run_dir} has no checkpoint yet, so the run starts again in it")
     return run_dir, True
 
 
