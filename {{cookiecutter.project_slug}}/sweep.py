@@ -21,6 +21,7 @@ import shlex
 import socket
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -30,9 +31,15 @@ from {{ cookiecutter.package_name }}.engine import cli
 from {{ cookiecutter.package_name }}.engine.config import load_mapping
 from {{ cookiecutter.package_name }}.task import task
 
+# Why a failed trial failed, in the table: the sweep records it, except for this one.
+ABANDONED = "left running by a stopped sweep"
 KINDS = ("uniform", "loguniform", "int", "choice")
 # The flags sweep.py sets for each trial, or that would make a trial something else than a run.
 SET_BY_SWEEP = ("--out-dir", "--run-name", "--resume", "--smoke-test")
+# Flags no --param may search: the ones above, and the files a trial reads (a trial that
+# resumed another run's checkpoint would write into that run's folder).
+NOT_SEARCHABLE = frozenset({"out_dir", "run_name", "resume", "smoke_test", "config"})
+JOB_MEMORY = 2**30  # a trial's torch process on the CPU side: about 0.7 GB, and some room
 TRAIN_SCRIPT = Path(__file__).with_name("train.py")
 
 
@@ -48,10 +55,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="a flag to search, e.g. lr=loguniform:1e-4:1e-1 or batch_size=choice:32,64")  # fmt: skip
     add("--space", type=Path, help="YAML/TOML file of NAME: SPEC entries (beside --param)")
     add("--storage", help="an Optuna storage URL (default: sqlite:///sweeps/<study>/study.db)")
-    add("--jobs", type=cli.positive_int, default=1, help="trials at once (one per GPU)")
+    add("--jobs", type=jobs, default=1, help="trials at once (one per GPU)")
     add("--no-pruning", action="store_true", help="run every trial to its end")
     add("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --jobs' processes
     return parser
+
+
+def jobs(text: str) -> int:
+    """--jobs: 1 to as many sweep processes as this machine's cores and memory hold at once."""
+    cores = os.cpu_count() or 1
+    memory = total_memory()
+    limit = min(cores, max(1, memory // JOB_MEMORY)) if memory else cores
+    held = f"its {cores} cores" + (f" and {memory / 2**30:.0f} GiB of memory" if memory else "")
+    value = cli.positive_int(text)
+    if value > limit:
+        raise argparse.ArgumentTypeError(
+            f"{text} is out of range; expected 1 to {limit}: each job is a torch process of "
+            f"about 1 GiB, and this machine has {held}"
+        )
+    return value
+
+
+def total_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not tell)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or no such name
+        return None
 
 
 def load_train_script():
@@ -83,7 +113,14 @@ def parse_space(
     space = {}
     for name, spec in specs.items():
         name = str(name)  # a --space file's key may be read as a number
-        action = flags.get(name.replace("-", "_"))
+        dest = name.replace("-", "_")
+        if dest in NOT_SEARCHABLE:
+            flag = "--" + name.replace("_", "-")
+            raise engine.UserError(
+                f"--param {name}: a sweep cannot search {flag} (each trial is a new run in a "
+                f"folder of its own that the sweep picks); drop --param {name}"
+            )
+        action = flags.get(dest)
         if action is None or action.nargs == 0 or action.default is argparse.SUPPRESS:
             raise engine.UserError(
                 f"--param {name}: train.py has no flag --{name.replace('_', '-')} that takes a "
@@ -128,18 +165,42 @@ def bounds(kind: str, values: list[str]) -> list:
     return [low, high]
 
 
-def suggest(trial, space: dict[str, tuple[str, str, list]]) -> list[str]:
+def distributions(space: dict[str, tuple[str, str, list]], optuna) -> dict:
+    """The search space as Optuna's distributions, by parameter name."""
+    made = {}
+    for name, (_, kind, values) in space.items():
+        if kind == "choice":
+            made[name] = optuna.distributions.CategoricalDistribution(values)
+        elif kind == "int":
+            made[name] = optuna.distributions.IntDistribution(*values)
+        else:
+            made[name] = optuna.distributions.FloatDistribution(*values, log=kind == "loguniform")
+    return made
+
+
+def trial_flags(trial, space: dict[str, tuple[str, str, list]]) -> list[str]:
     """The trial's train.py flags for the search space, each value drawn by Optuna."""
     flags = []
-    for name, (flag, kind, values) in space.items():
-        if kind == "choice":
-            value = trial.suggest_categorical(name, values)
-        elif kind == "int":
-            value = trial.suggest_int(name, *values)
-        else:
-            value = trial.suggest_float(name, *values, log=kind == "loguniform")
-        flags += [flag, str(value)]
+    for name, (flag, _, _) in space.items():
+        flags += [flag, str(trial.params[name])]
     return flags
+
+
+def require_same_kinds(study, search: dict, optuna) -> None:
+    """Refuse a parameter searched otherwise than in the study's earlier trials (a choice that
+    was a range, other choices): Optuna keeps each parameter's kind for a whole study."""
+    for trial in study.get_trials(deepcopy=False):
+        for name, before in trial.distributions.items():
+            if name not in search:
+                continue
+            try:
+                optuna.distributions.check_distribution_compatibility(before, search[name])
+            except ValueError:
+                raise engine.UserError(
+                    f"--param {name} searches another kind of values than the earlier trials "
+                    f"of study {study.study_name} ({before}); search it as they did, or name a "
+                    "new --study"
+                ) from None
 
 
 # ------------------------------------------------------------------------- Trials
@@ -148,9 +209,21 @@ def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def process_start(pid: int) -> str | None:
+    """When process `pid` started, as the machine's boot id and the process's start tick
+    (Linux), so that a pid handed out again after a reboot is told apart; None elsewhere."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{boot}/{stat.rpartition(')')[2].split()[19]}"  # field 22: start time since boot
+
+
 def is_abandoned(trial) -> bool:
     """A RUNNING trial whose process is gone: a killed sweep's, on this machine (another
-    machine's trials are that machine's business: its next sweep fails them)."""
+    machine's trials are that machine's business: its next sweep fails them). A live process
+    of that pid is another one when it started at another time (after a reboot)."""
     host, _, pid = trial.user_attrs.get("owner", "").rpartition(":")
     if host != socket.gethostname():
         return not host  # no owner: not a sweep.py trial at all
@@ -159,8 +232,9 @@ def is_abandoned(trial) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:  # it exists, as another user's process
-        return False
-    return False
+        pass
+    started = trial.user_attrs.get("owner_started")
+    return started is not None and process_start(int(pid)) != started
 
 
 def fail_abandoned(study, optuna) -> None:
@@ -168,7 +242,7 @@ def fail_abandoned(study, optuna) -> None:
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if is_abandoned(trial):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            print(f"trial {trial.number}: left running by a stopped sweep, marked failed")
+            print(f"trial {trial.number}: {ABANDONED}, marked failed")
 
 
 def run_trial(trial, flags: list[str], train_script, optuna) -> int:
@@ -187,26 +261,28 @@ def run_trial(trial, flags: list[str], train_script, optuna) -> int:
         train_script.seed_everything(train_args.seed, train_args.deterministic)
         result = train_script.train(train_args, keep_going)
     except engine.UserError as error:  # diverged, or a flag value this data cannot take
-        study_tell(trial, states.FAIL)
+        study_tell(trial, states.FAIL, reason=cli.user_message(error))
         print(f"trial {trial.number} failed: {cli.user_message(error)}", file=sys.stderr)
         return 0
-    except BaseException:
-        study_tell(trial, states.FAIL)
+    except BaseException as error:
+        study_tell(trial, states.FAIL, reason=f"stopped by {type(error).__name__}")
         raise
     if result.stopped_by is not None:  # Ctrl-C: the trial's run is saved, the sweep ends
-        study_tell(trial, states.FAIL)
+        study_tell(trial, states.FAIL, reason=f"stopped by {result.stopped_by.name}")
         return result.stopped_by.exit_code
     if pruned:
         study_tell(trial, states.PRUNED)
-    elif result.best_metric is None:  # no epoch was validated
-        study_tell(trial, states.FAIL)
+    elif result.best_metric is None:
+        study_tell(trial, states.FAIL, reason="its run ended before any validation")
     else:
         study_tell(trial, states.COMPLETE, result.best_metric)
     return 0
 
 
-def study_tell(trial, state, value: float | None = None) -> None:
-    """Tell the trial's end to its study."""
+def study_tell(trial, state, value: float | None = None, reason: str | None = None) -> None:
+    """Tell the trial's end to its study; a failed one keeps its `reason` for the table."""
+    if reason is not None:
+        trial.set_user_attr("failed", reason)
     trial.study.tell(trial, value, state=state)
 
 
@@ -217,12 +293,13 @@ def run_trials(study, space, base_flags, sweep_dir: Path, train_script, args, op
     for _ in range(args.trials):  # failed trials count here, so a broken flag cannot loop
         if len(study.get_trials(deepcopy=False, states=counted)) >= args.trials:
             return 0
-        trial = study.ask()
+        trial = study.ask(distributions(space, optuna))
         trial.set_user_attr("owner", owner())
+        trial.set_user_attr("owner_started", process_start(os.getpid()))
         try:
             run_name = f"trial-{trial.number:04d}"
             run_flags = ["--out-dir", str(sweep_dir / "runs"), "--run-name", run_name]
-            flags = [*base_flags, *suggest(trial, space)]
+            flags = [*base_flags, *trial_flags(trial, space)]
             trial.set_user_attr("flags", flags)
             trial.set_user_attr("run_dir", str(sweep_dir / "runs" / run_name))
         except BaseException:
@@ -233,6 +310,73 @@ def run_trials(study, space, base_flags, sweep_dir: Path, train_script, args, op
         if code:
             return code
     return 0
+
+
+# --------------------------------------------------------------------------- Study
+def make_sweep_dir(study: str) -> Path:
+    """sweeps/<study>/, where the trials' run folders go (and the study by default)."""
+    sweep_dir = Path("sweeps") / study
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise engine.UserError(
+            f"cannot create {sweep_dir} ({error.strerror}); run sweep.py in a writable folder"
+        ) from None
+    return sweep_dir
+
+
+def open_study(storage: str, args: argparse.Namespace, sweep_dir: Path, space: dict, optuna):
+    """The study (new, or an earlier sweep's to continue), checked against this sweep's space
+    and folder; the first sweep process also fails the trials a killed sweep left running."""
+    direction = "maximize" if task.HIGHER_IS_BETTER else "minimize"
+    pruner = optuna.pruners.NopPruner() if args.no_pruning else optuna.pruners.MedianPruner()
+    study = optuna.create_study(storage=storage, study_name=args.study, direction=direction,
+                                pruner=pruner, load_if_exists=True)  # fmt: skip
+    require_same_kinds(study, distributions(space, optuna), optuna)
+    if not args.worker:
+        require_recorded_trial_folders(study, storage, sweep_dir / "runs")
+        fail_abandoned(study, optuna)
+    return study
+
+
+def require_recorded_trial_folders(study, storage: str, runs: Path) -> None:
+    """Refuse a storage that does not record the trials whose run folders are here (an
+    emptied or replaced study.db): its new trial 0 would collide with the old one's folder."""
+    recorded = {f"trial-{trial.number:04d}" for trial in study.get_trials(deepcopy=False)}
+    unknown = sorted(path.name for path in runs.glob("trial-*") if path.name not in recorded)
+    if unknown:
+        raise engine.UserError(
+            f"{runs} holds {unknown[0]}, a trial that the study's storage {storage} does not "
+            f"record (emptied or replaced?); give --storage the database of those trials, or "
+            f"move {runs.parent} aside to start the study anew"
+        )
+
+
+@contextlib.contextmanager
+def storage_errors(storage: str, optuna):
+    """The study's database errors as one sentence (a damaged or read-only file, a URL of no
+    database); they come at any read or write of the study, not only when it is opened."""
+    from sqlalchemy import exc  # Optuna's own database layer
+
+    try:
+        yield
+    except (exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+        cause = error.__cause__ if isinstance(error.__cause__, exc.SQLAlchemyError) else error
+        if isinstance(cause, exc.NoSuchModuleError):
+            problem = "names a database that no installed driver serves"
+            fix = "give a sqlite:///PATH URL, or install that database's driver"
+        elif isinstance(cause, exc.ArgumentError):
+            problem = "is not a database URL"
+            fix = "give one such as sqlite:///study.db or postgresql://user@host/name"
+        elif isinstance(cause, exc.OperationalError):
+            problem = f"cannot be opened or written ({cause.orig})"
+            fix = "give --storage a database this process can write"
+        elif isinstance(cause, exc.DatabaseError):
+            problem = f"is not a readable study database ({cause.orig})"
+            fix = "give --storage the one holding this study, or start anew with another --study"
+        else:
+            raise
+        raise engine.UserError(f"the study's storage {storage} {problem}; {fix}") from None
 
 
 # -------------------------------------------------------------------------- --jobs
@@ -273,17 +417,24 @@ def wait_for(workers: list[subprocess.Popen]) -> int:
 
 # --------------------------------------------------------------------------- Report
 def report(study, sweep_dir: Path, optuna) -> None:
-    """A table of the trials, then the best one's train.py command line."""
+    """A table of the trials, why the failed ones failed, then the best one's command line."""
     rows = [("trial", "state", task.BEST_METRIC, "run folder", "flags")]
+    failed = []
     for trial in study.get_trials(deepcopy=False):
         value = "" if trial.value is None else f"{trial.value:.4g}"
         params = " ".join(f"{name}={value}" for name, value in trial.params.items())
+        if trial.state == optuna.trial.TrialState.FAIL:
+            failed.append(trial.user_attrs.get("failed", ABANDONED))
+            params += f"  (failed: {failed[-1]})"
         rows.append((str(trial.number), trial.state.name, value,
                      trial.user_attrs.get("run_dir", ""), params))  # fmt: skip
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     for row in rows:
         cells = "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
         print(f"{cells}  {row[4]}")
+    if failed:
+        reasons = "; ".join(f"{count} {reason}" for reason, count in Counter(failed).items())
+        print(f"{len(failed)} trial(s) failed: {reasons}")
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if complete:
         best = study.best_trial
@@ -319,20 +470,15 @@ def main(argv: list[str] | None = None) -> int:
     space = parse_space(specs, train_parser)
     train_parser.prog = "train.py"  # its errors name train.py's flags and train.py --help
     engine.parse_args_with_config(train_parser, base_flags)  # a bad one stops before any trial
-    sweep_dir = Path("sweeps") / args.study
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    direction = "maximize" if task.HIGHER_IS_BETTER else "minimize"
-    pruner = optuna.pruners.NopPruner() if args.no_pruning else optuna.pruners.MedianPruner()
-    study = optuna.create_study(storage=args.storage or f"sqlite:///{sweep_dir / 'study.db'}",
-                                study_name=args.study, direction=direction, pruner=pruner,
-                                load_if_exists=True)  # fmt: skip
-    if not args.worker:
-        fail_abandoned(study, optuna)
-    workers = [] if args.worker else start_workers([*argv, "--jobs", "1"], args.jobs)
-    code = run_trials(study, space, base_flags, sweep_dir, train_script, args, optuna)
-    code = wait_for(workers) or code
-    if not args.worker:
-        report(study, sweep_dir, optuna)
+    sweep_dir = make_sweep_dir(args.study)
+    storage = args.storage or f"sqlite:///{sweep_dir / 'study.db'}"
+    with storage_errors(storage, optuna):
+        study = open_study(storage, args, sweep_dir, space, optuna)
+        workers = [] if args.worker else start_workers([*argv, "--jobs", "1"], args.jobs)
+        code = run_trials(study, space, base_flags, sweep_dir, train_script, args, optuna)
+        code = wait_for(workers) or code
+        if not args.worker:
+            report(study, sweep_dir, optuna)
     if code and not args.worker:  # its stopped trials are failed ones: new trials replace them
         print("sweep stopped; the same command again continues the study", file=sys.stderr)
     return code

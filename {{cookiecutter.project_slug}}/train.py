@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-every", type=cli.positive_int, default=20, help="optimizer steps between logs")
     add("--ckpt-every-steps", type=cli.non_negative_int, default=0, help="last.pt every N steps")
     add("--keep-top-k", type=cli.non_negative_int, default=0, help="best epoch checkpoints kept")
-    add("--out-dir", type=Path, default=Path("runs"), help="where run folders go")
+    add("--out-dir", type=cli.folder_path, default=Path("runs"), help="where run folders go")
     add("--run-name", type=cli.folder_name, help="run folder name (default: a timestamp)")
     add("--resume", type=Path, help="checkpoint to continue, or auto: the newest last.pt")
     add("--config", type=Path, default=argparse.SUPPRESS, help="YAML/TOML file of flag defaults")
@@ -150,7 +150,8 @@ class TrainResult:
     run_dir: Path
     device: torch.device
     losses: list[float]
-    best_metric: float | None  # the best validation value of task.BEST_METRIC
+    best_metric: float | None  # the best validation value of task.BEST_METRIC (one at a
+    # --max-steps stop mid-epoch counts too)
     model: nn.Module  # the trained model, unwrapped (no DDP, no torch.compile)
     stopped_by: engine.StopRequest | None = None  # set when a signal ended the run early
     ema: nn.Module | None = None  # --ema: the average of the weights (an AveragedModel)
@@ -244,6 +245,7 @@ def train(
 
     # Main loop: train an epoch, evaluate, save checkpoints; a stop signal saves and ends it.
     losses: list[float] = []
+    part_way = None  # the value of the validation where --max-steps ends a run mid-epoch
     with run_lock, trackers, engine.StopRequest() as stop, checkpoints.explain_divergence():
         run = Run(trackers, stop, checkpoints.save_last)
         while state.epoch < args.epochs and not reached_max_steps(state, args):
@@ -259,6 +261,8 @@ def train(
             epoch_done = train_loader.sampler.finished(state.samples_in_epoch, args.batch_size)
             if stop.requested or not epoch_done:
                 checkpoints.save_last()  # stopped part-way (a signal, --max-steps)
+                if not stop.requested:  # a result for the weights --max-steps reached
+                    part_way = validate_part_way(eval_model, val_loader, device, state, trackers)
                 break
             # Evaluate. A stop signal ends it at the next batch; last.pt keeps the epoch's
             # training, and the resumed run validates it.
@@ -281,7 +285,25 @@ def train(
         seconds = time.perf_counter() - started
         tqdm.write(engine.end_lines(checkpoints, stop, args, seconds, task.describe_best))
     stopped_by = stop if stop.requested else None
-    return TrainResult(run_dir, device, losses, state.best_metric, model, stopped_by, ema)
+    best = best_of(state.best_metric, part_way)
+    return TrainResult(run_dir, device, losses, best, model, stopped_by, ema)
+
+
+def validate_part_way(eval_model: nn.Module, val_loader, device, state, trackers) -> float:
+    """Validate the weights of a run that --max-steps ended mid-epoch (a sweep's trial budgeted
+    in steps needs a result); best.pt stays the best of whole epochs. Returns the metric."""
+    metrics = task.evaluate(eval_model, val_loader, device)
+    line = f"step {state.global_step} (part-way through epoch {state.epoch + 1}, --max-steps)  "
+    engine.log_validation(trackers, metrics, state.global_step, line + task.describe(metrics))
+    return metrics[task.BEST_METRIC]
+
+
+def best_of(*values: float | None) -> float | None:
+    """The best of the metric's values (None: not measured), in the task's direction."""
+    measured = [value for value in values if value is not None]
+    if not measured:
+        return None
+    return max(measured) if task.HIGHER_IS_BETTER else min(measured)
 
 
 def log_first_look(

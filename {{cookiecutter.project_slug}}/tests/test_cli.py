@@ -41,6 +41,9 @@ from .conftest import PROJECT_ROOT
         (["--num-workers", "1000"], "argument --num-workers: 1000 is out of range"),
         (["--epoch", "3"], "unrecognized arguments: --epoch 3"),  # not taken as --epochs
         (["--run-name", "../escape"], "argument --run-name: '../escape' is a path"),
+        (["--run-name", ""], "argument --run-name: the name is empty; give a folder name"),
+        (["--run-name", "r" * 300], "is 300 bytes long, over the 255 a file system takes"),
+        (["--out-dir", f"runs/{'o' * 300}/x"], "argument --out-dir: oooooooooooooooooooo..."),
         (
             ["--prefetch-thread=no"],
             "--prefetch-thread takes no value (got 'no'); write just --prefetch-thread or "

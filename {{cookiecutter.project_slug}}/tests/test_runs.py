@@ -8,6 +8,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from {{ cookiecutter.package_name }}.engine import reporting
+from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
 from {{ cookiecutter.package_name }}.engine.step import build_optimizer
 
 from .conftest import TINY_RUN_FLAGS, model_of_this_task, scalar_steps
@@ -174,3 +176,77 @@ def test_a_finished_run_resumed_with_more_epochs_trains_on_the_new_schedule(
     first = events.Scalars("train/lr")[-1]
     expected = 3e-3 * 0.5 * (1 + math.cos(math.pi * (12 - 2) / (18 - 2)))  # warm-up 2
     assert first.step == 13 and first.value == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "flags", [["--run-name", "other"], ["--out-dir", "elsewhere"]], ids=["run-name", "out-dir"]
+)
+def test_resume_refuses_a_run_folder_other_than_its_own_and_touches_nothing(
+    tiny_run, train_script, tmp_path, flags
+):
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    before = snapshot(run_dir)
+    last = str(run_dir / "checkpoints" / "last.pt")
+    with pytest.raises(train_script.engine.UserError, match="names another folder than the run"):
+        train_script.parse_args(["--resume", last, "--epochs", "3", *flags])
+    assert snapshot(run_dir) == before
+
+
+def test_resume_accepts_the_run_folder_it_continues_in(tiny_run, train_script, tmp_path):
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    last = str(run_dir / "checkpoints" / "last.pt")
+    flags = ["--out-dir", str(tmp_path), "--run-name", "tiny", "--epochs", "3"]
+    assert train_script.parse_args(["--resume", last, *flags]).run_name == "tiny"
+
+
+def test_a_checkpoint_of_other_optimizer_groups_is_refused_and_nothing_touched(
+    tiny_run, train_script, tmp_path
+):
+    # A run of an older layout: one optimizer group where this version keeps several apart.
+    run_dir = copy_of_tiny_run(tiny_run, tmp_path)
+    last = run_dir / "checkpoints" / "last.pt"
+    checkpoint = torch.load(last, weights_only=True)
+    groups = checkpoint["optimizer"]["param_groups"]
+    assert len(groups) > 1
+    every_index = [index for group in groups for index in group["params"]]
+    checkpoint["optimizer"]["param_groups"] = [{**groups[0], "params": every_index}]
+    torch.save(checkpoint, last)
+    before = snapshot(run_dir)
+    args = train_script.parse_args(["--resume", str(last), "--epochs", "3"])
+    with pytest.raises(train_script.engine.UserError, match="older version of this project"):
+        train_script.train(args)
+    assert snapshot(run_dir) == before
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_its_run_name(
+    train_script, tmp_path, capsys
+):
+    flags = [*TINY_RUN_FLAGS, "--out-dir", str(tmp_path), "--run-name", "job", "--epochs", "1"]
+    assert train_script.main([*flags, "--max-steps", "4"]) == 0
+    (tmp_path / "job" / "checkpoints" / "last.pt").unlink()  # as if a bad image ended it
+    assert train_script.main(flags) == 0
+    assert "has no checkpoint yet, so the run starts again in it" in capsys.readouterr().out
+    assert scalar_steps(tmp_path / "job", "train/loss") == [2, 4, 6]  # the attempt's dropped
+
+
+def test_a_folder_that_is_not_a_run_still_blocks_the_run_name(train_script, tmp_path):
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "notes.txt").write_text("mine")
+    flags = [*TINY_RUN_FLAGS, "--out-dir", str(tmp_path), "--run-name", "job"]
+    with pytest.raises(train_script.engine.UserError, match="already exists"):
+        train_script.train(train_script.parse_args(flags))
+    assert [path.name for path in (tmp_path / "job").iterdir()] == ["notes.txt"]
+
+
+def test_under_torchrun_the_continue_line_is_a_torchrun_command(monkeypatch, tmp_path):
+    monkeypatch.setattr(reporting, "is_distributed", lambda: True)
+    monkeypatch.setattr(reporting, "world_size", lambda: 4)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    state = TrainState(epoch=0, global_step=3)
+    lines = reporting.run_summary(tmp_path, state, 2, 3, 1.0, str)
+    resume = f"--resume {tmp_path / 'last.pt'} --max-steps 0"
+    assert f"continue:  torchrun --nproc_per_node=4 train.py {resume}" in lines
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two machines
+    assert "torchrun --nnodes=2 --nproc_per_node=2 <the same rendezvous flags> train.py" in (
+        reporting.run_summary(tmp_path, state, 2, 3, 1.0, str)
+    )

@@ -14,6 +14,7 @@ from ..errors import DivergedError, UserError
 
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
 MAX_IMAGE_SIZE = 4096  # far past what fits a batch in memory; a typo (100000) stops here
+MAX_NAME_BYTES = 255  # the longest file or folder name of ext4, XFS, APFS, NTFS
 WORKERS_PER_CORE = 4  # more loader processes than this per core only compete for the cores
 # train.py --smoke-test: the flags of its two steps (the task adds its own smallest sizes);
 # TensorBoard alone, so that no smoke test lands in MLflow or W&B.
@@ -127,10 +128,31 @@ def num_workers(text: str) -> int:
 
 
 def folder_name(text: str) -> str:
-    """A plain folder name (a run name): no path separators, not '.' or '..'."""
+    """A plain folder name (a run name): not empty, no path separators, not '.' or '..', and
+    short enough for a file system."""
+    if not text:
+        raise argparse.ArgumentTypeError("the name is empty; give a folder name")
     if Path(text).name != text or text in (".", ".."):
         raise argparse.ArgumentTypeError(f"{text!r} is a path; give a plain folder name")
-    return text
+    return short_enough(text)
+
+
+def folder_path(text: str) -> Path:
+    """A folder's path (an output folder), each of its names short enough for a file system."""
+    for part in Path(text).parts:
+        short_enough(part)
+    return Path(text)
+
+
+def short_enough(name: str) -> str:
+    """`name` if a file system takes it as one file or folder name (255 bytes on nearly all)."""
+    size = len(os.fsencode(name))
+    if size > MAX_NAME_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"{name[:20]}... is {size} bytes long, over the {MAX_NAME_BYTES} a file system "
+            "takes for one name; give a shorter one"
+        )
+    return name
 
 
 def check_stored_values(

@@ -5,6 +5,7 @@ the model (module graph, autograd graph)."""
 import argparse
 import copy
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -107,10 +108,24 @@ def run_summary(
         lines.append(f"best {describe_best(state.best_metric)}, saved in {best_pt}")
     lines.append(f"last checkpoint: {last}")
     if state.epoch < epochs:
-        lines.append(f"continue:  python train.py --resume {last} --max-steps 0")
+        lines.append(f"continue:  {launch_command()} --resume {last} --max-steps 0")
     if best_pt.exists():
         lines.append(f"evaluate:  python test.py --checkpoint {best_pt}")
     return "\n".join(lines)
+
+
+def launch_command() -> str:
+    """How train.py was started: python, or torchrun with this run's process counts."""
+    if not is_distributed():
+        return "python train.py"
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+    machines = world_size() // per_machine
+    if machines == 1:
+        return f"torchrun --nproc_per_node={per_machine} train.py"
+    return (
+        f"torchrun --nnodes={machines} --nproc_per_node={per_machine} <the same rendezvous "
+        "flags> train.py"
+    )
 
 
 def log_hparams(writer: SummaryWriter, args: dict, metric_tags: tuple[str, ...]) -> None:
@@ -209,8 +224,10 @@ def end_lines(
     """What a run ends with: the summary and next commands, or how to continue after a stop."""
     last, state = checkpoints.last, checkpoints.state
     if stop.requested:
-        launcher = "torchrun <the same flags> train.py" if is_distributed() else "python train.py"
-        line = f"stopped at step {state.global_step}; continue with: {launcher} --resume {last}"
+        line = (
+            f"stopped at step {state.global_step}; continue with: {launch_command()} "
+            f"--resume {last}"
+        )
         return "\n".join([line, *stop_timing_line(checkpoints, stop)])
     checkpoints = last.parent
     return run_summary(checkpoints, state, args.epochs, args.max_steps, seconds, describe_best)

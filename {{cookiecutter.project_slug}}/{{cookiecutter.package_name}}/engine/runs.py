@@ -49,15 +49,13 @@ TEMPORARY_FILE = re.compile(r"\..+\.(\d+)\.tmp")
 
 
 def create_run_dir(out_dir: str | Path, run_name: str | None, reuse_unsaved: bool = False) -> Path:
-    """Make `<out_dir>/<run_name or timestamp>/`; an existing folder is an error, not overwritten.
-
-    reuse_unsaved (--resume auto): a --run-name folder with no checkpoints/last.pt is an
-    attempt of this run killed before its first checkpoint; the run starts again in it.
+    """Make `<out_dir>/<run_name or timestamp>/`; an existing folder is an error, not overwritten,
+    unless it is an attempt that ended before its first checkpoint (see is_unsaved_attempt).
     """
     out_dir = Path(out_dir)
     if run_name:
         run_dir = out_dir / run_name
-        if reuse_unsaved and run_dir.is_dir() and not (run_dir / "checkpoints/last.pt").exists():
+        if is_unsaved_attempt(run_dir, reuse_unsaved):
             (run_dir / "checkpoints").mkdir(exist_ok=True)
             return run_dir
         if run_dir.exists():
@@ -83,6 +81,18 @@ def create_run_dir(out_dir: str | Path, run_name: str | None, reuse_unsaved: boo
             "point --out-dir at a writable folder"
         ) from None
     return run_dir
+
+
+def is_unsaved_attempt(run_dir: Path, auto_start: bool = False) -> bool:
+    """Whether `run_dir` is a run folder without a checkpoint: an attempt that was killed, or
+    failed (a broken image mid-epoch), before its first save. Nothing in it can be resumed,
+    so the same --run-name starts the run again in it. With --resume auto (`auto_start`) any
+    such folder is one, as its first start may have been killed before it saved its args.
+    """
+    checkpoints = run_dir / "checkpoints"
+    if not run_dir.is_dir() or any(checkpoints.glob("*.pt")):
+        return False
+    return auto_start or (run_dir / "args.json").is_file()
 
 
 def plain(value: object) -> object:
@@ -273,6 +283,7 @@ def parse_resumed_args(
                 "or start a new run without --resume"
             )
         raise UserError(_conflict(name, value, saved[name]))
+    require_same_run_folder(path, given, from_file)
     defaults = vars(parser.parse_args([]))
     restored = {
         name: Path(value) if isinstance(defaults.get(name), Path) and value is not None else value
@@ -287,6 +298,31 @@ def parse_resumed_args(
         resumed.batch_size = saved["batch_size"]
     resumed.preprocessing = checkpoint.get("preprocessing")  # the data must be fed as before
     return resumed
+
+
+def require_same_run_folder(checkpoint: Path, given: dict, from_file: dict) -> None:
+    """Refuse an --out-dir or --run-name that names another folder than the resumed run's.
+
+    A resumed run writes into the folder its checkpoint belongs to; a different folder named
+    on the command line would be silently ignored, and the run's files changed instead.
+    A checkpoint moved out of its run folder starts a new folder: there they are obeyed.
+    """
+    run_dir = Path(checkpoint).resolve().parent.parent  # <run>/checkpoints/last.pt
+    if not (run_dir / "args.json").is_file():
+        return
+    named = {**from_file, **{name: value for name, value in given.items() if value is not _UNSET}}
+    out_dir, run_name = named.get("out_dir"), named.get("run_name")
+    if out_dir is not None and Path(out_dir).resolve() != run_dir.parent:
+        wrong = f"--out-dir {out_dir}"
+    elif run_name is not None and run_name != run_dir.name:
+        wrong = f"--run-name {run_name}"
+    else:
+        return
+    raise UserError(
+        f"{wrong} names another folder than the run being resumed, which continues in "
+        f"{run_dir}; drop {wrong.split()[0]} to continue that run, or start a new run "
+        "without --resume"
+    )
 
 
 def _conflict(name: str, value: object, saved: object) -> str:
@@ -344,6 +380,7 @@ def restore_training(
     if "samples_in_epoch" not in checkpoint["state"]:  # saved before the count was kept
         state.samples_in_epoch = state.step_in_epoch * effective_batch(args, state.world_size)
     load_model_weights(model, checkpoint, args.resume)
+    require_same_parameter_groups(checkpoint["optimizer"], optimizer, args.resume)
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     if state.world_size != world_size() and train_size is not None:
@@ -362,6 +399,22 @@ def restore_training(
     restore_rng_state(checkpoint["rng"])
     state.world_size = world_size()
     return state
+
+
+def require_same_parameter_groups(
+    saved: dict, optimizer: torch.optim.Optimizer, checkpoint: Path
+) -> None:
+    """Refuse to resume an optimizer state of other parameter groups (one saved by an older
+    version of this project, before the task's groups were kept apart): its moments would
+    land on the wrong parameters. The weights themselves are fine for test.py."""
+    before, now = len(saved["param_groups"]), len(optimizer.param_groups)
+    if before != now:
+        raise UserError(
+            f"{checkpoint} was saved by an older version of this project, whose optimizer had "
+            f"{before} parameter group(s) where this one has {now} (a decay and a no-decay "
+            "group for each of the task's parameter groups), so its training cannot go on; "
+            f"evaluate it with test.py --checkpoint {checkpoint}, or start a new run"
+        )
 
 
 def require_one_checkpoint_for_all(checkpoint: Path | None) -> None:
@@ -452,8 +505,11 @@ def open_run_dir(
     # A new run, or a checkpoint moved out of its run folder: a new folder (or, with
     # --resume auto, the folder of an attempt that never saved a checkpoint).
     reuse = getattr(args, "auto_start", False)
-    reused = reuse and args.run_name and (Path(args.out_dir) / args.run_name).is_dir()
+    reused = bool(args.run_name) and is_unsaved_attempt(Path(args.out_dir) / args.run_name, reuse)
     run_dir = create_run_dir(args.out_dir, args.run_name, reuse_unsaved=reuse)
+    # Starting again in an attempt's folder is what --resume auto does when it finds no
+    # checkpoint: the trackers then drop all that the attempt logged.
+    args.auto_start = reuse or reused
     try:
         lock.acquire(run_dir)
         save_args(run_dir, args, **resolved)
@@ -467,7 +523,7 @@ def open_run_dir(
         kept = f"; the checkpoint {args.resume} is untouched" if args.resume else ""
         raise UserError(f"{failure}; the new run folder {run_dir} was removed{kept}") from None
     if reused:
-        print(f"--resume auto: {run_dir} has no checkpoint yet, so the run starts again in it")
+        print(f"{run_dir} has no checkpoint yet, so the run starts again in it")
     return run_dir, True
 
 
