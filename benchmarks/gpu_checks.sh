@@ -40,8 +40,8 @@ python -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__ver
 step python -m cookiecutter "$repo" --no-input smoke_test=required -o "$out/bake"
 project="$out/bake/image-classifier"
 cd "$project" || exit 1
-step python -m pytest -q -rs tests/test_precision.py tests/test_timing.py tests/test_prefetch.py \
-    tests/test_cli.py
+step python -m pytest -q -rs tests/engine/test_precision.py tests/engine/test_timing.py tests/engine/test_prefetch.py \
+    tests/engine/test_cli.py
 python -c "import torch; raise SystemExit(not torch.cuda.is_available())" || exit $failed
 
 step torchrun --nproc_per_node=1 train.py --epochs 1 --max-steps 40 --log-every 10 \

@@ -366,9 +366,9 @@ def test_natural_names_give_a_clean_project(tmp_path, task, package, model):
 
 
 def tiny_run_flags(project: Path) -> list[str]:
-    """The baked project's own TINY_RUN_FLAGS (tests/conftest.py, with the task's own from
-    tests/task_cases.py where it unpacks them)."""
-    return listed_strings(project / "tests", "conftest.py", "TINY_RUN_FLAGS")
+    """The baked project's own TINY_RUN_FLAGS (tests/helpers.py, with the task's own from
+    tests/task/task_cases.py where it unpacks them)."""
+    return listed_strings(project / "tests", "helpers.py", "TINY_RUN_FLAGS")
 
 
 def listed_strings(folder: Path, module: str, name: str) -> list[str]:
@@ -384,7 +384,7 @@ def listed_strings(folder: Path, module: str, name: str) -> list[str]:
     for element in value.elts:
         if isinstance(element, ast.Starred):  # *task_cases.TINY_RUN_FLAGS
             other, attribute = ast.unparse(element.value).split(".")
-            items += listed_strings(folder, f"{other}.py", attribute)
+            items += listed_strings(folder, f"task/{other}.py", attribute)
         else:
             items.append(ast.literal_eval(element))
     return items

@@ -25,7 +25,7 @@ from {{ cookiecutter.package_name }}.task import task
 
 # Relative (the probe runs as -m tests.distributed_probe), so its place among the imports
 # does not depend on how the package name sorts against "tests".
-from .conftest import load_script
+from .helpers import load_script
 from .sample_recorder import recording
 
 

@@ -44,7 +44,7 @@ from {{ cookiecutter.package_name }}.engine.loader import EpochSeeded
 
 # Relative (the recorder runs as -m tests.sample_recorder), so its place among the imports
 # does not depend on how the package name sorts against "tests".
-from .conftest import load_script
+from .helpers import load_script
 
 Sample = tuple[int, int]  # (epoch, index)
 
