@@ -183,8 +183,8 @@ def test_a_bake_has_no_file_that_only_another_task_has(baked):
 
 
 def test_every_task_bakes_byte_identical_scripts_and_engine(tmp_path):
-    # The scripts and engine/ are one program for every task: what differs
-    # is task.py's.
+    # The scripts, engine/ and the machinery's tests are one program for every task: what
+    # differs is the task's.
     baked = {}
     for task in TASKS:
         project = bake_names(tmp_path / task, task, "proj", "net")
@@ -192,10 +192,11 @@ def test_every_task_bakes_byte_identical_scripts_and_engine(tmp_path):
             name: (project / name).read_bytes()
             for name in project_files(project)
             if name in ("train.py", "test.py", "predict.py", "export.py", "sweep.py")
-            or name.startswith("proj/engine/")
+            or name.startswith(("proj/engine/", "tests/engine/"))
+            or name in ("tests/conftest.py", "tests/helpers.py")
         }
     first_task, first = next(iter(baked.items()))
-    assert "proj/engine/__init__.py" in first
+    assert "proj/engine/__init__.py" in first and "tests/engine/test_export.py" in first
     for task, files in baked.items():
         assert files.keys() == first.keys(), (task, first_task)
         assert [name for name in files if files[name] != first[name]] == [], (task, first_task)
