@@ -90,7 +90,7 @@ def export_verified(args: argparse.Namespace, model: nn.Module, card: dict, outp
     with engine.staged_output(output, args.format) as staged:
         dynamic = varying_dims(examples)  # the file takes any size where the examples differ
         engine.write_export(args.format, model, card, examples[0], dynamic, staged)
-        results = engine.verify_export(staged, model, examples, task.build_model)
+        results = engine.verify_export(staged, model, examples, task)
         for images, (difference, scale) in zip(examples, results, strict=True):
             print(
                 f"verified    batch {tuple(images.shape)}: max abs difference {difference:.2e} "
@@ -111,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     """Load the checkpoint's network, write it in the format asked, verify it, keep it."""
     args = build_parser().parse_args(argv)
     engine.require_export_packages(args.format)
-    model, card = engine.load_checkpoint_model(
-        args.checkpoint, task.NAME, task.PREDICT_SETTINGS, task.build_model
-    )
+    model, card = engine.load_checkpoint_model(args.checkpoint, task)
     output = output_path(args.output, args.checkpoint, args.format)
     started = time.perf_counter()
     try:

@@ -47,10 +47,8 @@ def load_predictor(args: argparse.Namespace) -> engine.Predictor:
     """The model of --checkpoint or --model on --device, with its model card."""
     device = engine.select_device(args.device)
     if args.model is not None:
-        return engine.exported_predictor(args.model, device, task.NAME, task.build_model)
-    model, card = engine.load_checkpoint_model(
-        args.checkpoint, task.NAME, task.PREDICT_SETTINGS, task.build_model
-    )
+        return engine.exported_predictor(args.model, device, task)
+    model, card = engine.load_checkpoint_model(args.checkpoint, task)
     return engine.eager_predictor(model, card, device)
 
 

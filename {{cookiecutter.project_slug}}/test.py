@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }}.task import task
 
 # Data settings read from the checkpoint's args unless given on the command line (the task
 # adds its own, task.EVAL_SETTINGS).
-DATA_SETTINGS = ("dataset", "data_dir", "image_size", "synthetic_size", "seed")
+DATA_SETTINGS = ("dataset", "data_dir", "synthetic_size", "seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,7 +35,6 @@ def build_parser() -> cli.ArgumentParser:
     add("--checkpoint", type=Path, required=True, help="a .pt file train.py wrote")
     add("--dataset", choices=task.DATASETS, help="default: the checkpoint's")
     add("--data-dir", type=Path, help="default: the checkpoint's")
-    add("--image-size", type=cli.image_size, help="default: the checkpoint's")
     add("--synthetic-size", type=cli.positive_int, help="default: the checkpoint's")
     add("--seed", type=cli.seed, help="default: the checkpoint's")
     task.add_eval_flags(parser)
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         name: train_args[name] if getattr(args, name) is None else getattr(args, name)
         for name in names
     }
-    recorded = {"preprocessing": checkpoint.get("preprocessing")}  # the input format it trained on
+    recorded = {"recorded": engine.task_extras(checkpoint)}  # e.g. the input format it trained on
     data = task.build_data(argparse.Namespace(**{**train_args, **settings, **recorded}))
     task.check_data(checkpoint, data)
 

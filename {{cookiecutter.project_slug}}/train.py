@@ -35,15 +35,8 @@ from torchinfo import summary
 from tqdm import tqdm
 
 import {{ cookiecutter.package_name }}.engine as engine
-
-# The model module under a fixed name, so no model_name answer can collide with a name here.
-from {{ cookiecutter.package_name }} import (
-    {{ cookiecutter.model_name }} as architecture,
-)
 from {{ cookiecutter.package_name }}.engine import cli
-
-# What differs between tasks: the task (engine/task_base.py's interface, in task.py).
-from {{ cookiecutter.package_name }}.task import task
+from {{ cookiecutter.package_name }}.task import task  # what differs between tasks
 
 
 # ------------------------------------------------------------------------------ Seed
@@ -65,20 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     task.add_flags(parser)  # the task's own: its data set, model size, loss
     add = parser.add_argument_group("data").add_argument
-    add("--image-size", type=cli.image_size,
-        help="side of the square input (default: the task's, or the pretrained weights')")  # fmt: skip
-    add(
-        "--num-workers",
-        type=cli.num_workers,
-        default=engine.DEFAULT_NUM_WORKERS,
-        help="DataLoader workers",
-    )
-    add(
-        "--prefetch-thread",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="a loading thread",
-    )
+    add("--num-workers", type=cli.num_workers, default=engine.DEFAULT_NUM_WORKERS,
+        help="DataLoader workers")  # fmt: skip
+    add("--prefetch-thread", action=argparse.BooleanOptionalAction, default=True,
+        help="a loading thread")  # fmt: skip
     add = parser.add_argument_group("optimisation").add_argument
     add("--epochs", type=cli.positive_int, default=5, help="passes over the training data")
     add("--max-steps", type=cli.non_negative_int, default=0, help="optimizer steps (0: all)")
@@ -94,7 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--optimizer", choices=engine.OPTIMIZERS, default="adamw", help="optimizer")
     add("--scheduler", choices=engine.SCHEDULERS, default="cosine", help="after the warm-up")
     add("--warmup-steps", type=cli.non_negative_int, default=50, help="linear warm-up steps")
-    add("--norm", choices=architecture.NORMS, default="batch", help="normalisation layers")
     add("--grad-clip", type=cli.non_negative_float, default=0.0, help="max grad norm (0: off)")
     add("--ema", type=cli.probability, default=0.0, help="EMA decay of the weights (0: off)")
     add = parser.add_argument_group("speed").add_argument
@@ -123,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Not flags: the input format a checkpoint recorded (set when resuming one), and whether
     # --resume auto found no checkpoint of --run-name yet, so that this run starts it (in its
     # folder, if an attempt killed before its first checkpoint made one).
-    parser.set_defaults(preprocessing=None, auto_start=False)
+    parser.set_defaults(recorded={}, auto_start=False)
     return parser
 
 
@@ -190,7 +172,7 @@ def train(
     # Dataset transform + dataset / dataloader (the device is picked first: only CUDA
     # wants pinned memory). Under torchrun each process loads its own share.
     data = task.build_data(args)
-    args.image_size = data.image_size  # the size it chose, when --image-size was left to it
+    vars(args).update(task.resolved_flags(data))  # e.g. a size left to pretrained weights
     engine.resolve_batch_size(args, len(data.train))  # --batch-size auto: fitted to the data
     device = engine.select_device(args.device)
     train_loader, val_loader = engine.build_loaders(
@@ -236,7 +218,7 @@ def train(
         log_first_look(trackers, model, criterion, data, device, args)
     checkpoints = engine.RunCheckpoints(
         run_dir / "checkpoints", state, precision.state_dict, task=task.NAME, model=model,
-        model_config=model_config, classes=data.classes, preprocessing=data.preprocessing,
+        model_config=model_config, extras=task.checkpoint_extras(data),
         optimizer=optimizer, scheduler=scheduler, args=engine.args_to_dict(args), ema=ema,
         keep_top_k=args.keep_top_k, trackers=trackers.run_ids,
     )  # fmt: skip

@@ -7,7 +7,6 @@ import errno
 import importlib.util
 import io
 import json
-import math
 import os
 import pathlib
 import pickle
@@ -60,7 +59,7 @@ def best(tiny_run):
 @pytest.fixture(scope="module")
 def eager(best):
     """The checkpoint's network (eval, CPU) and model card, as export.py loads them."""
-    return engine.load_checkpoint_model(best, task.NAME, task.PREDICT_SETTINGS, task.build_model)
+    return engine.load_checkpoint_model(best, task)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +108,7 @@ def test_every_format_round_trips_within_tolerance_at_several_sizes(exported, ea
     # Checked here too, not only by export.py: reloaded as predict.py --model would, the file
     # carries the checkpoint's card and matches the network, also on a batch size (twice the
     # traced one) that export.py never tried.
-    predictor = engine.exported_predictor(output, CPU, task.NAME, task.build_model)
+    predictor = engine.exported_predictor(output, CPU, task)
     assert predictor.card == card
     with torch.inference_mode():
         for images in [*examples, torch.cat([examples[0], examples[0]])]:
@@ -347,7 +346,7 @@ def test_a_missing_export_package_names_the_extra(
     )
     # Running a file needs only the runtime.
     with pytest.raises(UserError, match=r"needs the package onnxruntime, .*\.\[export\]"):
-        engine.exported_predictor(tmp_path / "m.onnx", CPU, task.NAME, task.build_model)
+        engine.exported_predictor(tmp_path / "m.onnx", CPU, task)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -360,7 +359,7 @@ def damaged(fmt: str):
         path.write_bytes(output.read_bytes()[: output.stat().st_size // 2])
         if fmt == "safetensors":
             shutil.copy(exports.sidecar_path(output), exports.sidecar_path(path))
-        return path, task.NAME, f"{path} is not a readable {fmt} file ("
+        return path, task, f"{path} is not a readable {fmt} file ("
 
     return case
 
@@ -382,25 +381,27 @@ def without_card(fmt: str):
         else:  # the safetensors file alone, its sidecar left behind
             shutil.copy(output, path)
             message = f"{path} has no model card beside it (model.card.json is missing)"
-            return path, task.NAME, message
-        return path, task.NAME, f"{path} carries no model card"
+            return path, task, message
+        return path, task, f"{path} carries no model card"
 
     return case
 
 
 def of_another_task(tmp_path, exported):
-    return exported("pt2")[0], "another_task", f"holds a {task.NAME} model, but this project's task is another_task"  # fmt: skip
+    another = type("AnotherTask", (type(task),), {"NAME": "another_task"})()
+    message = f"holds a {task.NAME} model, but this project's task is another_task"
+    return exported("pt2")[0], another, message
 
 
 def a_checkpoint(tmp_path, exported):
     path = tmp_path / "best.pt"
     path.write_bytes(b"")
-    return path, task.NAME, f"{path} is not a model file export.py writes (.pt2, .onnx or"
+    return path, task, f"{path} is not a model file export.py writes (.pt2, .onnx or"
 
 
 def missing(tmp_path, exported):
     path = tmp_path / "model.pt2"
-    return path, task.NAME, f"{path} does not exist; give the path of a file export.py wrote"
+    return path, task, f"{path} does not exist; give the path of a file export.py wrote"
 
 
 BAD_FILES = {
@@ -414,9 +415,9 @@ BAD_FILES = {
 
 @pytest.mark.parametrize("case", BAD_FILES.values(), ids=BAD_FILES.keys())
 def test_a_bad_model_file_gets_one_sentence(tmp_path, exported, case):
-    path, task_name, message = case(tmp_path, exported)
+    path, this_task, message = case(tmp_path, exported)
     with pytest.raises(UserError) as error:
-        engine.exported_predictor(path, CPU, task_name, task.build_model)
+        engine.exported_predictor(path, CPU, this_task)
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
@@ -497,7 +498,7 @@ def test_a_pt2_with_a_pickled_entry_is_refused_before_it_runs(exported, tmp_path
     marker, evil = tmp_path / "code-ran", tmp_path / "evil.pt2"
     make(exported("pt2")[0], evil, marker)
     with pytest.raises(UserError) as error:
-        engine.exported_predictor(evil, CPU, task.NAME, task.build_model)
+        engine.exported_predictor(evil, CPU, task)
     message = str(error.value)
     assert message.startswith(f"{evil} was not loaded: {problem}") and "\n" not in message
     assert "torch.export.load would run as code" in message
@@ -510,7 +511,7 @@ def test_a_checkpoint_renamed_pt2_is_one_sentence_without_torch_logs(
     renamed = tmp_path / "best.pt2"
     shutil.copy(best, renamed)
     with pytest.raises(UserError, match="is a zip archive but not one torch.export.save writes"):
-        engine.exported_predictor(renamed, CPU, task.NAME, task.build_model)
+        engine.exported_predictor(renamed, CPU, task)
     assert caplog.records == [] and capsys.readouterr().err == ""
 
 
@@ -544,24 +545,13 @@ DELETE = object()
 DAMAGED_CARDS = {
     "no-card-version": (set_in("card_version", DELETE), "card_version is None, not 1"),
     "a-newer-version": (set_in("card_version", 2), "card_version is 2, not 1"),
-    "no-preprocessing": (set_in("preprocessing", DELETE), "preprocessing is None, not a dict"),
-    "classes-not-a-list": (set_in("classes", "cat"), "classes is 'cat', not a list"),
-    "image-size-a-string": (set_in("preprocessing.image_size", "32"),
-                            "preprocessing.image_size is '32', not a whole number of pixels"),
-    "image-size-negative": (set_in("preprocessing.image_size", -5),
-                            "preprocessing.image_size is -5, not a whole number"),
-    "image-size-huge": (set_in("preprocessing.image_size", 100000),
-                        "preprocessing.image_size is 100000, not a whole number"),
-    "three-channels-more": (set_in("preprocessing.in_channels", 6),
-                            "preprocessing.in_channels is 6, not 1 or 3"),
-    "a-nan-mean": (set_in("preprocessing.mean", [math.nan] * 3),
-                   "preprocessing.mean is [nan, nan, nan], not 1 or 3 finite numbers"),
-    "a-zero-std": (set_in("preprocessing.std", [0.0] * 3),
-                   "preprocessing.std is [0.0, 0.0, 0.0], not 1 or 3 finite numbers above 0"),
     "an-unknown-model-argument": (set_in("model_config.colour", "red"),
                                   "does not build the network ("),
     "a-model-size-of-text": (set_in("model_config.in_channels", "3"),
                              "does not build the network ("),
+    # the task's own entries, as its card_problem() words them
+    **{name: (set_in(path, value), problem)
+       for name, (path, value, problem) in task_cases.DAMAGED_CARD_ENTRIES.items()},
 }  # fmt: skip
 
 
@@ -574,7 +564,7 @@ def test_a_damaged_model_card_is_one_sentence(exported, eager, tmp_path, change,
     card = edited(change)(eager[1])
     exports.sidecar_path(output).write_text(json.dumps(card))
     with pytest.raises(UserError) as error:
-        engine.exported_predictor(output, CPU, task.NAME, task.build_model)
+        engine.exported_predictor(output, CPU, task)
     message = str(error.value)
     assert message.startswith(f"the model card of {exports.sidecar_path(output)} is not usable: ")
     assert problem in message and "\n" not in message
@@ -589,7 +579,7 @@ def test_a_card_naming_a_larger_network_than_its_weights_is_refused(exported, ea
     card["model_config"]["width"] = card["model_config"].get("width", 16) * 2
     exports.sidecar_path(output).write_text(json.dumps(card))
     with pytest.raises(UserError, match="not those of the network its card describes"):
-        engine.exported_predictor(output, CPU, task.NAME, task.build_model)
+        engine.exported_predictor(output, CPU, task)
 
 
 def numbers_close(first, second) -> bool:

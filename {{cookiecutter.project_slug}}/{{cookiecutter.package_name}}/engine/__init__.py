@@ -9,7 +9,13 @@ and predictors; exports: pt2, ONNX and safetensors files, written, verified and 
 """
 
 from ..errors import UserError
-from .checkpoint import RunCheckpoints, TrainState, load_checkpoint, load_model_weights
+from .checkpoint import (
+    RunCheckpoints,
+    TrainState,
+    load_checkpoint,
+    load_model_weights,
+    task_extras,
+)
 from .cli import SMOKE_SETTINGS, run_cli
 from .config import config_text, parse_args_with_config, read_config
 from .devices import (
@@ -141,6 +147,7 @@ __all__ = [
     "StepTimer",
     "StopRequest",
     "sum_across_ranks",
+    "task_extras",
     "tracker_names",
     "TRACKERS",
     "Trackers",

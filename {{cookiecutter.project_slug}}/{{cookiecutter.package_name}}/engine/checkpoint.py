@@ -33,13 +33,16 @@ REQUIRED_KEYS = (
     "format_version",
     "model",
     "model_config",
-    "classes",
     "optimizer",
     "scheduler",
     "state",
     "args",
     "rng",
 )
+# Every entry the engine writes; any other entry is the task's (Task.checkpoint_extras).
+ENGINE_KEYS = (
+    *REQUIRED_KEYS, "task", "scaler", "ema", "ema_updates", "trackers",
+)  # fmt: skip
 
 
 @dataclass
@@ -103,18 +106,18 @@ def save_checkpoint(
     *,
     model: nn.Module,
     model_config: dict,
-    classes: list[str],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: TrainState,
     args: dict,
     scaler: dict | None = None,
     task: str | None = None,
-    preprocessing: dict | None = None,
     ema: AveragedModel | None = None,
     trackers: dict[str, str] | None = None,
+    extras: dict | None = None,
 ) -> None:
-    """Write everything needed to evaluate the model or to continue training, atomically.
+    """Write everything needed to evaluate the model or to continue training, atomically;
+    `extras` are the task's own entries (Task.checkpoint_extras: e.g. its classes).
 
     Weights that are no longer finite are never written (a DivergedError instead), so a
     diverged run cannot replace its last good checkpoint.
@@ -124,12 +127,11 @@ def save_checkpoint(
     if floats and not torch.stack(floats).all():  # one device sync per save
         raise DivergedError(f"the model's weights stopped being finite by step {state.global_step}")
     payload = {
+        **(extras or {}),
         "format_version": FORMAT_VERSION,
         "task": task,  # which kind of project trained it (test.py refuses another task's)
         "model": weights,
         "model_config": model_config,  # the model's constructor arguments
-        "classes": classes,  # class index -> name
-        "preprocessing": preprocessing,  # input size and normalisation, as the data was fed
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler,  # the fp16 GradScaler's state dict, or None
@@ -316,22 +318,22 @@ def refused_objects(error: Exception) -> bool:
     return isinstance(error, pickle.UnpicklingError) and "GLOBAL" in str(error)
 
 
-def checkpoint_task(checkpoint: dict) -> str:
-    """The task a checkpoint was trained for: its "task", or for one saved before that key,
-    told by its model config (only a classifier has num_classes)."""
-    if checkpoint.get("task"):
-        return checkpoint["task"]
-    return "classification" if "num_classes" in checkpoint["model_config"] else "image_to_image"
+def task_extras(checkpoint: dict) -> dict:
+    """The task's own entries of a checkpoint: every entry the engine does not write."""
+    return {key: value for key, value in checkpoint.items() if key not in ENGINE_KEYS}
 
 
 def require_task(checkpoint: dict, path: str | Path, task: str) -> None:
-    """Refuse a checkpoint another task's project trained (its model and metrics differ)."""
-    trained_for = checkpoint_task(checkpoint)
+    """Refuse a checkpoint another task's project trained (its model and metrics differ). A
+    checkpoint written before checkpoints named their task is taken as this project's: its
+    weights must still fit the model, which loading them checks."""
+    trained_for = checkpoint.get("task") or task
     if trained_for != task:
         raise UserError(
             f"{path} was trained for the {trained_for} task, not this project's {task}; use it "
             f"with the project that trained it (one generated with task={trained_for})"
         )
+    checkpoint["task"] = trained_for
 
 
 def first_line(error: Exception) -> str:
@@ -352,7 +354,7 @@ def load_model_weights(
     except RuntimeError as error:
         detail = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
         raise UserError(
-            f"{path} holds weights of another model or number of classes "
+            f"{path} holds weights of another model or model size "
             f"({checkpoint['model_config']}; {detail[:160]}); resume with matching flags "
             "or start a new run"
         ) from None

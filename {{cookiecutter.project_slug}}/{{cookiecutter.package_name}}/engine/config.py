@@ -31,7 +31,7 @@ COMMAND_LINE_ONLY = frozenset({"config", "resume", "debug", "smoke_test"})
 # What config.yaml leaves out besides those: a replay gets a new run folder (the old name is
 # taken), and the input format a resumed checkpoint recorded, like --resume auto's finding, is
 # no flag.
-NOT_REPLAYED = COMMAND_LINE_ONLY | {"run_name", "preprocessing", "auto_start"}
+NOT_REPLAYED = COMMAND_LINE_ONLY | {"run_name", "recorded", "auto_start"}
 
 
 def parse_args_with_config(

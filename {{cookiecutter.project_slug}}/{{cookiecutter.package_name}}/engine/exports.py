@@ -37,6 +37,7 @@ from torch.export.pt2_archive import constants as pt2_layout
 from ..errors import UserError
 from .checkpoint import first_line
 from .inference import Predictor, check_card, eager_predictor
+from .task_base import Task
 
 EXPORT_FORMATS = ("pt2", "onnx", "safetensors")
 PT2_CARD_FILE = "model_card.json"  # the card's extra file in a .pt2 archive
@@ -257,12 +258,12 @@ def write_export(
 
 
 def verify_export(
-    path: Path, model: nn.Module, examples: Sequence[torch.Tensor], build_model: Callable
+    path: Path, model: nn.Module, examples: Sequence[torch.Tensor], task: Task
 ) -> list[tuple[float, float]]:
     """For each example batch: the max absolute difference between the reloaded file's outputs
     and the eager model's, and the eager outputs' largest magnitude (all float32, on the CPU;
     a NaN counts as an infinite difference)."""
-    exported = exported_predictor(path, torch.device("cpu"), None, build_model)
+    exported = exported_predictor(path, torch.device("cpu"), task)
     reference = eager_predictor(model, exported.card, torch.device("cpu"))
     results = []
     for images in examples:
@@ -272,11 +273,9 @@ def verify_export(
     return results
 
 
-def exported_predictor(
-    path: str | Path, device: torch.device, task_name: str | None, build_model: Callable
-) -> Predictor:
-    """A Predictor of a file export.py wrote, picked by its suffix; a file of another task
-    than `task_name` (when given), a damaged one or one without its card is a UserError."""
+def exported_predictor(path: str | Path, device: torch.device, task: Task) -> Predictor:
+    """A Predictor of a file export.py wrote, picked by its suffix; a file of another task,
+    a damaged one or one without its card is a UserError."""
     path = Path(path)
     fmt = path.suffix.removeprefix(".")
     if fmt not in EXPORT_FORMATS:
@@ -288,12 +287,10 @@ def exported_predictor(
     if not path.is_file():
         raise UserError(f"{path} does not exist; give the path of a file export.py wrote")
     loaders = {"pt2": load_pt2, "onnx": load_onnx, "safetensors": load_safetensors}
-    return loaders[fmt](path, device, task_name, build_model)
+    return loaders[fmt](path, device, task)
 
 
-def checked_card(
-    text: str | None, path: Path, task_name: str | None, build_model: Callable
-) -> dict:
+def checked_card(text: str | None, path: Path, task: Task) -> dict:
     """The model card stored with `path`, refused when absent, damaged or of another task."""
     try:
         card = json.loads(text) if text else None
@@ -304,12 +301,12 @@ def checked_card(
             f"{path} carries no model card (how to feed the model), so it was not written by "
             "this project's export.py; export the checkpoint again with export.py"
         )
-    if task_name is not None and card.get("task") != task_name:
+    if card.get("task") != task.NAME:
         raise UserError(
-            f"{path} holds a {card.get('task')} model, but this project's task is {task_name}; "
+            f"{path} holds a {card.get('task')} model, but this project's task is {task.NAME}; "
             "use it in a project of its task, or export one of this project's checkpoints"
         )
-    return check_card(card, path, build_model)
+    return check_card(card, path, task)
 
 
 def unreadable(path: Path, fmt: str, error: Exception) -> UserError:
@@ -320,9 +317,7 @@ def unreadable(path: Path, fmt: str, error: Exception) -> UserError:
     )
 
 
-def load_pt2(
-    path: Path, device: torch.device, task_name: str | None, build_model: Callable
-) -> Predictor:
+def load_pt2(path: Path, device: torch.device, task: Task) -> Predictor:
     """torch.export's program, moved to `device`."""
     extra_files = {PT2_CARD_FILE: ""}
     check_pt2_archive(path)
@@ -331,7 +326,7 @@ def load_pt2(
             program = torch.export.load(path, extra_files=extra_files)
     except Exception as error:  # a damaged archive fails in many ways
         raise unreadable(path, "pt2", error) from error
-    card = checked_card(extra_files[PT2_CARD_FILE], path, task_name, build_model)
+    card = checked_card(extra_files[PT2_CARD_FILE], path, task)
     if device.type != "cpu":
         program = move_to_device_pass(program, device)
     module = program.module()
@@ -457,9 +452,7 @@ def torch_export_logs_silenced() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def load_onnx(
-    path: Path, device: torch.device, task_name: str | None, build_model: Callable
-) -> Predictor:
+def load_onnx(path: Path, device: torch.device, task: Task) -> Predictor:
     """An onnxruntime session: on the GPU when `device` is CUDA and the runtime has it."""
     import onnxruntime
 
@@ -470,9 +463,8 @@ def load_onnx(
         session = onnxruntime.InferenceSession(str(path), providers=providers)
     except Exception as error:  # onnxruntime's own error classes, one per kind of damage
         raise unreadable(path, "onnx", error) from error
-    card = checked_card(
-        session.get_modelmeta().custom_metadata_map.get(ONNX_CARD_KEY), path, task_name, build_model
-    )
+    metadata = session.get_modelmeta().custom_metadata_map
+    card = checked_card(metadata.get(ONNX_CARD_KEY), path, task)
     input_name = session.get_inputs()[0].name
 
     def run(images: torch.Tensor) -> torch.Tensor:
@@ -483,9 +475,7 @@ def load_onnx(
     return Predictor(run, card, device)
 
 
-def load_safetensors(
-    path: Path, device: torch.device, task_name: str | None, build_model: Callable
-) -> Predictor:
+def load_safetensors(path: Path, device: torch.device, task: Task) -> Predictor:
     """The network the sidecar's card describes, with the file's weights (no pickle)."""
     import safetensors.torch
 
@@ -495,9 +485,9 @@ def load_safetensors(
             f"{path} has no model card beside it ({sidecar.name} is missing); keep the two "
             "files export.py writes together, or export the checkpoint again"
         )
-    card = checked_card(sidecar.read_text(), sidecar, task_name, build_model)
-    check_weight_shapes(path, card["model_config"], build_model)
-    model = build_model(card["model_config"])
+    card = checked_card(sidecar.read_text(), sidecar, task)
+    check_weight_shapes(path, card["model_config"], task.build_model)
+    model = task.build_model(card["model_config"])
     try:
         safetensors.torch.load_model(model, path)
     except Exception as error:  # a damaged header, or weights of another network

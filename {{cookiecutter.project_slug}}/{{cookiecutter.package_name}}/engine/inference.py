@@ -1,12 +1,12 @@
 """Inference: a trained model as a function of image batches, and what it needs to be fed.
 
 A model card (a dict of plain values, JSON-able) says what a model file is: its task, the
-config that builds it, how images become its inputs, its classes and the task's own settings.
+config that builds it, the task's own entries of the checkpoint (e.g. its classes and how
+inputs are fed) and the training settings the task needs to predict.
 predict.py reads it from a checkpoint or from an exported file (engine/exports.py writes it into
 each format), so a deployed model carries everything a prediction needs.
 """
 
-import math
 import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,13 +19,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
 from ..image_files import FoundImage, load_rgb_image
-from .checkpoint import first_line, load_checkpoint, load_model_weights
+from .checkpoint import first_line, load_checkpoint, load_model_weights, task_extras
 from .loader import ignore_stop_signals
+from .task_base import Task
 
 CARD_VERSION = 1  # bump when a card's keys change meaning
-# The largest input side a card may name: a larger one is a damaged card, not a model (an
-# 8192 px square batch of one already takes 800 MB before the network's first layer).
-MAX_IMAGE_SIZE = 8192
 
 
 @dataclass
@@ -38,22 +36,16 @@ class Predictor:
     device: torch.device
 
 
-def model_card(checkpoint: dict, path: str | Path, setting_names: tuple[str, ...]) -> dict:
-    """The model card of a checkpoint; `setting_names` are the training flags the task needs at
-    prediction time (e.g. image_to_image's corruption, for --corrupt)."""
-    if checkpoint.get("preprocessing") is None:
-        raise UserError(
-            f"{path} was written before checkpoints recorded how images are fed to the model; "
-            "evaluate it with test.py, or train a new run to predict with or export it"
-        )
+def model_card(checkpoint: dict, path: str | Path, task: Task) -> dict:
+    """The model card of a checkpoint: the engine's fields, the task's own entries of the
+    checkpoint, and the training flags the task needs at prediction time (PREDICT_SETTINGS)."""
     train_args, state = checkpoint["args"], checkpoint["state"]
     return {
+        **task_extras(checkpoint),
         "card_version": CARD_VERSION,
-        "task": checkpoint.get("task"),
+        "task": checkpoint.get("task") or task.NAME,
         "model_config": checkpoint["model_config"],
-        "preprocessing": checkpoint["preprocessing"],
-        "classes": list(checkpoint["classes"]),
-        "settings": {name: train_args.get(name) for name in setting_names},
+        "settings": {name: train_args.get(name) for name in task.PREDICT_SETTINGS},
         # A run trained with --ema measured (and picked best.pt by) its average of the weights.
         "weights": "ema" if checkpoint.get("ema") is not None else "model",
         "checkpoint": str(path),
@@ -63,10 +55,12 @@ def model_card(checkpoint: dict, path: str | Path, setting_names: tuple[str, ...
 
 
 # ------------------------------------------------------------------------------ Card checks
-def check_card(card: object, source: str | Path, build_model: Callable) -> dict:
-    """`card` when each field has the type and range this project writes, and its model_config
-    builds the network; a card edited by hand, damaged or of another version is a UserError."""
-    problem = card_problem(card) or model_config_problem(card["model_config"], build_model)
+def check_card(card: object, source: str | Path, task: Task) -> dict:
+    """`card` when each field has the type and range this project writes (the task checks its
+    own) and its model_config builds the network; a card edited by hand, damaged or of another
+    version is a UserError."""
+    problem = card_problem(card) or task.card_problem(card)
+    problem = problem or model_config_problem(card["model_config"], task.build_model)
     if problem is not None:
         raise UserError(
             f"the model card of {source} is not usable: {problem}; use the file as export.py "
@@ -76,7 +70,7 @@ def check_card(card: object, source: str | Path, build_model: Callable) -> dict:
 
 
 def card_problem(card: object) -> str | None:
-    """What is wrong with a card's fields (but the model config), or None."""
+    """What is wrong with the engine's fields of a card (but the model config), or None."""
     if not isinstance(card, dict):
         return "it is not a JSON object"
     if card.get("card_version") != CARD_VERSION:
@@ -84,40 +78,13 @@ def card_problem(card: object) -> str | None:
             f"card_version is {reprlib.repr(card.get('card_version'))}, not {CARD_VERSION} "
             f"(the version this project reads)"
         )
-    expected = {"task": str, "model_config": dict, "preprocessing": dict, "classes": list,
-                "settings": dict, "epoch": int, "global_step": int}  # fmt: skip
+    expected = {"task": str, "model_config": dict, "settings": dict, "epoch": int,
+                "global_step": int}  # fmt: skip
     for key, kind in expected.items():
         if not isinstance(card.get(key), kind) or isinstance(card.get(key), bool):
             return f"{key} is {reprlib.repr(card.get(key))}, not a {kind.__name__}"
-    if not all(isinstance(name, str) for name in card["classes"]):
-        return f"classes {reprlib.repr(card['classes'])} are not all strings"
     if card.get("weights") not in ("model", "ema"):
         return f'weights is {reprlib.repr(card.get("weights"))}, not "model" or "ema"'
-    return preprocessing_problem(card["preprocessing"])
-
-
-def preprocessing_problem(form: dict) -> str | None:
-    """What is wrong with a card's preprocessing (input size, channels, normalisation), or None."""
-    size = form.get("image_size")
-    if not is_count(size, 1, MAX_IMAGE_SIZE):
-        return f"preprocessing.image_size is {reprlib.repr(size)}, not a whole number of pixels "\
-            f"from 1 to {MAX_IMAGE_SIZE}"  # fmt: skip
-    resize = form.get("resize_size")
-    if resize is not None and not is_count(resize, size, MAX_IMAGE_SIZE):
-        return f"preprocessing.resize_size is {reprlib.repr(resize)}, not a whole number "\
-            f"from image_size ({size}) to {MAX_IMAGE_SIZE}"  # fmt: skip
-    if form.get("in_channels") not in (1, 3) or isinstance(form.get("in_channels"), bool):
-        return f"preprocessing.in_channels is {reprlib.repr(form.get('in_channels'))}, not 1 or 3"
-    for key, smallest in (("mean", -math.inf), ("std", 0.0)):
-        values = form.get(key)
-        if values is not None and not (
-            isinstance(values, list)
-            and len(values) in (1, 3)
-            and all(is_number(value) and value > smallest for value in values)
-        ):
-            above = "" if smallest == -math.inf else " above 0"
-            shown = reprlib.repr(values)
-            return f"preprocessing.{key} is {shown}, not 1 or 3 finite numbers{above}"
     return None
 
 
@@ -133,24 +100,12 @@ def model_config_problem(config: dict, build_model: Callable) -> str | None:
     return None
 
 
-def is_number(value: object) -> bool:
-    """A finite int or float (JSON's numbers; not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def is_count(value: object, smallest: int, largest: int) -> bool:
-    """An int (not a bool) from `smallest` to `largest`."""
-    return isinstance(value, int) and not isinstance(value, bool) and smallest <= value <= largest
-
-
-def load_checkpoint_model(
-    path: Path, task_name: str, setting_names: tuple[str, ...], build_model: Callable
-) -> tuple[nn.Module, dict]:
+def load_checkpoint_model(path: Path, task: Task) -> tuple[nn.Module, dict]:
     """The checkpoint's network in eval mode on the CPU (its EMA weights when it has them),
     and its model card."""
-    checkpoint = load_checkpoint(path, task_name)
-    card = check_card(model_card(checkpoint, path, setting_names), path, build_model)
-    model = build_model(card["model_config"])
+    checkpoint = load_checkpoint(path, task.NAME)
+    card = check_card(model_card(checkpoint, path, task), path, task)
+    model = task.build_model(card["model_config"])
     load_model_weights(model, checkpoint, path, card["weights"])
     return model.eval(), card
 

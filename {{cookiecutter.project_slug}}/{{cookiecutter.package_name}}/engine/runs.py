@@ -24,6 +24,7 @@ from .checkpoint import (
     load_checkpoint,
     load_model_weights,
     restore_rng_state,
+    task_extras,
     write_failure,
 )
 from .cli import check_stored_values
@@ -296,7 +297,7 @@ def parse_resumed_args(
     resumed = parser.parse_args(argv, namespace=argparse.Namespace(**restored))
     if resumed.batch_size == "auto":  # given again: the number it resolved to at the start
         resumed.batch_size = saved["batch_size"]
-    resumed.preprocessing = checkpoint.get("preprocessing")  # the data must be fed as before
+    resumed.recorded = task_extras(checkpoint)  # e.g. the data must be fed as before
     return resumed
 
 

@@ -24,7 +24,8 @@ BatchHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 # What a subclass must set or define; the rest of the members have working defaults.
 REQUIRED_ATTRIBUTES = ("NAME", "BEST_METRIC", "HIGHER_IS_BETTER")
 REQUIRED_METHODS = (
-    "add_flags", "build_data", "model_config", "build_criterion", "batch_sums", "metrics",
+    "add_flags", "build_data", "model_config", "checkpoint_extras", "build_criterion",
+    "batch_sums", "metrics",
     "add_predict_flags", "prediction_transform", "open_predictions", "export_examples",
 )  # fmt: skip
 
@@ -74,6 +75,13 @@ class Task:
         """The keyword arguments that build the model; checkpoints keep them to rebuild it."""
         raise NotImplementedError
 
+    def checkpoint_extras(self, data: Any) -> dict[str, Any]:
+        """The task's own entries of every checkpoint (plain values: e.g. the class names, how
+        inputs are fed; {} when the model config says it all), beside the engine's. Model cards
+        carry them to predict.py and export.py, and a run resumed or evaluated from a checkpoint
+        finds them in `args.recorded`."""
+        raise NotImplementedError
+
     def build_criterion(self, args: argparse.Namespace) -> nn.Module:
         """The training loss, an nn.Module called as criterion(outputs, targets)."""
         raise NotImplementedError
@@ -113,6 +121,16 @@ class Task:
     def HPARAM_METRICS(self) -> tuple[str, ...]:  # noqa: N802 (read like the constants above)
         """The metrics shown beside the HParams dashboard's flags (their latest values)."""
         return (f"val/{self.BEST_METRIC}", "val/loss", "train/loss")
+
+    def resolved_flags(self, data: Any) -> dict[str, Any]:
+        """Flags whose value the data decided (e.g. an input size left to pretrained weights):
+        train.py records them in the run's args. None by default."""
+        return {}
+
+    def card_problem(self, card: dict) -> str | None:
+        """What is wrong with the task's own entries of a model card (edited by hand, damaged),
+        or None; the engine checks its own entries and that model_config builds the model."""
+        return None
 
     def build_model(self, config: dict) -> nn.Module:
         """The network of a model config: MODEL_CLASS(**config)."""

@@ -7,6 +7,7 @@ interface (which says what each member is for); train.py stays the same for ever
 """
 
 import argparse
+import reprlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from .errors import UserError
 from .image_files import FoundImage
 from .ops import topk_correct
 from .predictions import CheckResizable, Predictions, card_classes
+from .preprocessing import preprocessing_problem
 
 DEFAULT_IMAGE_SIZE = 32  # --image-size when neither it nor pretrained weights set one
 
@@ -48,7 +50,7 @@ class Classification(Task):
     DATASETS = DATASETS
     BEST_METRIC, HIGHER_IS_BETTER = "accuracy", True
     HPARAM_METRICS = ("val/accuracy", "val/top5_accuracy", "val/loss", "train/loss")
-    EVAL_SETTINGS = ("download",)
+    EVAL_SETTINGS = ("image_size", "download")
     # The smallest settings of this task that still train (the own network).
     SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8,
                       "arch": backbones.OWN_ARCH, "pretrained": "none", "freeze_backbone": False,
@@ -79,6 +81,10 @@ class Classification(Task):
         add("--list-archs", action=backbones.ListArchs, help="print the --arch names and exit")
         add("--width", type=cli.positive_int, default=16,
             help=f"{backbones.OWN_ARCH}: channels of the first stage")  # fmt: skip
+        add("--norm", choices=architecture.NORMS, default="batch",
+            help=f"{backbones.OWN_ARCH}: normalisation layers")  # fmt: skip
+        add("--image-size", type=cli.image_size,
+            help="side of the square input (default: the pretrained weights', else 32)")  # fmt: skip
         add("--pretrained", default="none",
             help="start from: none, imagenet (torchvision's weights of --arch, via torch's hub "
             "cache), or a weights file (a state dict, or a checkpoint of this project)")  # fmt: skip
@@ -104,6 +110,21 @@ class Classification(Task):
         mixup, cutmix = getattr(args, "mixup", 0.0), getattr(args, "cutmix", 0.0)
         data.train_batch_transform = mix_batches(mixup, cutmix, data.num_classes)
         return data
+
+    def resolved_flags(self, data: DataBundle) -> dict:
+        """The input size chosen when --image-size was left to the pretrained weights."""
+        return {"image_size": data.image_size}
+
+    def checkpoint_extras(self, data: DataBundle) -> dict:
+        """The class names (index -> name) and how images are fed (size, normalisation)."""
+        return {"classes": data.classes, "preprocessing": data.preprocessing}
+
+    def card_problem(self, card: dict) -> str | None:
+        """The classes (names, as many as the model's outputs) and the preprocessing."""
+        classes = card.get("classes")
+        if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
+            return f"classes is {reprlib.repr(classes)}, not a list of names"
+        return preprocessing_problem(card.get("preprocessing"))
 
     def model_config(self, args: argparse.Namespace, data: DataBundle) -> dict:
         """The keyword arguments that build the model; checkpoints keep them to rebuild it."""
@@ -168,7 +189,9 @@ class Classification(Task):
 
     def add_eval_flags(self, parser: argparse.ArgumentParser) -> None:
         """test.py's flags of this task."""
-        parser.add_argument("--download", action="store_true", help="download a torchvision set")
+        add = parser.add_argument
+        add("--image-size", type=cli.image_size, help="default: the checkpoint's")
+        add("--download", action="store_true", help="download a torchvision set")
 
     def check_data(self, checkpoint: dict, data: DataBundle) -> None:
         """Refuse data whose classes are not the ones the checkpoint was trained on."""
@@ -231,7 +254,7 @@ task = Classification()
 def input_format(args: argparse.Namespace) -> InputFormat:
     """--image-size, else the weights' own size; the weights' normalisation, if any."""
     arch = getattr(args, "arch", backbones.OWN_ARCH)  # older checkpoints: the own network
-    recorded = args.preprocessing or backbones.pretrained_preprocessing(
+    recorded = args.recorded.get("preprocessing") or backbones.pretrained_preprocessing(
         arch, getattr(args, "pretrained", "none")
     )
     recorded = recorded or {}

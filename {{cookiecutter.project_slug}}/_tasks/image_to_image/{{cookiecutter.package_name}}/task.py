@@ -38,6 +38,7 @@ from .errors import UserError
 from .image_files import FoundImage
 from .ops import psnr, ssim
 from .predictions import Predictions, prepare_predictions
+from .preprocessing import preprocessing_problem
 
 SAMPLES_PER_PNG = 8  # columns of a --save-samples grid: wide enough to compare, small to view
 DEFAULT_IMAGE_SIZE = 32  # the side of the training crops unless --image-size says otherwise
@@ -52,7 +53,8 @@ class Restoration(Task):
     BEST_METRIC, HIGHER_IS_BETTER = "psnr", True
     HPARAM_METRICS = ("val/psnr", "val/ssim", "val/loss", "train/loss")
     MODEL_CLASS = architecture.{{ cookiecutter.__model_class }}
-    EVAL_SETTINGS, EVAL_BATCH_SIZE = ("corruption", "corruption_strength"), 64
+    EVAL_SETTINGS = ("image_size", "corruption", "corruption_strength")
+    EVAL_BATCH_SIZE = 64
     # --corrupt applies the checkpoint's corruption: model cards keep it.
     PREDICT_SETTINGS = ("corruption", "corruption_strength")
     SMOKE_SETTINGS = {"synthetic_size": 16, "image_size": 16, "width": 8}
@@ -73,6 +75,8 @@ class Restoration(Task):
             help="random training crops taken of each image per epoch (--dataset folder)")  # fmt: skip
         add("--width", type=cli.positive_int, default=8, help="channels of the first level")
         add("--depth", type=cli.positive_int, default=2, help="U-Net levels below the first")
+        add("--norm", choices=architecture.NORMS, default="batch", help="normalisation layers")
+        add("--image-size", type=cli.image_size, help="side of the square training crops (32)")
         add("--pixel-loss", choices=architecture.PIXEL_LOSSES, default="l1", help="per-pixel loss")
         add("--perceptual-weights", default="auto",
             help="VGG16 weights of the perceptual loss: auto (ImageNet's, downloaded once into "
@@ -89,6 +93,18 @@ class Restoration(Task):
             args.dataset, args.data_dir, args.image_size or DEFAULT_IMAGE_SIZE, args.seed,
             args.synthetic_size, args.corruption, args.corruption_strength, args.crops_per_image,
         )  # fmt: skip
+
+    def resolved_flags(self, data: DataBundle) -> dict:
+        """The side of the training crops (--image-size, else the default)."""
+        return {"image_size": data.image_size}
+
+    def checkpoint_extras(self, data: DataBundle) -> dict:
+        """How images are fed: the training crops' side and the channels."""
+        return {"preprocessing": data.preprocessing}
+
+    def card_problem(self, card: dict) -> str | None:
+        """The preprocessing a card records."""
+        return preprocessing_problem(card.get("preprocessing"))
 
     def model_config(self, args: argparse.Namespace, data: DataBundle) -> dict:
         """The keyword arguments that build the model; checkpoints keep them to rebuild it."""
@@ -181,6 +197,7 @@ class Restoration(Task):
     def add_eval_flags(self, parser: argparse.ArgumentParser) -> None:
         """test.py's flags of this task."""
         add = parser.add_argument
+        add("--image-size", type=cli.image_size, help="default: the checkpoint's")
         add("--corruption", choices=CORRUPTIONS, help="default: the checkpoint's")
         add("--corruption-strength", type=cli.positive_float, help="default: the checkpoint's")
         add("--save-samples", type=Path, help="write input | output | target PNGs to this folder")

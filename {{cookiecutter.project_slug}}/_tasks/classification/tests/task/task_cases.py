@@ -1,6 +1,7 @@
 """What the shared loop tests (test_training_loop.py) need that differs by task: a tiny model,
 a batch with its plain loss, how far one batch overfits, and a folder of images."""
 
+import math
 from pathlib import Path
 
 import torch
@@ -21,6 +22,25 @@ TINY_RUN_FLAGS: list[str] = []
 EXACT_METRICS = ("accuracy", "top5_accuracy")
 # train.py flags that switch off random augmentation: a sample is then the same in any batch.
 NO_AUGMENTATION_FLAGS = ("--no-hflip",)
+
+
+# Model cards edited by hand: (dotted path, value, the problem the task's card_problem names).
+DAMAGED_CARD_ENTRIES = {
+    "no-preprocessing": ("preprocessing", None, "it records no preprocessing"),
+    "image-size-a-string": ("preprocessing.image_size", "32",
+                            "preprocessing.image_size is '32', not a whole number of pixels"),
+    "image-size-negative": ("preprocessing.image_size", -5,
+                            "preprocessing.image_size is -5, not a whole number"),
+    "image-size-huge": ("preprocessing.image_size", 100000,
+                        "preprocessing.image_size is 100000, not a whole number"),
+    "three-channels-more": ("preprocessing.in_channels", 6,
+                            "preprocessing.in_channels is 6, not 1 or 3"),
+    "a-nan-mean": ("preprocessing.mean", [math.nan] * 3,
+                   "preprocessing.mean is [nan, nan, nan], not 1 or 3 finite numbers"),
+    "a-zero-std": ("preprocessing.std", [0.0] * 3,
+                   "preprocessing.std is [0.0, 0.0, 0.0], not 1 or 3 finite numbers above 0"),
+    "classes-not-a-list": ("classes", "cat", "classes is 'cat', not a list of names"),
+}  # fmt: skip
 
 
 def group_norm_model() -> nn.Module:
