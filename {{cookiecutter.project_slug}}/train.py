@@ -3,9 +3,8 @@
 Read top to bottom, in the order of the recipe: imports, seed, arguments, then main():
 dataset transform -> dataset / dataloader -> network -> loss -> device -> optimizer ->
 checkpoint -> trackers (TensorBoard, ...) -> main loop (train an epoch, evaluate, save checkpoints).
-What differs between tasks (flags, data, model config, loss, metrics, pictures) comes from the
-task module, the machinery (devices, checkpoints, logging) from engine/: this file is the same
-for every task.
+What differs between tasks comes from the task (task.py), the machinery from engine/: this file
+is the same for every task.
 
     python train.py                    # learns the task's built-in synthetic data, on any machine
     python train.py --help             # every flag, with its default (README: what each does)
@@ -31,7 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torchinfo import summary
 from tqdm import tqdm
 
 import {{ cookiecutter.package_name }}.engine as engine
@@ -65,12 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument_group("optimisation").add_argument
     add("--epochs", type=cli.positive_int, default=5, help="passes over the training data")
     add("--max-steps", type=cli.non_negative_int, default=0, help="optimizer steps (0: all)")
-    add(
-        "--batch-size",
-        type=cli.batch_size,
-        default="auto",
-        help="samples per micro-batch; auto: the largest of 128/64/32/16 with 30 steps an epoch",
-    )
+    add("--batch-size", type=cli.batch_size, default="auto",
+        help="samples per micro-batch; auto: the largest of 128/64/32/16 with 30 steps an epoch")  # fmt: skip
     add("--accum-steps", type=cli.positive_int, default=1, help="micro-batches per update")
     add("--lr", type=cli.positive_float, default=3e-3, help="peak learning rate")
     add("--weight-decay", type=cli.non_negative_float, default=0.05, help="decoupled weight decay")
@@ -102,9 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--viz-graph", action="store_true", help="torchviz autograd graph (viz extra)")
     add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
     add("--debug", action="store_true", help="show tracebacks of input errors")
-    # Not flags: the input format a checkpoint recorded (set when resuming one), and whether
-    # --resume auto found no checkpoint of --run-name yet, so that this run starts it (in its
-    # folder, if an attempt killed before its first checkpoint made one).
+    # Not flags: the task's entries of the checkpoint resumed, and whether --resume auto found
+    # no checkpoint of --run-name yet (this run starts it, in the folder a killed attempt made).
     parser.set_defaults(recorded={}, auto_start=False)
     return parser
 
@@ -132,8 +125,7 @@ class TrainResult:
     run_dir: Path
     device: torch.device
     losses: list[float]
-    best_metric: float | None  # the best validation value of task.BEST_METRIC (one at a
-    # --max-steps stop mid-epoch counts too)
+    best_metric: float | None  # the best value of task.BEST_METRIC (a --max-steps one too)
     model: nn.Module  # the trained model, unwrapped (no DDP, no torch.compile)
     stopped_by: engine.StopRequest | None = None  # set when a signal ended the run early
     ema: nn.Module | None = None  # --ema: the average of the weights (an AveragedModel)
@@ -179,22 +171,20 @@ def train(
         data.train, data.val, device, args, data.train_sample_weights, data.train_batch_transform
     )
 
-    # Instantiate network (--arch; --pretrained weights, but a resumed run has its own)
+    # Instantiate network (--arch; --pretrained weights, but a resumed run has its own), loss
     model_config = task.model_config(args, data)
     model = task.build_model(model_config)
     if args.resume is None:
         task.load_pretrained(model, args, data)
-
-    # Create loss
     criterion = task.build_criterion(args)
 
     # Device setting. Checkpoints and the summary use `model`; the loop runs it wrapped in
-    # DDP under torchrun, and compiled if asked. Evaluation runs the plain model under DDP.
+    # DDP under torchrun, and compiled if asked; validation measures the plain model (or the
+    # --ema average of the weights, a copy on the device).
     step_model = engine.place_model(model, criterion, device, args)
-    eval_model = model if engine.is_distributed() else step_model
-    # --ema: an average of the weights (a copy on the device); validation measures it instead.
     ema = engine.build_ema(model, args.ema)
-    eval_model = ema.module if ema is not None else eval_model
+    measured = engine.validation_model(model, step_model, ema)
+    validation = engine.Validation(task, measured, val_loader, device)
 
     # Create optimizer (the task's parameter groups, e.g. head and backbone), its schedule
     # (stepped once per optimizer step) and mixed precision
@@ -204,26 +194,10 @@ def train(
     step = engine.TrainStep(step_model, criterion, optimizer, scheduler, device, precision,
                             args.grad_clip, args.accum_steps, args.channels_last, ema)  # fmt: skip
 
-    # Load checkpoint if needed (on every rank), then the run folder (made by rank 0 alone,
-    # and locked by it until the loop ends: a second process is refused, not mixed in).
-    state = engine.restore_training(
-        args, model, optimizer, scheduler, precision, ema, train_size=len(data.train)
+    # Load checkpoint if needed (every rank), then the run folder, its trackers, its checkpoints.
+    state, run_dir, run_lock, trackers, checkpoints = open_run(
+        step, model, model_config, data, args
     )
-    run_lock = engine.RunDirLock()
-    run_dir, is_new_run = engine.on_main_process(lambda: engine.open_run_dir(args, state, run_lock))
-    # Open the trackers (--tracker; a resumed run continues its own): their run ids go into
-    # the checkpoints. A new run also gets a first look at its model and data.
-    trackers = engine.open_trackers(args, run_dir, is_new_run, state)
-    if is_new_run and engine.is_main_process():
-        log_first_look(trackers, model, criterion, data, device, args)
-    checkpoints = engine.RunCheckpoints(
-        run_dir / "checkpoints", state, precision.state_dict, task=task.NAME, model=model,
-        model_config=model_config, extras=task.checkpoint_extras(data),
-        optimizer=optimizer, scheduler=scheduler, args=engine.args_to_dict(args), ema=ema,
-        keep_top_k=args.keep_top_k, trackers=trackers.run_ids,
-    )  # fmt: skip
-    if engine.is_main_process():
-        tqdm.write(engine.start_line(run_dir, is_new_run, state, device, args))
 
     # Main loop: train an epoch, evaluate, save checkpoints; a stop signal saves and ends it.
     losses: list[float] = []
@@ -241,24 +215,14 @@ def train(
             train_loader.sampler.set_epoch(state.epoch, consumed=state.samples_in_epoch)
             losses += train_one_epoch(step, train_loader, state, run, args)
             epoch_done = train_loader.sampler.finished(state.samples_in_epoch, args.batch_size)
-            if stop.requested or not epoch_done:
-                checkpoints.save_last()  # stopped part-way (a signal, --max-steps)
-                if not stop.requested:  # a result for the weights --max-steps reached
-                    part_way = validate_part_way(eval_model, val_loader, device, state, trackers)
-                break
-            # Evaluate. A stop signal ends it at the next batch; last.pt keeps the epoch's
-            # training, and the resumed run validates it.
-            metrics = stop.evaluate_unless_stopped(task.evaluate, eval_model, val_loader, device)
-            if metrics is None:
+            if stop.requested or not epoch_done:  # stopped part-way (a signal, --max-steps)
                 checkpoints.save_last()
+                part_way = None if stop.requested else validation.part_way(trackers, state)
                 break
-            state.next_epoch()
-            value = metrics[task.BEST_METRIC]  # picks best.pt (and the --keep-top-k files)
-            checkpoints.save_epoch(value, task.HIGHER_IS_BETTER, task.BEST_METRIC)
-            line = f"epoch {state.epoch}/{args.epochs}  step {state.global_step}  "
-            line += f"{task.describe(metrics)}  ({time.perf_counter() - epoch_started:.1f} s)"
-            engine.log_validation(trackers, metrics, state.global_step, line)
-            if stop.requested:  # it came after the evaluation's last batch; last.pt is current
+            value = validation.end_of_epoch(
+                stop, checkpoints, trackers, state, epoch_started, args.epochs
+            )
+            if value is None or stop.requested:  # last.pt is current
                 break
             if keep_going is not None and not keep_going(state.epoch, value):
                 break
@@ -266,46 +230,34 @@ def train(
     if engine.is_main_process() and not args.smoke_test:
         seconds = time.perf_counter() - started
         tqdm.write(engine.end_lines(checkpoints, stop, args, seconds, task.describe_best))
-    stopped_by = stop if stop.requested else None
-    best = best_of(state.best_metric, part_way)
-    return TrainResult(run_dir, device, losses, best, model, stopped_by, ema)
+    best = validation.best_of(state.best_metric, part_way)
+    return TrainResult(run_dir, device, losses, best, model, stop if stop.requested else None, ema)
 
 
-def validate_part_way(eval_model: nn.Module, val_loader, device, state, trackers) -> float:
-    """Validate the weights of a run that --max-steps ended mid-epoch (a sweep's trial budgeted
-    in steps needs a result); best.pt stays the best of whole epochs. Returns the metric."""
-    metrics = task.evaluate(eval_model, val_loader, device)
-    line = f"step {state.global_step} (part-way through epoch {state.epoch + 1}, --max-steps)  "
-    engine.log_validation(trackers, metrics, state.global_step, line + task.describe(metrics))
-    return metrics[task.BEST_METRIC]
-
-
-def best_of(*values: float | None) -> float | None:
-    """The best of the metric's values (None: not measured), in the task's direction."""
-    measured = [value for value in values if value is not None]
-    if not measured:
-        return None
-    return max(measured) if task.HIGHER_IS_BETTER else min(measured)
-
-
-def log_first_look(
-    trackers: engine.Trackers, model: nn.Module, criterion: nn.Module, data, device, args
-) -> None:
-    """A new run's model summary (printed, saved, tracked), samples, flags and graphs."""
-    with torch.random.fork_rng(devices=[]):  # the example input and samples may draw numbers
-        example = task.example_input(data).to(device)  # one sample, as the model takes it
-        model_summary = str(summary(model, input_data=example, verbose=0, mode="eval"))
-        tqdm.write(model_summary)
-        trackers.log_text("model/summary", model_summary, "model_summary.txt")
-        trackers.log_params(engine.args_to_dict(args), task.HPARAM_METRICS)
-        preview = task.preview(data)
-        if preview is not None:
-            trackers.tensorboard.add_image("data/train_samples", preview)
-        if args.log_graph:
-            engine.log_module_graph(trackers.tensorboard, model, example)
-    if args.viz_graph:
-        graph = engine.save_autograd_graph(model, criterion, data.train, trackers.run_dir, device)
-        tqdm.write(graph)
+def open_run(
+    step: engine.TrainStep, model: nn.Module, model_config: dict, data, args: argparse.Namespace
+) -> tuple:
+    """Restore a resumed run's training state (on every rank: a fresh one otherwise), then its
+    folder (made by rank 0 alone, and locked by it until the loop ends: a second process is
+    refused, not mixed in), its trackers (a resumed run continues its own; their run ids go
+    into the checkpoints; a new run gets a first look at its model and data) and checkpoints.
+    Returns (state, run folder, its lock, trackers, checkpoints)."""
+    parts = (model, step.optimizer, step.scheduler, step.precision, step.ema)
+    state = engine.restore_training(args, *parts, train_size=len(data.train))
+    run_lock = engine.RunDirLock()
+    run_dir, is_new_run = engine.on_main_process(lambda: engine.open_run_dir(args, state, run_lock))
+    trackers = engine.open_trackers(args, run_dir, is_new_run, state)
+    if is_new_run and engine.is_main_process():
+        engine.log_first_look(task, trackers, model, step.criterion, data, args)
+    checkpoints = engine.RunCheckpoints(
+        run_dir / "checkpoints", state, step.precision.state_dict, task=task.NAME, model=model,
+        model_config=model_config, extras=task.checkpoint_extras(data),
+        optimizer=step.optimizer, scheduler=step.scheduler, args=engine.args_to_dict(args),
+        ema=step.ema, keep_top_k=args.keep_top_k, trackers=trackers.run_ids,
+    )  # fmt: skip
+    if engine.is_main_process():
+        tqdm.write(engine.start_line(run_dir, is_new_run, state, step.device, args))
+    return state, run_dir, run_lock, trackers, checkpoints
 
 
 def reached_max_steps(state: engine.TrainState, args: argparse.Namespace) -> bool:
@@ -347,7 +299,11 @@ def train_one_epoch(
                 step.precision.backward(loss, group_size)
             step_losses.append(loss.detach())
             if is_update:
-                lr = step.update()  # clip, optimizer step, schedule step, zero_grad
+                lr = step.optimizer.param_groups[0]["lr"]  # the rate this step uses (no sync)
+                step.precision.step(step.model, step.optimizer, step.grad_clip)  # clip, step
+                step.update_ema()  # --ema: average in the new weights
+                step.scheduler.step()
+                step.optimizer.zero_grad(set_to_none=True)
                 state.global_step += 1
                 state.step_in_epoch += 1
                 state.samples_in_epoch = first_sample + (index + 1) * batch_samples

@@ -83,6 +83,7 @@ from .step import (
     build_optimization,
 )
 from .tracking import TRACKERS, Trackers, open_trackers, tracker_names
+from .validation import Validation, log_first_look, validation_model
 
 # What train.py and test.py use, as engine.<name>.
 __all__ = [
@@ -149,6 +150,9 @@ __all__ = [
     "sum_across_ranks",
     "task_extras",
     "tracker_names",
+    "Validation",
+    "validation_model",
+    "log_first_look",
     "TRACKERS",
     "Trackers",
     "TrainState",

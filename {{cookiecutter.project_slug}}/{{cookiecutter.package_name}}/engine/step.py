@@ -260,14 +260,7 @@ class TrainStep:
         images = images.to(self.device, non_blocking=True, memory_format=self.layout)
         return images, targets.to(self.device, non_blocking=True)
 
-    def update(self) -> float:
-        """Clip, step the optimizer, average the new weights into the EMA (if any), step the
-        schedule, zero the gradients; returns the learning rate the step used (a float the
-        optimizer holds: no device sync)."""
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.precision.step(self.model, self.optimizer, self.grad_clip)
+    def update_ema(self) -> None:
+        """Average the new weights into the EMA (--ema; nothing without it)."""
         if self.ema is not None:
             self.ema.update_parameters(unwrap_model(self.model))
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return lr
