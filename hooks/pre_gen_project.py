@@ -226,11 +226,32 @@ def cookiecutter_version_error(version: str) -> list[str]:
     ]
 
 
+def command_line_answers(argv: Sequence[str]) -> dict[str, str]:
+    """The key=value answers of a cookiecutter command line as typed (none for others)."""
+    if not any(Path(arg).name in ("cookiecutter", "cookiecutter.exe") for arg in argv[:3]):
+        return {}
+    return dict(arg.split("=", 1) for arg in argv if ANSWER_ARGUMENT.match(arg))
+
+
 def command_line_keys(argv: Sequence[str]) -> list[str]:
     """The keys of the key=value answers of a cookiecutter command line (none for others)."""
-    if not any(Path(arg).name in ("cookiecutter", "cookiecutter.exe") for arg in argv[:3]):
-        return []
-    return [arg.split("=", 1)[0] for arg in argv if ANSWER_ARGUMENT.match(arg)]
+    return list(command_line_answers(argv))
+
+
+def typed_jinja_errors(typed: dict[str, str], answers: dict[str, Any]) -> list[str]:
+    """One sentence per answer typed on the command line with Jinja in it: cookiecutter ran it
+    as a template before this hook (a project_name of 7*7 in braces arrives as 49), so the
+    answer the project would record is not what was typed. Answers that still hold Jinja
+    after rendering are refused by check_answers instead."""
+    return [
+        f"ERROR: {name} {value!r} on the command line holds Jinja template syntax, which "
+        f"cookiecutter ran as a template (it became {answers[name]!r}); remove the braces "
+        "(never paste answers from an untrusted source)."
+        for name, value in typed.items()
+        if name in answers
+        and any(mark in value for mark in JINJA_MARKERS)
+        and not any(mark in str(answers[name]) for mark in JINJA_MARKERS)
+    ]
 
 
 def parent_command_line() -> list[str]:
@@ -266,9 +287,11 @@ def main() -> int:
     # tojson writes ' < > & as \u escapes, so no answer can close this '''-quoted raw literal.
     answers = json.loads(r'''{{ cookiecutter | tojson }}''')  # fmt: skip
     known = sorted(name for name in answers if not name.startswith("_"))
-    for warning in unknown_key_warnings(command_line_keys(parent_command_line()), known):
+    typed = command_line_answers(parent_command_line())
+    for warning in unknown_key_warnings(typed, known):
         print(warning, file=sys.stderr)
-    errors = cookiecutter_version_error(cookiecutter.__version__) + check_answers(answers)
+    errors = cookiecutter_version_error(cookiecutter.__version__)
+    errors += typed_jinja_errors(typed, answers) + check_answers(answers)
     for error in errors:
         print(error, file=sys.stderr)
     return 1 if errors else 0

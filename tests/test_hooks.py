@@ -198,6 +198,28 @@ def test_command_line_keys(argv: list[str], keys: list[str]) -> None:
     assert pre.command_line_keys(argv) == keys
 
 
+def test_an_answer_typed_with_jinja_is_refused_though_cookiecutter_rendered_it() -> None:
+    typed = {"project_name": "{{ 7*7 }}", "project_slug": "myproj"}
+    rendered = {**GOOD, "project_name": "49", "project_slug": "myproj"}
+    [error] = pre.typed_jinja_errors(typed, rendered)
+    assert error == (
+        "ERROR: project_name '{{ 7*7 }}' on the command line holds Jinja template syntax, which "
+        "cookiecutter ran as a template (it became '49'); remove the braces (never paste answers "
+        "from an untrusted source)."
+    )
+
+
+def test_a_custom_slug_does_not_let_a_rendered_project_name_through(tmp_path: Path) -> None:
+    # With the default slug, the rendered name failed the slug's own rule; with a slug of its
+    # own, only the typed answer shows what cookiecutter ran.
+    command = [sys.executable, "-m", "cookiecutter", str(REPO), "--no-input", "-o", "out",
+               "project_name={{ 7*7 }}", "project_slug=myproj", "smoke_test=off"]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "project_name '{{ 7*7 }}' on the command line holds Jinja" in result.stderr
+    assert not (tmp_path / "out" / "myproj").exists()
+
+
 def test_a_misspelt_answer_key_is_warned_about_with_the_closest_key() -> None:
     known = sorted(name for name in GOOD if not name.startswith("_"))
     warnings = pre.unknown_key_warnings(

@@ -20,7 +20,9 @@ import torchvision
 from torch import nn
 from tqdm import tqdm
 
-from . import hub_weights
+# Absolute, so isort keeps it apart from the model module's import whatever the model is called.
+import {{ cookiecutter.package_name }}.hub_weights as hub_weights
+
 from . import {{ cookiecutter.model_name }} as architecture
 from .errors import UserError
 
