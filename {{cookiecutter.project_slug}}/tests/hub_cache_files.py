@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from {{ cookiecutter.package_name }} import hub_weights
+
 
 class MakesFolder:
     """Unpickling it calls os.mkdir(marker): a loader that unpickles code leaves the folder."""
@@ -34,3 +36,16 @@ def save_named_by_hash(value: object, folder: Path, stem: str) -> Path:
 def url_of(path: Path) -> str:
     """A download URL whose file name is `path`'s, as torchvision's weights URLs are."""
     return f"https://download.pytorch.org/models/{path.name}"
+
+
+def offline_torch_cache(tmp_path: Path, monkeypatch) -> Path:
+    """An empty torch hub cache in tmp_path (TORCH_HOME) and no way out to the network: a test
+    that tries fails. Returns the cache's checkpoints/ folder."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a test touched the network")
+
+    monkeypatch.setattr(hub_weights.socket, "create_connection", no_network)
+    monkeypatch.setattr(torch.hub, "urlopen", no_network)
+    return tmp_path / "torch" / "hub" / "checkpoints"

@@ -13,20 +13,19 @@ import torch
 from {{ cookiecutter.package_name }} import hub_weights
 from {{ cookiecutter.package_name }}.errors import UserError
 
-from ..hub_cache_files import MakesFolder, named_by_hash, save_named_by_hash, url_of
+from ..hub_cache_files import (
+    MakesFolder,
+    named_by_hash,
+    offline_torch_cache,
+    save_named_by_hash,
+    url_of,
+)
 
 
 @pytest.fixture
 def checkpoints(tmp_path, monkeypatch):
     """The checkpoints/ folder of an empty torch hub cache in tmp_path, and no network."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("a test touched the network")
-
-    monkeypatch.setattr(hub_weights.socket, "create_connection", no_network)
-    monkeypatch.setattr(torch.hub, "urlopen", no_network)
-    return tmp_path / "torch" / "hub" / "checkpoints"
+    return offline_torch_cache(tmp_path, monkeypatch)
 
 
 def state() -> dict:

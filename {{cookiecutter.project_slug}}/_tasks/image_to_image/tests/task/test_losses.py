@@ -17,7 +17,7 @@ from {{ cookiecutter.package_name }}.losses import (
 )
 from {{ cookiecutter.package_name }}.losses import perceptual as perceptual_module
 
-from ..hub_cache_files import MakesFolder, save_named_by_hash, url_of
+from ..hub_cache_files import MakesFolder, offline_torch_cache, save_named_by_hash, url_of
 
 # weights=None everywhere: random VGG weights, so no test downloads anything.
 
@@ -117,14 +117,7 @@ def test_a_bad_weights_file_is_one_sentence(tmp_path):
 @pytest.fixture
 def empty_torch_cache(tmp_path, monkeypatch):
     """An empty torch hub cache in tmp_path, and no way out to the network."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("a test touched the network")
-
-    monkeypatch.setattr(hub_weights.socket, "create_connection", no_network)
-    monkeypatch.setattr(torch.hub, "urlopen", no_network)
-    return tmp_path / "torch" / "hub" / "checkpoints"
+    return offline_torch_cache(tmp_path, monkeypatch)
 
 
 @pytest.fixture
