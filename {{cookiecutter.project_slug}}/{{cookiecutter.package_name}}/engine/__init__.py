@@ -3,9 +3,10 @@
 cli: flags and how a script ends; config: --config files and each run's config.yaml; loader:
 resumable, seeded DataLoaders; devices: device choice and torchrun/DDP; step: optimizer,
 schedule, mixed precision, TrainStep; loop: prefetch, timing, stop signals; checkpoint: atomic
-checkpoints; runs: run folders and resuming; reporting: logged values, terminal lines, model
-graphs; tracking: TensorBoard, MLflow, W&B and CSV behind one interface; inference: model cards
-and predictors; exports: pt2, ONNX and safetensors files, written, verified and run.
+checkpoints; runs: run folders; resume: continuing a run from its checkpoint; reporting:
+logged values, terminal lines, model graphs; tracking: TensorBoard, MLflow, W&B and CSV behind
+one interface; inference: model cards and predictors; exports: pt2, ONNX and safetensors
+files, written, verified and run.
 """
 
 from ..errors import UserError
@@ -58,15 +59,8 @@ from .reporting import (
     save_autograd_graph,
     start_line,
 )
-from .runs import (
-    RunDirLock,
-    args_to_dict,
-    find_latest_checkpoint,
-    open_run_dir,
-    parse_resumed_args,
-    restore_training,
-    save_text,
-)
+from .resume import find_latest_checkpoint, parse_resumed_args, restore_training
+from .runs import RunDirLock, args_to_dict, open_run_dir, save_text
 from .step import (
     AMP_CHOICES,
     OPTIMIZERS,
