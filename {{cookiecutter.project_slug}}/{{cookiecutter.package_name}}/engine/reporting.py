@@ -20,8 +20,9 @@ from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
 from ..errors import DivergedError, UserError
-from .checkpoint import RunCheckpoints, TrainState, megabytes
+from .checkpoint import RunCheckpoints, TrainState
 from .devices import effective_batch, is_distributed, world_size
+from .files import megabytes
 from .loop import StepTimer, StopRequest
 
 if TYPE_CHECKING:  # tracking.py imports this module

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
-from .checkpoint import TrainState, atomic_write, write_failure
+from .checkpoint import TrainState
 from .config import CONFIG_FILE, config_text
 from .devices import effective_batch, world_size
+from .files import write_failure, write_text_atomic
 
 try:  # POSIX only; where it is missing (Windows) run folders are not locked
     import fcntl
@@ -23,7 +24,7 @@ except ImportError:
     fcntl = None
 
 LOCK_FILE = ".lock"
-# Temporary files of atomic writes are named .<file>.<pid>.tmp (see checkpoint.atomic_write).
+# Temporary files of atomic writes are named .<file>.<pid>.tmp (see files.atomic_write).
 TEMPORARY_FILE = re.compile(r"\..+\.(\d+)\.tmp")
 
 
@@ -100,11 +101,6 @@ def save_args(
     except OSError:
         record_file.unlink(missing_ok=True)
         raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file whole or not at all (a full disk leaves no empty or partial file)."""
-    atomic_write(path, lambda file: file.write(text.encode()))
 
 
 def save_text(path: Path, text: str) -> None:

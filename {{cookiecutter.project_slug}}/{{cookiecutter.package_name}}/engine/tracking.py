@@ -26,10 +26,11 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from .checkpoint import TrainState, first_line
+from .checkpoint import TrainState
 from .devices import is_main_process
+from .files import first_line, write_text_atomic
 from .reporting import SilentWriter, log_hparams
-from .runs import save_text, write_text_atomic
+from .runs import save_text
 
 TRACKERS = ("tensorboard", "mlflow", "wandb", "csv")
 # The trackers that need an optional package: its import name and the project's extra.
