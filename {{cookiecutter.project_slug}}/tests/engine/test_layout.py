@@ -1,8 +1,10 @@
 """The package's dependency direction: building blocks import nothing above them, and only the
 machinery and the task module import engine/ (user errors and the hub-cache reader, modules
-that import nothing of the package but the errors, live at the package top)."""
+that import nothing of the package but the errors, live at the package top); engine/'s modules
+import one another without a circle."""
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,10 @@ def package_imports(path: Path) -> set[str]:
             names |= {".".join(part for part in target if part) for target in targets}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package.__name__):
             names.add(node.module.removeprefix(package.__name__).lstrip("."))
+        elif isinstance(node, ast.Import):  # import <package>.engine.runs
+            dotted = [alias.name for alias in node.names]
+            prefix = f"{package.__name__}."
+            names |= {name.removeprefix(prefix) for name in dotted if name.startswith(prefix)}
     return names
 
 
@@ -61,3 +67,28 @@ def test_only_the_machinery_and_the_task_modules_import_the_engine():
 @pytest.mark.parametrize("leaf", LEAVES)
 def test_the_leaves_import_nothing_of_the_package_but_the_user_errors(leaf):
     assert package_imports(PACKAGE_DIR / f"{leaf}.py") <= {"errors"}
+
+
+def engine_import_graph() -> dict[str, set[str]]:
+    """engine/'s modules (by file stem) -> the engine modules each imports anywhere in it: at
+    the top, inside a function, or under `if TYPE_CHECKING:` (ast.walk sees them all)."""
+    stems = {path.stem for path in modules_of("engine")}
+    graph = {}
+    for path in modules_of("engine"):
+        targets = set()
+        for name in package_imports(path):
+            parts = name.split(".")
+            if parts[0] == "engine":  # `from . import X` of a name, not a module: __init__'s
+                targets.add(parts[1] if len(parts) > 1 and parts[1] in stems else "__init__")
+        graph[path.stem] = targets - {path.stem}
+    return graph
+
+
+def test_no_engine_module_imports_one_that_imports_it_back():
+    # A circle makes the import order matter and each module unreadable without the other:
+    # the lower module (tracking) must not reach up into the one built on it (reporting).
+    try:
+        graphlib.TopologicalSorter(engine_import_graph()).prepare()
+    except graphlib.CycleError as error:
+        circle = " imports ".join(f"{stem}.py" for stem in reversed(error.args[1]))
+        pytest.fail(f"engine/ has an import circle: {circle}")

@@ -51,7 +51,6 @@ from .loader import DEFAULT_NUM_WORKERS, build_loader, build_loaders, resolve_ba
 from .loop import BackgroundLoader, StepTimer, StopRequest
 from .reporting import (
     end_lines,
-    log_hparams,
     log_module_graph,
     log_training,
     log_validation,
@@ -70,7 +69,7 @@ from .step import (
     build_ema,
     build_optimization,
 )
-from .tracking import TRACKERS, Trackers, open_trackers, tracker_names
+from .tracking import TRACKERS, Trackers, log_hparams, open_trackers, tracker_names
 
 # What train.py and test.py use, as engine.<name>.
 __all__ = [

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
 from .checkpoint import TrainState
 from .devices import is_main_process
 from .files import first_line, write_text_atomic
-from .reporting import SilentWriter, log_hparams
 from .runs import save_text
 
 TRACKERS = ("tensorboard", "mlflow", "wandb", "csv")
@@ -267,6 +267,36 @@ class WandbTracker:
 
     def close(self, failed: bool) -> None:
         self.run.finish(exit_code=1 if failed else 0)
+
+
+class SilentWriter:
+    """Stands in for SummaryWriter on ranks other than 0 under torchrun: takes every call
+    (add_scalar, add_image, close, ...) and writes nothing, so the loop has one code path."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+    def __enter__(self) -> "SilentWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def log_hparams(writer: SummaryWriter, args: dict, metric_tags: tuple[str, ...]) -> None:
+    """Every flag as a hyper-parameter in TensorBoard's HParams tab, in this run's own folder.
+
+    SummaryWriter.add_hparams would write to a new sub-folder, a second run in TensorBoard's
+    eyes; writing the plugin's summaries here instead ties the flags to this run's scalars, so
+    the dashboard shows the latest values of `metric_tags` beside each run's flags.
+    """
+    values = {
+        name: value if isinstance(value, bool | int | float | str) else str(value)
+        for name, value in args.items()
+    }
+    experiment, session_start, session_end = hparams(values, dict.fromkeys(metric_tags, 0.0))
+    for summary in (experiment, session_start, session_end):
+        writer.file_writer.add_summary(summary)
 
 
 class Trackers:
