@@ -35,6 +35,43 @@ CHANGEABLE_ON_RESUME = frozenset(
 _UNSET = object()
 
 
+class ResumedCheckpoint:
+    """The checkpoint a run resumes, read once, by parse_resumed_args, and handed on with the
+    args (as args.resumed, never saved with them): restore_training takes the training state
+    out of it, open_trackers the run ids of its trackers."""
+
+    def __init__(self, path: Path, contents: dict) -> None:
+        self.path = path
+        self.contents: dict | None = contents
+        self.tracker_runs = tracker_runs(contents)
+
+    def take(self) -> dict:
+        """The checkpoint's contents, let go of here so that its weights are freed once
+        restored (asked again, it is read again)."""
+        contents, self.contents = self.contents, None
+        if contents is None:
+            contents = load_checkpoint(self.path)
+            self.tracker_runs = tracker_runs(contents)
+        return contents
+
+    def __repr__(self) -> str:  # as args.txt shows it
+        return f"ResumedCheckpoint({str(self.path)!r})"
+
+
+def tracker_runs(checkpoint: dict) -> dict[str, str]:
+    """The tracker run ids a checkpoint kept ({} for one saved before trackers had ids)."""
+    return dict(checkpoint.get("trackers") or {})
+
+
+def resumed_checkpoint(args: argparse.Namespace) -> ResumedCheckpoint:
+    """The checkpoint of --resume as parse_resumed_args read it (read now for args made
+    without it, e.g. by hand)."""
+    resumed = getattr(args, "resumed", None)
+    if resumed is None or Path(resumed.path) != Path(args.resume):
+        resumed = args.resumed = ResumedCheckpoint(args.resume, load_checkpoint(args.resume))
+    return resumed
+
+
 def find_latest_checkpoint(out_dir: Path, run_name: str | None) -> Path | None:
     """`--resume auto`: the newest <out_dir>/<run>/checkpoints/last.pt (of --run-name if given).
 
@@ -99,6 +136,7 @@ def parse_resumed_args(
     if resumed.batch_size == "auto":  # given again: the number it resolved to at the start
         resumed.batch_size = saved["batch_size"]
     resumed.preprocessing = checkpoint.get("preprocessing")  # the data must be fed as before
+    resumed.resumed = ResumedCheckpoint(path, checkpoint)  # restore_training's, not read again
     return resumed
 
 
@@ -167,7 +205,7 @@ def restore_training(
     require_one_checkpoint_for_all(args.resume)
     if args.resume is None:
         return TrainState(world_size=world_size())
-    checkpoint = load_checkpoint(args.resume)
+    checkpoint = resumed_checkpoint(args).take()
     state = TrainState(**checkpoint["state"])
     if args.max_steps and state.global_step >= args.max_steps:
         raise UserError(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .checkpoint import TrainState
-from .config import CONFIG_FILE, config_text
+from .config import CONFIG_FILE, NOT_SAVED, config_text
 from .devices import effective_batch, world_size
 from .files import write_failure, write_text_atomic
 
@@ -82,7 +82,7 @@ def plain(value: object) -> object:
 
 def args_to_dict(args: argparse.Namespace) -> dict:
     """The parsed arguments as plain JSON types, as saved with the run and in checkpoints."""
-    return {key: plain(value) for key, value in vars(args).items()}
+    return {key: plain(value) for key, value in vars(args).items() if key not in NOT_SAVED}
 
 
 def save_args(

@@ -22,7 +22,6 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
@@ -30,6 +29,7 @@ from tqdm import tqdm
 from .checkpoint import TrainState
 from .devices import is_main_process
 from .files import first_line, write_text_atomic
+from .resume import resumed_checkpoint
 from .runs import save_text
 
 TRACKERS = ("tensorboard", "mlflow", "wandb", "csv")
@@ -379,7 +379,7 @@ def open_trackers(
     resume_step = None if is_new_run else state.global_step
     if is_new_run and getattr(args, "auto_start", False):
         resume_step = -1  # drop all an attempt killed before its first checkpoint logged
-    saved = saved_run_ids(args.resume) if not is_new_run else {}
+    saved = resumed_checkpoint(args).tracker_runs if not is_new_run else {}
     writer = SilentWriter()
     if "tensorboard" in names:
         purge = None if resume_step is None else resume_step + 1
@@ -414,12 +414,3 @@ def warn_failed(name: str, error: Exception, location: object = None) -> None:
         f"warning: the {name} tracker{at} failed ({first_line(error)}); the run goes on without it",
         file=sys.stderr,
     )
-
-
-def saved_run_ids(checkpoint: Path | None) -> dict[str, str]:
-    """The tracker run ids a checkpoint kept ({} for one saved before trackers had ids)."""
-    if checkpoint is None:
-        return {}
-    # mmap: the ids without reading the weights (restore_training has loaded them already)
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    return dict(saved.get("trackers") or {})
