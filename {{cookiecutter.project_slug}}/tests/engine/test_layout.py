@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 import {{ cookiecutter.package_name }} as package
+import {{ cookiecutter.package_name }}.engine as engine
 
 PACKAGE_DIR = Path(package.__file__).parent
+SCRIPTS = ("train.py", "test.py", "predict.py", "export.py", "sweep.py")
 BLOCKS = ("layers", "losses", "ops")
 # What a building block may import beside its own folder: leaves of the package (a loss with
 # pretrained weights reads them through hub_weights, as any task does).
@@ -92,3 +94,18 @@ def test_no_engine_module_imports_one_that_imports_it_back():
     except graphlib.CycleError as error:
         circle = " imports ".join(f"{stem}.py" for stem in reversed(error.args[1]))
         pytest.fail(f"engine/ has an import circle: {circle}")
+
+
+def test_the_engine_package_offers_what_the_scripts_use_and_nothing_else():
+    # engine.<name> is the scripts' view of the machinery; anything else a module needs it
+    # imports from the engine module that holds it (engine.inference, engine.config, ...).
+    used = {
+        node.attr
+        for script in SCRIPTS
+        for node in ast.walk(ast.parse((PACKAGE_DIR.parent / script).read_text()))
+        if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "engine"
+    }
+    assert set(engine.__all__) == used, (
+        f"engine/__init__.py offers {sorted(set(engine.__all__) - used)} that no script uses, "
+        f"and lacks {sorted(used - set(engine.__all__))}"
+    )

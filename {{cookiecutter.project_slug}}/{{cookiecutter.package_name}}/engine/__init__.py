@@ -12,7 +12,7 @@ files, written, verified and run.
 from ..errors import UserError
 from .checkpoint import RunCheckpoints, TrainState, load_checkpoint, load_model_weights
 from .cli import SMOKE_SETTINGS, run_cli
-from .config import config_text, parse_args_with_config, read_config
+from .config import parse_args_with_config
 from .devices import (
     DEVICE_CHOICES,
     barrier,
@@ -38,15 +38,7 @@ from .exports import (
     verify_export,
     write_export,
 )
-from .inference import (
-    ImageGroup,
-    PredictionBatch,
-    Predictor,
-    build_prediction_loader,
-    eager_predictor,
-    load_checkpoint_model,
-    model_card,
-)
+from .inference import Predictor, build_prediction_loader, eager_predictor, load_checkpoint_model
 from .loader import DEFAULT_NUM_WORKERS, build_loader, build_loaders, resolve_batch_size
 from .loop import BackgroundLoader, StepTimer, StopRequest
 from .reporting import (
@@ -59,7 +51,7 @@ from .reporting import (
     start_line,
 )
 from .resume import find_latest_checkpoint, parse_resumed_args, restore_training
-from .runs import RunDirLock, args_to_dict, open_run_dir, save_text
+from .runs import RunDirLock, args_to_dict, open_run_dir
 from .step import (
     AMP_CHOICES,
     OPTIMIZERS,
@@ -69,9 +61,10 @@ from .step import (
     build_ema,
     build_optimization,
 )
-from .tracking import TRACKERS, Trackers, log_hparams, open_trackers, tracker_names
+from .tracking import TRACKERS, Trackers, open_trackers, tracker_names
 
-# What train.py and test.py use, as engine.<name>.
+# What the scripts (train.py, test.py, predict.py, export.py, sweep.py) use as engine.<name>,
+# and nothing else: the rest is reached through its module, e.g. engine.inference.
 __all__ = [
     "AMP_CHOICES",
     "args_to_dict",
@@ -82,7 +75,6 @@ __all__ = [
     "build_prediction_loader",
     "build_ema",
     "build_optimization",
-    "config_text",
     "DEFAULT_NUM_WORKERS",
     "DEVICE_CHOICES",
     "check_replaceable",
@@ -94,18 +86,15 @@ __all__ = [
     "exported_predictor",
     "find_latest_checkpoint",
     "gradient_sync",
-    "ImageGroup",
     "is_distributed",
     "is_main_process",
     "load_checkpoint",
     "load_checkpoint_model",
     "load_model_weights",
-    "log_hparams",
     "log_module_graph",
     "log_training",
     "log_validation",
     "MixedPrecision",
-    "model_card",
     "on_main_process",
     "open_run_dir",
     "open_trackers",
@@ -113,10 +102,8 @@ __all__ = [
     "parse_args_with_config",
     "parse_resumed_args",
     "place_model",
-    "PredictionBatch",
     "Predictor",
     "process_group",
-    "read_config",
     "require_torchviz",
     "require_export_packages",
     "resolve_batch_size",
@@ -125,7 +112,6 @@ __all__ = [
     "RunCheckpoints",
     "RunDirLock",
     "save_autograd_graph",
-    "save_text",
     "SCHEDULERS",
     "select_device",
     "SMOKE_SETTINGS",
