@@ -40,8 +40,8 @@ class ResumedCheckpoint:
     args (as args.resumed, never saved with them): restore_training takes the training state
     out of it, open_trackers the run ids of its trackers."""
 
-    def __init__(self, path: Path, contents: dict) -> None:
-        self.path = path
+    def __init__(self, path: str | Path, contents: dict) -> None:
+        self.path = Path(path)
         self.contents: dict | None = contents
         self.tracker_runs = tracker_runs(contents)
 
@@ -67,7 +67,7 @@ def resumed_checkpoint(args: argparse.Namespace) -> ResumedCheckpoint:
     """The checkpoint of --resume as parse_resumed_args read it (read now for args made
     without it, e.g. by hand)."""
     resumed = getattr(args, "resumed", None)
-    if resumed is None or Path(resumed.path) != Path(args.resume):
+    if resumed is None or resumed.path != Path(args.resume):
         resumed = args.resumed = ResumedCheckpoint(args.resume, load_checkpoint(args.resume))
     return resumed
 
@@ -195,8 +195,9 @@ def restore_training(
     ema: AveragedModel | None = None,
     train_size: int | None = None,
 ) -> TrainState:
-    """A fresh TrainState, or with --resume the checkpoint's, after loading into the model,
-    optimizer, schedule, scaler, EMA and RNGs what it saved (every rank does this).
+    """A fresh TrainState, or with --resume the checkpoint's (as parse_resumed_args read it),
+    after loading into the model, optimizer, schedule, scaler, EMA and RNGs what it saved
+    (every rank does this).
 
     A checkpoint saved by another number of processes goes on with this run's: the rest of
     its epoch is dealt out over them (ResumableSampler), and the learning-rate schedule is
