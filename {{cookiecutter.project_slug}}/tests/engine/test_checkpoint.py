@@ -13,6 +13,7 @@ from {{ cookiecutter.package_name }}.engine.checkpoint import (
     save_checkpoint,
 )
 from {{ cookiecutter.package_name }}.engine.cli import UserError
+from {{ cookiecutter.package_name }}.engine.files import first_line
 from {{ cookiecutter.package_name }}.engine.step import (
     build_optimizer,
     build_scheduler,
@@ -144,7 +145,7 @@ def test_a_pickled_object_is_refused_in_one_whole_sentence(tmp_path):
 
 
 def test_a_long_load_error_is_cut_between_words():
-    line = ckpt.first_line(RuntimeError("word " * 40))
+    line = first_line(RuntimeError("word " * 40))
     assert len(line) <= 120 and line.endswith("word ...")
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }}.engine import config_text, read_config
 from {{ cookiecutter.package_name }}.engine.cli import run_cli
+from {{ cookiecutter.package_name }}.engine.config import config_text, read_config
 from {{ cookiecutter.package_name }}.errors import UserError
 
 from ..helpers import TINY_RUN_FLAGS

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.engine import checkpoint as ckpt
+from {{ cookiecutter.package_name }}.engine import files
 from {{ cookiecutter.package_name }}.engine import runs as runs_module
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
 from {{ cookiecutter.package_name }}.engine.cli import run_cli
@@ -115,7 +116,7 @@ def test_a_full_disk_at_start_leaves_no_run_folder(train_script, tmp_path, monke
     def disk_full(descriptor):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ckpt.os, "fsync", disk_full)  # every atomic write fsyncs
+    monkeypatch.setattr(files.os, "fsync", disk_full)  # every atomic write fsyncs
     argv = [*TINY_RUN_FLAGS, "--out-dir", str(tmp_path / "runs"), "--run-name", "fresh"]
     code, error = run_train(train_script, monkeypatch, capsys, argv)
     assert code == 2
@@ -137,7 +138,7 @@ def test_a_full_disk_during_a_save_names_the_last_good_checkpoint(
         raise RuntimeError(TORCH_DISK_FULL)
 
     monkeypatch.setattr(ckpt.torch, "save", fill_the_disk_on_the_second_save)
-    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
     flags = ["--out-dir", str(tmp_path), "--run-name", "full", "--ckpt-every-steps", "2"]
     code, error = run_train(train_script, monkeypatch, capsys, [*TINY_RUN_FLAGS, *flags])
     last = tmp_path / "full" / "checkpoints" / "last.pt"

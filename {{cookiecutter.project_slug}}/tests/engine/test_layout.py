@@ -1,15 +1,19 @@
 """The package's dependency direction: building blocks import nothing above them, and only the
 machinery and the task module import engine/ (user errors and the hub-cache reader, modules
-that import nothing of the package but the errors, live at the package top)."""
+that import nothing of the package but the errors, live at the package top); engine/'s modules
+import one another without a circle."""
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
 
 import {{ cookiecutter.package_name }} as package
+import {{ cookiecutter.package_name }}.engine as engine
 
 PACKAGE_DIR = Path(package.__file__).parent
+SCRIPTS = ("train.py", "test.py", "predict.py", "export.py", "sweep.py")
 BLOCKS = ("layers", "losses", "ops")
 # What a building block may import beside its own folder: leaves of the package (a loss with
 # pretrained weights reads them through hub_weights, as any task does).
@@ -30,6 +34,10 @@ def package_imports(path: Path) -> set[str]:
             names |= {".".join(part for part in target if part) for target in targets}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package.__name__):
             names.add(node.module.removeprefix(package.__name__).lstrip("."))
+        elif isinstance(node, ast.Import):  # import <package>.engine.runs
+            dotted = [alias.name for alias in node.names]
+            prefix = f"{package.__name__}."
+            names |= {name.removeprefix(prefix) for name in dotted if name.startswith(prefix)}
     return names
 
 
@@ -61,3 +69,43 @@ def test_only_the_machinery_and_the_task_modules_import_the_engine():
 @pytest.mark.parametrize("leaf", LEAVES)
 def test_the_leaves_import_nothing_of_the_package_but_the_user_errors(leaf):
     assert package_imports(PACKAGE_DIR / f"{leaf}.py") <= {"errors"}
+
+
+def engine_import_graph() -> dict[str, set[str]]:
+    """engine/'s modules (by file stem) -> the engine modules each imports anywhere in it: at
+    the top, inside a function, or under `if TYPE_CHECKING:` (ast.walk sees them all)."""
+    stems = {path.stem for path in modules_of("engine")}
+    graph = {}
+    for path in modules_of("engine"):
+        targets = set()
+        for name in package_imports(path):
+            parts = name.split(".")
+            if parts[0] == "engine":  # `from . import X` of a name, not a module: __init__'s
+                targets.add(parts[1] if len(parts) > 1 and parts[1] in stems else "__init__")
+        graph[path.stem] = targets - {path.stem}
+    return graph
+
+
+def test_no_engine_module_imports_one_that_imports_it_back():
+    # A circle makes the import order matter and each module unreadable without the other:
+    # the lower module (tracking) must not reach up into the one built on it (reporting).
+    try:
+        graphlib.TopologicalSorter(engine_import_graph()).prepare()
+    except graphlib.CycleError as error:
+        circle = " imports ".join(f"{stem}.py" for stem in reversed(error.args[1]))
+        pytest.fail(f"engine/ has an import circle: {circle}")
+
+
+def test_the_engine_package_offers_what_the_scripts_use_and_nothing_else():
+    # engine.<name> is the scripts' view of the machinery; anything else a module needs it
+    # imports from the engine module that holds it (engine.inference, engine.config, ...).
+    used = {
+        node.attr
+        for script in SCRIPTS
+        for node in ast.walk(ast.parse((PACKAGE_DIR.parent / script).read_text()))
+        if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "engine"
+    }
+    assert set(engine.__all__) == used, (
+        f"engine/__init__.py offers {sorted(set(engine.__all__) - used)} that no script uses, "
+        f"and lacks {sorted(used - set(engine.__all__))}"
+    )

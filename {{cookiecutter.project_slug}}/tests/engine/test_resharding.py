@@ -1,7 +1,7 @@
 """A run resumed part-way through an epoch by another number of processes: the samplers deal
 out the rest of the epoch, the learning-rate schedule goes on and ends with the run.
 
-Pure functions and samplers only; tests/test_elastic.py runs the real thing under torchrun.
+Pure functions and samplers only; tests/engine/test_elastic.py runs the real thing under torchrun.
 """
 
 import argparse
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from {{ cookiecutter.package_name }}.engine import runs
+from {{ cookiecutter.package_name }}.engine import resume
 from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
 from {{ cookiecutter.package_name }}.engine.loader import (
     ResumableSampler,
@@ -110,9 +110,9 @@ def schedule_args(**changes) -> argparse.Namespace:
 def factor_after_resume(monkeypatch, state: TrainState, args, processes: int):
     """The schedule's factor per step as restore_training refits it for `processes`, and the
     run's last step."""
-    monkeypatch.setattr(runs, "world_size", lambda: processes)
-    anchor = tuple(runs.schedule_anchor(args, state, SAMPLES))
-    total = state.global_step + runs.optimizer_steps_left(args, state, SAMPLES)
+    monkeypatch.setattr(resume, "world_size", lambda: processes)
+    anchor = tuple(resume.schedule_anchor(args, state, SAMPLES))
+    total = state.global_step + resume.optimizer_steps_left(args, state, SAMPLES)
     warmup = min(args.warmup_steps, total // 4)
     return lambda step: lr_factor(step, args.scheduler, warmup, total, anchor), total
 
@@ -156,14 +156,14 @@ def test_processes_that_found_different_checkpoints_are_refused(monkeypatch, tmp
     # this one and none on the other.
     checkpoint = tmp_path / "last.pt"
     checkpoint.write_bytes(b"weights")
-    monkeypatch.setattr(runs, "is_distributed", lambda: True)
-    monkeypatch.setattr(runs, "world_size", lambda: 2)
+    monkeypatch.setattr(resume, "is_distributed", lambda: True)
+    monkeypatch.setattr(resume, "world_size", lambda: 2)
 
     def gather(every, found):
         every[:] = [found, None]  # what the other process found: nothing
 
-    monkeypatch.setattr(runs.dist, "all_gather_object", gather)
-    with pytest.raises(runs.UserError, match="found different checkpoints.*shares"):
-        runs.require_one_checkpoint_for_all(checkpoint)
-    monkeypatch.setattr(runs.dist, "all_gather_object", lambda every, found: None)
-    runs.require_one_checkpoint_for_all(checkpoint)  # [None, None]: the same (no) checkpoint
+    monkeypatch.setattr(resume.dist, "all_gather_object", gather)
+    with pytest.raises(resume.UserError, match="found different checkpoints.*shares"):
+        resume.require_one_checkpoint_for_all(checkpoint)
+    monkeypatch.setattr(resume.dist, "all_gather_object", lambda every, found: None)
+    resume.require_one_checkpoint_for_all(checkpoint)  # [None, None]: the same (no) checkpoint

@@ -38,14 +38,23 @@ def snapshot(folder) -> dict:
     return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
-def test_resume_continues_the_run_with_its_own_flags(tiny_run, train_script, tmp_path):
+def test_resume_continues_the_run_with_its_own_flags(tiny_run, train_script, tmp_path, monkeypatch):
     run_dir = copy_of_tiny_run(tiny_run, tmp_path)
     before = (run_dir / "args.json").read_text()
     config_before = (run_dir / "config.yaml").read_text()  # the first start's, kept
     last = run_dir / "checkpoints" / "last.pt"
+    real_load, loaded = torch.load, []
+
+    def recording_load(file, *args, **kwargs):
+        loaded.append(file)
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
     args = train_script.parse_args(["--resume", str(last), "--epochs", "3"])
     assert (args.width, args.batch_size, args.synthetic_size) == (8, 16, 96)  # the run's flags
     result = train_script.train(args)
+    monkeypatch.undo()
+    assert loaded == [last]  # read once: the flags, the training state and the trackers' ids
     assert result.run_dir == run_dir.resolve()
     assert (run_dir / "args.json").read_text() == before
     assert (run_dir / "config.yaml").read_text() == config_before

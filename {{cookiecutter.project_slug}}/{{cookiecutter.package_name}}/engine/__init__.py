@@ -3,9 +3,10 @@
 cli: flags and how a script ends; config: --config files and each run's config.yaml; loader:
 resumable, seeded DataLoaders; devices: device choice and torchrun/DDP; step: optimizer,
 schedule, mixed precision, TrainStep; loop: prefetch, timing, stop signals; checkpoint: atomic
-checkpoints; runs: run folders and resuming; reporting: logged values, terminal lines, model
-graphs; tracking: TensorBoard, MLflow, W&B and CSV behind one interface; inference: model cards
-and predictors; exports: pt2, ONNX and safetensors files, written, verified and run.
+checkpoints; runs: run folders; resume: continuing a run from its checkpoint; reporting:
+logged values, terminal lines, model graphs; tracking: TensorBoard, MLflow, W&B and CSV behind
+one interface; inference: model cards and predictors; exports: pt2, ONNX and safetensors
+files, written, verified and run.
 """
 
 from ..errors import UserError
@@ -17,7 +18,7 @@ from .checkpoint import (
     task_extras,
 )
 from .cli import SMOKE_SETTINGS, run_cli
-from .config import config_text, parse_args_with_config, read_config
+from .config import parse_args_with_config
 from .devices import (
     DEVICE_CHOICES,
     barrier,
@@ -43,36 +44,17 @@ from .exports import (
     verify_export,
     write_export,
 )
-from .inference import (
-    ImageGroup,
-    PredictionBatch,
-    Predictor,
-    build_prediction_loader,
-    eager_predictor,
-    load_checkpoint_model,
-    model_card,
-)
+from .inference import Predictor, build_prediction_loader, eager_predictor, load_checkpoint_model
 from .loader import DEFAULT_NUM_WORKERS, build_loader, build_loaders, resolve_batch_size
 from .loop import BackgroundLoader, StepTimer, StopRequest
 from .reporting import (
     end_lines,
-    log_hparams,
-    log_module_graph,
     log_training,
-    log_validation,
     require_torchviz,
-    save_autograd_graph,
     start_line,
 )
-from .runs import (
-    RunDirLock,
-    args_to_dict,
-    find_latest_checkpoint,
-    open_run_dir,
-    parse_resumed_args,
-    restore_training,
-    save_text,
-)
+from .resume import find_latest_checkpoint, parse_resumed_args, restore_training
+from .runs import RunDirLock, args_to_dict, open_run_dir
 from .step import (
     AMP_CHOICES,
     OPTIMIZERS,
@@ -85,7 +67,8 @@ from .step import (
 from .tracking import TRACKERS, Trackers, open_trackers, tracker_names
 from .validation import Validation, log_first_look, validation_model
 
-# What train.py and test.py use, as engine.<name>.
+# What the scripts (train.py, test.py, predict.py, export.py, sweep.py) use as engine.<name>,
+# and nothing else: the rest is reached through its module, e.g. engine.inference.
 __all__ = [
     "AMP_CHOICES",
     "args_to_dict",
@@ -96,7 +79,6 @@ __all__ = [
     "build_prediction_loader",
     "build_ema",
     "build_optimization",
-    "config_text",
     "DEFAULT_NUM_WORKERS",
     "DEVICE_CHOICES",
     "check_replaceable",
@@ -108,18 +90,13 @@ __all__ = [
     "exported_predictor",
     "find_latest_checkpoint",
     "gradient_sync",
-    "ImageGroup",
     "is_distributed",
     "is_main_process",
     "load_checkpoint",
     "load_checkpoint_model",
     "load_model_weights",
-    "log_hparams",
-    "log_module_graph",
     "log_training",
-    "log_validation",
     "MixedPrecision",
-    "model_card",
     "on_main_process",
     "open_run_dir",
     "open_trackers",
@@ -127,10 +104,8 @@ __all__ = [
     "parse_args_with_config",
     "parse_resumed_args",
     "place_model",
-    "PredictionBatch",
     "Predictor",
     "process_group",
-    "read_config",
     "require_torchviz",
     "require_export_packages",
     "resolve_batch_size",
@@ -138,8 +113,6 @@ __all__ = [
     "run_cli",
     "RunCheckpoints",
     "RunDirLock",
-    "save_autograd_graph",
-    "save_text",
     "SCHEDULERS",
     "select_device",
     "SMOKE_SETTINGS",

@@ -28,10 +28,13 @@ MAX_CONFIG_MB = 1
 # run_cli reads --debug from the command line before any file is read, and a smoke test is a
 # check one asks for, not a setting a file left on turns every run into.
 COMMAND_LINE_ONLY = frozenset({"config", "resume", "debug", "smoke_test"})
+# Not flags, and never saved with them: the checkpoint a resume read once (resume.py's
+# ResumedCheckpoint), handed on with the args to the stages that need it.
+NOT_SAVED = frozenset({"resumed"})
 # What config.yaml leaves out besides those: a replay gets a new run folder (the old name is
 # taken), and the input format a resumed checkpoint recorded, like --resume auto's finding, is
 # no flag.
-NOT_REPLAYED = COMMAND_LINE_ONLY | {"run_name", "recorded", "auto_start"}
+NOT_REPLAYED = COMMAND_LINE_ONLY | NOT_SAVED | {"run_name", "recorded", "auto_start"}
 
 
 def parse_args_with_config(

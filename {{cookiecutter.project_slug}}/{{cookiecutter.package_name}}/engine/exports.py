@@ -35,7 +35,7 @@ from torch.export.passes import move_to_device_pass
 from torch.export.pt2_archive import constants as pt2_layout
 
 from ..errors import UserError
-from .checkpoint import first_line
+from .files import first_line
 from .inference import Predictor, check_card, eager_predictor
 from .task_base import Task
 

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
 from ..image_files import FoundImage, load_rgb_image
-from .checkpoint import first_line, load_checkpoint, load_model_weights, task_extras
+from .checkpoint import load_checkpoint, load_model_weights, task_extras
+from .files import first_line
 from .loader import ignore_stop_signals
 from .task_base import Task
 

@@ -1,6 +1,6 @@
-"""What a run reports: training and validation scalars (to the trackers of tracking.py),
-TensorBoard's HParams, the tqdm postfix, the per-epoch and end-of-run lines, and pictures of
-the model (module graph, autograd graph)."""
+"""What a run reports: training and validation scalars (to the trackers of tracking.py), the
+tqdm postfix, the per-epoch and end-of-run lines, and pictures of the model (module graph,
+autograd graph)."""
 
 import argparse
 import copy
@@ -10,26 +10,23 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
 from ..errors import DivergedError, UserError
-from .checkpoint import RunCheckpoints, TrainState, megabytes
+from .checkpoint import RunCheckpoints, TrainState
 from .devices import effective_batch, is_distributed, world_size
+from .files import megabytes
 from .loop import StepTimer, StopRequest
-
-if TYPE_CHECKING:  # tracking.py imports this module
-    from .tracking import Trackers
+from .tracking import Trackers
 
 
 def log_training(
-    trackers: "Trackers",
+    trackers: Trackers,
     progress: tqdm,
     timer: StepTimer,
     mean_loss: torch.Tensor,
@@ -63,25 +60,11 @@ def log_training(
     return loss
 
 
-def log_validation(trackers: "Trackers", metrics: dict[str, float], step: int, line: str) -> None:
+def log_validation(trackers: Trackers, metrics: dict[str, float], step: int, line: str) -> None:
     """Log the validation metrics (all but the sample count) and write `line` to the terminal."""
     values = {f"val/{name}": value for name, value in metrics.items() if name != "samples"}
     trackers.add_scalars(values, step)
     tqdm.write(line)
-
-
-class SilentWriter:
-    """Stands in for SummaryWriter on ranks other than 0 under torchrun: takes every call
-    (add_scalar, add_image, close, ...) and writes nothing, so the loop has one code path."""
-
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: None
-
-    def __enter__(self) -> "SilentWriter":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
 
 
 def run_summary(
@@ -126,22 +109,6 @@ def launch_command() -> str:
         f"torchrun --nnodes={machines} --nproc_per_node={per_machine} <the same rendezvous "
         "flags> train.py"
     )
-
-
-def log_hparams(writer: SummaryWriter, args: dict, metric_tags: tuple[str, ...]) -> None:
-    """Every flag as a hyper-parameter in TensorBoard's HParams tab, in this run's own folder.
-
-    SummaryWriter.add_hparams would write to a new sub-folder, a second run in TensorBoard's
-    eyes; writing the plugin's summaries here instead ties the flags to this run's scalars, so
-    the dashboard shows the latest values of `metric_tags` beside each run's flags.
-    """
-    values = {
-        name: value if isinstance(value, bool | int | float | str) else str(value)
-        for name, value in args.items()
-    }
-    experiment, session_start, session_end = hparams(values, dict.fromkeys(metric_tags, 0.0))
-    for summary in (experiment, session_start, session_end):
-        writer.file_writer.add_summary(summary)
 
 
 VIZ_INSTALL_HINT = (

@@ -22,14 +22,15 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
-from .checkpoint import TrainState, first_line
+from .checkpoint import TrainState
 from .devices import is_main_process
-from .reporting import SilentWriter, log_hparams
-from .runs import save_text, write_text_atomic
+from .files import first_line, write_text_atomic
+from .resume import resumed_checkpoint
+from .runs import save_text
 
 TRACKERS = ("tensorboard", "mlflow", "wandb", "csv")
 # The trackers that need an optional package: its import name and the project's extra.
@@ -268,6 +269,36 @@ class WandbTracker:
         self.run.finish(exit_code=1 if failed else 0)
 
 
+class SilentWriter:
+    """Stands in for SummaryWriter on ranks other than 0 under torchrun: takes every call
+    (add_scalar, add_image, close, ...) and writes nothing, so the loop has one code path."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+    def __enter__(self) -> "SilentWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def log_hparams(writer: SummaryWriter, args: dict, metric_tags: tuple[str, ...]) -> None:
+    """Every flag as a hyper-parameter in TensorBoard's HParams tab, in this run's own folder.
+
+    SummaryWriter.add_hparams would write to a new sub-folder, a second run in TensorBoard's
+    eyes; writing the plugin's summaries here instead ties the flags to this run's scalars, so
+    the dashboard shows the latest values of `metric_tags` beside each run's flags.
+    """
+    values = {
+        name: value if isinstance(value, bool | int | float | str) else str(value)
+        for name, value in args.items()
+    }
+    experiment, session_start, session_end = hparams(values, dict.fromkeys(metric_tags, 0.0))
+    for summary in (experiment, session_start, session_end):
+        writer.file_writer.add_summary(summary)
+
+
 class Trackers:
     """The run's trackers, fanned out to: each value is logged once, here, and reaches all.
 
@@ -348,7 +379,7 @@ def open_trackers(
     resume_step = None if is_new_run else state.global_step
     if is_new_run and getattr(args, "auto_start", False):
         resume_step = -1  # drop all an attempt killed before its first checkpoint logged
-    saved = saved_run_ids(args.resume) if not is_new_run else {}
+    saved = resumed_checkpoint(args).tracker_runs if not is_new_run else {}
     writer = SilentWriter()
     if "tensorboard" in names:
         purge = None if resume_step is None else resume_step + 1
@@ -383,12 +414,3 @@ def warn_failed(name: str, error: Exception, location: object = None) -> None:
         f"warning: the {name} tracker{at} failed ({first_line(error)}); the run goes on without it",
         file=sys.stderr,
     )
-
-
-def saved_run_ids(checkpoint: Path | None) -> dict[str, str]:
-    """The tracker run ids a checkpoint kept ({} for one saved before trackers had ids)."""
-    if checkpoint is None:
-        return {}
-    # mmap: the ids without reading the weights (restore_training has loaded them already)
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    return dict(saved.get("trackers") or {})

@@ -13,7 +13,7 @@ from typing import TextIO
 import torch
 from PIL import Image
 
-from .engine import PredictionBatch, Predictor
+from .engine.inference import PredictionBatch, Predictor
 from .errors import UserError
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")

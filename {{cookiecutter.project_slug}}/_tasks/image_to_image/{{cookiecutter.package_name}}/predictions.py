@@ -20,7 +20,7 @@ from PIL import Image
 
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import check_corruption
-from .engine import ImageGroup, PredictionBatch, Predictor
+from .engine.inference import ImageGroup, PredictionBatch, Predictor
 from .errors import UserError
 from .image_files import FoundImage
 from .ops import corrupt, pad_to_multiple, tiled_apply
