@@ -7,8 +7,7 @@ What differs between tasks comes from the task (task.py), the machinery from eng
 is the same for every task.
 
     python train.py                    # learns the task's built-in synthetic data, on any machine
-    python train.py --help             # every flag, with its default (README: what each does)
-    python train.py --config my.yaml   # flag defaults from a file (each run saves config.yaml)
+    python train.py --config my.yaml   # flag defaults from a file (--help: every flag)
     torchrun --nproc_per_node=4 train.py   # the same script on 4 GPUs (DistributedDataParallel)
 """
 
@@ -106,16 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags, over --config FILE's values; with --resume, the rest from the checkpoint."""
     parser = build_parser()
     args = engine.parse_args_with_config(parser, argv)
-    if args.resume is None:
-        return args
-    if str(args.resume) == "auto":
-        args.resume = engine.find_latest_checkpoint(args.out_dir, args.run_name)
-        if args.resume is None:  # torchrun's restarts run the first start's command again
-            args.auto_start = True
-            return args
-    resumed = engine.parse_resumed_args(parser, argv, args.resume, task.NAME)
-    resumed.resume = args.resume
-    return resumed
+    return engine.with_resume(parser, argv, args, task.NAME)
 
 
 @dataclass
@@ -237,11 +227,9 @@ def train(
 def open_run(
     step: engine.TrainStep, model: nn.Module, model_config: dict, data, args: argparse.Namespace
 ) -> tuple:
-    """Restore a resumed run's training state (on every rank: a fresh one otherwise), then its
-    folder (made by rank 0 alone, and locked by it until the loop ends: a second process is
-    refused, not mixed in), its trackers (a resumed run continues its own; their run ids go
-    into the checkpoints; a new run gets a first look at its model and data) and checkpoints.
-    Returns (state, run folder, its lock, trackers, checkpoints)."""
+    """The training state (a resumed run's, on every rank), the run folder (rank 0 makes it and
+    locks it until the loop ends), its trackers (a resumed run continues its own; a new run gets
+    a first look at its model and data) and its checkpoints (which keep the trackers' run ids)."""
     parts = (model, step.optimizer, step.scheduler, step.precision, step.ema)
     state = engine.restore_training(args, *parts, train_size=len(data.train))
     run_lock = engine.RunDirLock()

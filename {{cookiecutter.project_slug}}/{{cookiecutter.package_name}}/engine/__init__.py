@@ -53,7 +53,7 @@ from .reporting import (
     require_torchviz,
     start_line,
 )
-from .resume import find_latest_checkpoint, parse_resumed_args, restore_training
+from .resume import restore_training, with_resume
 from .runs import RunDirLock, args_to_dict, open_run_dir
 from .step import (
     AMP_CHOICES,
@@ -88,7 +88,6 @@ __all__ = [
     "ExportInterruptedError",
     "exported_files",
     "exported_predictor",
-    "find_latest_checkpoint",
     "gradient_sync",
     "is_distributed",
     "is_main_process",
@@ -102,7 +101,6 @@ __all__ = [
     "open_trackers",
     "OPTIMIZERS",
     "parse_args_with_config",
-    "parse_resumed_args",
     "place_model",
     "Predictor",
     "process_group",
@@ -125,6 +123,7 @@ __all__ = [
     "tracker_names",
     "Validation",
     "validation_model",
+    "with_resume",
     "log_first_look",
     "TRACKERS",
     "Trackers",

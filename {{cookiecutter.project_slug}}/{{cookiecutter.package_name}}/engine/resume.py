@@ -96,6 +96,26 @@ def find_latest_checkpoint(out_dir: Path, run_name: str | None) -> Path | None:
     )
 
 
+def with_resume(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    args: argparse.Namespace,
+    task: str,
+) -> argparse.Namespace:
+    """The run's flags when --resume is given: the checkpoint's (--resume auto: the newest of
+    --run-name, or, when it has none yet, `args` with auto_start set: this run starts it)."""
+    if args.resume is None:
+        return args
+    if str(args.resume) == "auto":
+        args.resume = find_latest_checkpoint(args.out_dir, args.run_name)
+        if args.resume is None:  # torchrun's restarts run the first start's command again
+            args.auto_start = True
+            return args
+    resumed = parse_resumed_args(parser, argv, args.resume, task)
+    resumed.resume = args.resume
+    return resumed
+
+
 def parse_resumed_args(
     parser: argparse.ArgumentParser, argv: Sequence[str] | None, path: Path, task: str | None = None
 ):
