@@ -17,8 +17,8 @@ from ..helpers import TINY_RUN_FLAGS
 @pytest.mark.parametrize(
     ("train_size", "processes", "accum_steps", "expected"),
     [
-        (8_000, 1, 1, 128),  # the classification synthetic default: 62 steps an epoch
-        (4_000, 1, 1, 128),  # image_to_image's synthetic default: 31 steps
+        (8_000, 1, 1, 128),  # a synthetic set of 8,000: 62 steps an epoch
+        (4_000, 1, 1, 128),  # of 4,000: 31 steps
         (1_437, 1, 1, 32),  # a small folder (the digits benchmark): 44 steps, 22 at 64
         (8_000, 4, 1, 64),  # each of 4 processes trains on 2,000: 15 steps at 128, 31 at 64
         (1_437, 2, 1, 16),  # 718 a process: 22 steps at 32

@@ -27,7 +27,7 @@ DEFAULT_NUM_WORKERS = min(8, max(0, _CORES_PER_PROCESS - 1))
 # --batch-size auto: the largest of these that still gives each process MIN_STEPS_PER_EPOCH
 # optimizer steps an epoch. A small folder (1,437 digits) gets 32 and 44 steps: at 128 it had
 # 11, too few updates to learn in 15 epochs (0.83 val accuracy vs 1.00). 30 keeps the
-# synthetic defaults at 128 (8,000 images: 62 steps; image_to_image's 4,000: 31).
+# synthetic sets of 8,000 and 4,000 images at 128 (62 and 31 steps).
 AUTO_BATCH_SIZES = (128, 64, 32, 16)
 MIN_STEPS_PER_EPOCH = 30
 
