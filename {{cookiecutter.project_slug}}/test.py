@@ -33,9 +33,7 @@ def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--checkpoint", type=Path, required=True, help="a .pt file train.py wrote")
-    add("--dataset", choices=task.DATASETS, help="default: the checkpoint's")
-    add("--data-dir", type=Path, help="default: the checkpoint's")
-    add("--synthetic-size", type=cli.positive_int, help="default: the checkpoint's")
+    cli.add_data_flags(add, task, evaluating=True)  # --dataset, --data-dir, --synthetic-size
     add("--seed", type=cli.seed, help="default: the checkpoint's")
     task.add_eval_flags(parser)
     add(

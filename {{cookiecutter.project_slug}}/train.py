@@ -53,8 +53,9 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Every flag, grouped; --help shows the defaults, the README's table says more of each."""
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    task.add_flags(parser)  # the task's own: its data set, model size, loss
+    task.add_flags(parser)  # the task's own: its data, model size, loss
     add = parser.add_argument_group("data").add_argument
+    cli.add_data_flags(add, task)  # --dataset (the task's choices), --data-dir, --synthetic-size
     add("--num-workers", type=cli.num_workers, default=engine.DEFAULT_NUM_WORKERS,
         help="DataLoader workers")  # fmt: skip
     add("--prefetch-thread", action=argparse.BooleanOptionalAction, default=True,
@@ -95,8 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--viz-graph", action="store_true", help="torchviz autograd graph (viz extra)")
     add("--smoke-test", action="store_true", help="two steps on tiny data in a temporary folder")
     add("--debug", action="store_true", help="show tracebacks of input errors")
-    # Not flags: the task's entries of the checkpoint resumed, and whether --resume auto found
-    # no checkpoint of --run-name yet (this run starts it, in the folder a killed attempt made).
+    # Not flags: a resumed checkpoint's task entries; whether --resume auto starts the run.
     parser.set_defaults(recorded={}, auto_start=False)
     return parser
 

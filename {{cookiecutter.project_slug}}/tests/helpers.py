@@ -24,7 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # A run small enough for a CPU test: 96 synthetic images, 6 steps an epoch, a narrow model.
 TINY_RUN_FLAGS = [
-    "--dataset", "synthetic", "--synthetic-size", "96", "--batch-size", "16", "--width", "8",
+    "--dataset", "synthetic", "--synthetic-size", "96", "--batch-size", "16",
     "--num-workers", "0", "--device", "cpu", "--log-every", "2", "--warmup-steps", "2",
     *task_cases.TINY_RUN_FLAGS,
 ]  # fmt: skip

@@ -22,6 +22,7 @@ from {{ cookiecutter.package_name }}.task import task
 
 from ..bad_input_cases import PickledObject
 from ..helpers import model_of_this_task
+from ..task import task_cases
 
 
 class Parts(NamedTuple):
@@ -33,7 +34,9 @@ class Parts(NamedTuple):
 
 def trained_parts(train_script, width: int = 4) -> Parts:
     """This task's model, its optimizer and schedule, after one step on a batch of its data."""
-    model, config, (inputs, _), _ = model_of_this_task(train_script, "--width", str(width))
+    model, config, (inputs, _), _ = model_of_this_task(
+        train_script, *task_cases.model_size_flags(width)
+    )
     optimizer = build_optimizer(model, "adamw", 1e-2, 0.01)
     scheduler = build_scheduler(optimizer, "cosine", 1, 10)
     model(inputs).sum().backward()

@@ -196,7 +196,7 @@ def one_process_group():
 
 
 def test_sync_bn_on_the_cpu_is_refused_with_the_fix(one_process_group, train_script):
-    model = model_of_this_task(train_script, "--width", "4").model
+    model = model_of_this_task(train_script, *task_cases.model_size_flags(4)).model
     with pytest.raises(UserError, match="--sync-bn needs CUDA GPUs; on the CPU use --norm group"):
         devices.wrap_model(model, torch.device("cpu"), sync_batchnorm=True)
     wrapped = devices.wrap_model(model, torch.device("cpu"), sync_batchnorm=False)
@@ -207,7 +207,7 @@ def test_sync_bn_on_the_cpu_is_refused_with_the_fix(one_process_group, train_scr
 def test_without_torchrun_nothing_is_wrapped_or_reduced(monkeypatch, train_script):
     for name in devices.TORCHRUN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    model = model_of_this_task(train_script, "--width", "4").model
+    model = model_of_this_task(train_script, *task_cases.model_size_flags(4)).model
     with devices.process_group(torch.device("cpu")):
         assert not devices.is_distributed() and devices.world_size() == 1
         assert devices.wrap_model(model, torch.device("cpu"), sync_batchnorm=True) is model

@@ -13,6 +13,7 @@ from {{ cookiecutter.package_name }}.engine.checkpoint import TrainState
 from {{ cookiecutter.package_name }}.engine.step import build_optimizer
 
 from ..helpers import TINY_RUN_FLAGS, model_of_this_task, scalar_steps
+from ..task import task_cases
 
 
 def test_run_folder_holds_args_summary_checkpoints_and_events(tiny_run):
@@ -106,7 +107,7 @@ def test_smoke_test_trains_two_steps_and_leaves_nothing(
 
 
 def test_build_optimizer_skips_weight_decay_on_biases_and_norms(train_script):
-    model = model_of_this_task(train_script, "--width", "4").model
+    model = model_of_this_task(train_script, *task_cases.model_size_flags(4)).model
     decay, no_decay = build_optimizer(model, "adamw", 1e-3, 0.1).param_groups
     assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
     assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0

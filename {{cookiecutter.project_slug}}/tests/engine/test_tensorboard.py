@@ -17,6 +17,7 @@ from {{ cookiecutter.package_name }}.engine.reporting import (
 from {{ cookiecutter.package_name }}.task import task
 
 from ..helpers import PROJECT_ROOT, TINY_RUN_FLAGS, model_of_this_task
+from ..task import task_cases
 
 
 def readme_tags(panel: str) -> set[str]:
@@ -81,7 +82,7 @@ def test_hparams_hold_every_flag_and_name_the_final_metrics(tiny_run):
 
 
 def test_log_module_graph_adds_the_graph_and_leaves_batchnorm_statistics(train_script, tmp_path):
-    model, _, (inputs, _), _ = model_of_this_task(train_script, "--width", "4")
+    model, _, (inputs, _), _ = model_of_this_task(train_script, *task_cases.model_size_flags(4))
     model.train()
     before = {name: buffer.clone() for name, buffer in model.named_buffers()}
     with SummaryWriter(tmp_path) as writer:
@@ -104,7 +105,9 @@ def test_viz_graph_without_torchviz_stops_before_training_with_the_install_hint(
 
 def test_autograd_graph_is_written_for_one_step_of_a_copy_of_the_model(train_script, tmp_path):
     pytest.importorskip("torchviz")
-    model, _, (inputs, targets), args = model_of_this_task(train_script, "--width", "4")
+    model, _, (inputs, targets), args = model_of_this_task(
+        train_script, *task_cases.model_size_flags(4)
+    )
     model.train()
     before = {name: buffer.clone() for name, buffer in model.named_buffers()}
     dataset = list(zip(inputs[:2], targets[:2], strict=True))

@@ -11,6 +11,7 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import DivergedError, UserError
+from .task_base import Task
 
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
 MAX_IMAGE_SIZE = 4096  # far past what fits a batch in memory; a typo (100000) stops here
@@ -254,3 +255,18 @@ def user_message(error: UserError) -> str:
     if "Traceback" not in text:
         return text
     return text.splitlines()[-1].split("UserError: ", 1)[-1]
+
+
+def add_data_flags(add: Callable, task: Task, evaluating: bool = False) -> None:
+    """The data flags of every script that reads a data set, declared once: --dataset (one of
+    the task's DATASETS), --data-dir and --synthetic-size. `add` is an argument group's
+    add_argument. Evaluating (test.py), each defaults to the checkpoint's value."""
+    if evaluating:
+        add("--dataset", choices=task.DATASETS, help="default: the checkpoint's")
+        add("--data-dir", type=Path, help="default: the checkpoint's")
+        add("--synthetic-size", type=positive_int, help="default: the checkpoint's")
+        return
+    add("--dataset", choices=task.DATASETS, default="synthetic", help="data set to train on")
+    add("--data-dir", type=Path, default=Path("data"), help=task.DATA_DIR_HELP)
+    add("--synthetic-size", type=positive_int, default=task.SYNTHETIC_SIZE,
+        help="training samples of --dataset synthetic (validation gets a fifth)")  # fmt: skip

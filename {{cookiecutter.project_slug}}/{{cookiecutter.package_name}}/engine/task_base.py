@@ -40,8 +40,12 @@ class Task:
     HIGHER_IS_BETTER: ClassVar[bool]  # its direction
 
     # ------------------------------------------------------------------ defaults
-    # The --dataset choices (train.py's flag is the task's; test.py offers the same choices).
+    # The data flags the scripts declare for every task (engine.cli.add_data_flags): the
+    # --dataset choices ("synthetic" among them: the smoke test and the tests train on it, with
+    # nothing to download), what --data-dir holds, and --synthetic-size's default.
     DATASETS: ClassVar[tuple[str, ...]] = ("synthetic",)
+    DATA_DIR_HELP: ClassVar[str] = "folder of the data (--dataset folder)"
+    SYNTHETIC_SIZE: ClassVar[int] = 1_000
     # The model class build_model() instantiates with a model config as keyword arguments.
     MODEL_CLASS: ClassVar[type[nn.Module] | None] = None
     # train.py --smoke-test: settings that make the task tiny (merged over engine's own).

@@ -48,6 +48,8 @@ class Classification(Task):
 
     NAME = TASK
     DATASETS = DATASETS
+    DATA_DIR_HELP = "train/<class>/ and val/<class>/ (--dataset folder), or torchvision's files"
+    SYNTHETIC_SIZE = 8_000
     BEST_METRIC, HIGHER_IS_BETTER = "accuracy", True
     HPARAM_METRICS = ("val/accuracy", "val/top5_accuracy", "val/loss", "train/loss")
     EVAL_SETTINGS = ("image_size", "download")
@@ -59,13 +61,7 @@ class Classification(Task):
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
         """The flags of this task (its data, model and loss), one group in --help."""
         add = parser.add_argument_group("task: classification").add_argument
-        add("--dataset", choices=DATASETS, default="synthetic", help="data set to train on")
-        add("--data-dir", type=Path, default=Path("data"),
-            help="folder with train/<class>/ and val/<class>/ (--dataset folder), or where "
-            "torchvision's files are")  # fmt: skip
         add("--download", action="store_true", help="download a torchvision data set if missing")
-        add("--synthetic-size", type=cli.positive_int, default=8_000,
-            help="training images of --dataset synthetic (validation gets a fifth)")  # fmt: skip
         add("--hflip", action=argparse.BooleanOptionalAction, default=True,
             help="mirror training images at random (folder, cifar10); --no-hflip for text, digits")  # fmt: skip
         add("--label-smoothing", type=cli.probability, default=0.1, help="label smoothing")

@@ -50,6 +50,8 @@ class Restoration(Task):
 
     NAME = TASK
     DATASETS = DATASETS
+    DATA_DIR_HELP = "folder with train/ and val/ of clean images (--dataset folder)"
+    SYNTHETIC_SIZE = 4_000
     BEST_METRIC, HIGHER_IS_BETTER = "psnr", True
     HPARAM_METRICS = ("val/psnr", "val/ssim", "val/loss", "train/loss")
     MODEL_CLASS = architecture.{{ cookiecutter.__model_class }}
@@ -62,15 +64,10 @@ class Restoration(Task):
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
         """The flags of this task (its data, model and loss), one group in --help."""
         add = parser.add_argument_group("task: image_to_image").add_argument
-        add("--dataset", choices=DATASETS, default="synthetic", help="data set to train on")
-        add("--data-dir", type=Path, default=Path("data"),
-            help="folder with train/ and val/ of clean images (--dataset folder)")  # fmt: skip
         add("--corruption", choices=CORRUPTIONS, default="noise", help="what to undo")
         add("--corruption-strength", type=cli.positive_float,
             help="noise: standard deviation; blur: sigma in px; downsample: factor "
             "(default: 0.1, 1.5 and 2)")  # fmt: skip
-        add("--synthetic-size", type=cli.positive_int, default=4_000,
-            help="training images of --dataset synthetic (validation gets a fifth)")  # fmt: skip
         add("--crops-per-image", type=cli.positive_int, default=8,
             help="random training crops taken of each image per epoch (--dataset folder)")  # fmt: skip
         add("--width", type=cli.positive_int, default=8, help="channels of the first level")

@@ -16,8 +16,9 @@ from {{ cookiecutter.package_name }} import (
 # below this share of the first loss.
 OVERFIT_FLAGS = ["--label-smoothing", "0"]
 OVERFIT_RATIO = 0.25
-# Flags of this task that every tiny test run adds (none: the defaults download nothing).
-TINY_RUN_FLAGS: list[str] = []
+# Flags of this task that every tiny test run adds: a narrow network (the defaults download
+# nothing).
+TINY_RUN_FLAGS = ["--width", "8"]
 # Metrics that count samples: equal, not just close, however processes split the validation set.
 EXACT_METRICS = ("accuracy", "top5_accuracy")
 # train.py flags that switch off random augmentation: a sample is then the same in any batch.
@@ -96,3 +97,9 @@ def write_skewed_folder(root, counts=(("a", 40), ("b", 4)), val_per_class=4) -> 
             for number in range(count if split == "train" else val_per_class):
                 image = Image.linear_gradient("L").rotate(7 * number + 90 * label).resize((20, 20))
                 image.save(root / split / name / f"{number}.png")
+
+
+def model_size_flags(size: int) -> list[str]:
+    """train.py flags that build this task's model at another size (`size` channels wide: the
+    shapes of its weights differ between sizes)."""
+    return ["--width", str(size)]

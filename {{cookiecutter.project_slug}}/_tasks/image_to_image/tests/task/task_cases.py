@@ -16,10 +16,10 @@ from {{ cookiecutter.package_name }} import (
 # keeps an error floor).
 OVERFIT_FLAGS: list[str] = []
 OVERFIT_RATIO = 0.85
-# Flags of this task that every tiny test run adds: no perceptual term, so no test run
+# Flags of this task that every tiny test run adds: a narrow U-Net and no perceptual term, so no test run
 # downloads VGG16's weights (auto would, on a machine online without them in its cache);
 # test_losses and test_training build the VGG term with random or local weights.
-TINY_RUN_FLAGS = ["--perceptual-scale", "0"]
+TINY_RUN_FLAGS = ["--width", "8", "--perceptual-scale", "0"]
 # Metrics that count samples: equal, not just close, however processes split the validation set.
 EXACT_METRICS = ()  # all of them average per-image floats, summed in another order under DDP
 # train.py flags that switch off random augmentation: a sample is then the same in any batch.
@@ -85,3 +85,9 @@ def write_mixed_images(root, sizes=((40, 30), (64, 64)), modes=("RGB", "L")) -> 
             (root / split / "nested").mkdir(parents=True, exist_ok=True)
             image = Image.effect_noise((width, height), 40 + index * 10).convert(mode)
             image.save(root / split / "nested" / f"{index}.png")
+
+
+def model_size_flags(size: int) -> list[str]:
+    """train.py flags that build this task's model at another size (`size` channels wide: the
+    shapes of its weights differ between sizes)."""
+    return ["--width", str(size)]
