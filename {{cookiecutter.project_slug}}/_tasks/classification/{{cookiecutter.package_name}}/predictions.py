@@ -43,19 +43,6 @@ class CheckResizable:
         return image
 
 
-def card_classes(card: dict) -> list[str]:
-    """The class names of a model card, one per output of the model (a card edited by hand
-    may list none, or another count)."""
-    classes, outputs = card["classes"], card["model_config"].get("num_classes")
-    if not classes or len(classes) != outputs:
-        raise UserError(
-            f"the model card of {card.get('checkpoint', 'the model file')} lists {len(classes)} "
-            f"classes for a model of {outputs} outputs; use the file as export.py or train.py "
-            "wrote it, or export the checkpoint again"
-        )
-    return classes
-
-
 class Predictions:
     """Writes one record per input image in input order; a failed input gets {"path", "error"}.
 

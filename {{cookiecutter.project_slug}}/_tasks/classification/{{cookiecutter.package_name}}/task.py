@@ -37,7 +37,7 @@ from .engine.task_base import Task
 from .errors import UserError
 from .image_files import FoundImage
 from .ops import topk_correct
-from .predictions import CheckResizable, Predictions, card_classes
+from .predictions import CheckResizable, Predictions
 from .preprocessing import preprocessing_problem
 
 DEFAULT_IMAGE_SIZE = 32  # --image-size when neither it nor pretrained weights set one
@@ -120,6 +120,9 @@ class Classification(Task):
         classes = card.get("classes")
         if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
             return f"classes is {reprlib.repr(classes)}, not a list of names"
+        outputs = card["model_config"].get("num_classes")
+        if not classes or len(classes) != outputs:
+            return f"classes lists {len(classes)} names for a model of {outputs} outputs"
         return preprocessing_problem(card.get("preprocessing"))
 
     def model_config(self, args: argparse.Namespace, data: DataBundle) -> dict:
@@ -234,7 +237,7 @@ class Classification(Task):
         self, args: argparse.Namespace, card: dict, images: list[FoundImage]
     ) -> Predictions:
         """predict.py's records: the predicted class, its probability and the top-k, per image."""
-        return Predictions(card_classes(card), args.top_k, args.output)
+        return Predictions(card["classes"], args.top_k, args.output)
 
     def export_examples(self, card: dict) -> list[torch.Tensor]:
         """export.py's inputs: the first traces the model, each checks the exported file (batches

@@ -41,6 +41,9 @@ DAMAGED_CARD_ENTRIES = {
     "a-zero-std": ("preprocessing.std", [0.0] * 3,
                    "preprocessing.std is [0.0, 0.0, 0.0], not 1 or 3 finite numbers above 0"),
     "classes-not-a-list": ("classes", "cat", "classes is 'cat', not a list of names"),
+    "no-classes": ("classes", [], "classes lists 0 names for a model of"),
+    "a-class-too-many": ("classes", [f"class_{index}" for index in range(99)],
+                         "classes lists 99 names for a model of"),
 }  # fmt: skip
 
 
