@@ -4,6 +4,8 @@ A case is a function (tmp_path, copy of the tiny run's folder) -> (flags, expect
 by conftest's bad_input_run.
 """
 
+import math
+
 import pytest
 import torch
 
@@ -87,3 +89,22 @@ def fp16_on_the_cpu(tmp_path, run):
 SHARED_CASES = [fp16_on_the_cpu, max_steps_reached, truncated_checkpoint, not_a_checkpoint,
                 newer_format, malicious_checkpoint, stored_batch_size_zero, stored_lr_nan,
                 stored_run_name_outside_out_dir, cuda_without_a_gpu]  # fmt: skip
+
+
+# A recorded preprocessing (<package>/preprocessing.py) edited by hand, as image tasks' model
+# cards carry it: (dotted path, value, the problem preprocessing_problem names).
+DAMAGED_PREPROCESSING = {
+    "no-preprocessing": ("preprocessing", None, "it records no preprocessing"),
+    "image-size-a-string": ("preprocessing.image_size", "32",
+                            "preprocessing.image_size is '32', not a whole number of pixels"),
+    "image-size-negative": ("preprocessing.image_size", -5,
+                            "preprocessing.image_size is -5, not a whole number"),
+    "image-size-huge": ("preprocessing.image_size", 100000,
+                        "preprocessing.image_size is 100000, not a whole number"),
+    "three-channels-more": ("preprocessing.in_channels", 6,
+                            "preprocessing.in_channels is 6, not 1 or 3"),
+    "a-nan-mean": ("preprocessing.mean", [math.nan] * 3,
+                   "preprocessing.mean is [nan, nan, nan], not 1 or 3 finite numbers"),
+    "a-zero-std": ("preprocessing.std", [0.0] * 3,
+                   "preprocessing.std is [0.0, 0.0, 0.0], not 1 or 3 finite numbers above 0"),
+}  # fmt: skip

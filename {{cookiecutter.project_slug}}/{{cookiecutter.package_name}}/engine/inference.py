@@ -44,7 +44,7 @@ def model_card(checkpoint: dict, path: str | Path, task: Task) -> dict:
     return {
         **task_extras(checkpoint),
         "card_version": CARD_VERSION,
-        "task": checkpoint.get("task") or task.NAME,
+        "task": checkpoint["task"],  # load_checkpoint names it (this task for an older one)
         "model_config": checkpoint["model_config"],
         "settings": {name: train_args.get(name) for name in task.PREDICT_SETTINGS},
         # A run trained with --ema measured (and picked best.pt by) its average of the weights.

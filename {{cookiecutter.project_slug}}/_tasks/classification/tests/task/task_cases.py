@@ -1,7 +1,6 @@
 """What the shared loop tests (test_training_loop.py) need that differs by task: a tiny model,
 a batch with its plain loss, how far one batch overfits, and a folder of images."""
 
-import math
 from pathlib import Path
 
 import torch
@@ -11,6 +10,8 @@ from torch import nn
 from {{ cookiecutter.package_name }} import (
     {{ cookiecutter.model_name }} as architecture,
 )
+
+from ..bad_input_cases import DAMAGED_PREPROCESSING
 
 # Overfitting one batch of 16 for 40 steps (no label smoothing: its loss has a floor) ends
 # below this share of the first loss.
@@ -27,19 +28,7 @@ NO_AUGMENTATION_FLAGS = ("--no-hflip",)
 
 # Model cards edited by hand: (dotted path, value, the problem the task's card_problem names).
 DAMAGED_CARD_ENTRIES = {
-    "no-preprocessing": ("preprocessing", None, "it records no preprocessing"),
-    "image-size-a-string": ("preprocessing.image_size", "32",
-                            "preprocessing.image_size is '32', not a whole number of pixels"),
-    "image-size-negative": ("preprocessing.image_size", -5,
-                            "preprocessing.image_size is -5, not a whole number"),
-    "image-size-huge": ("preprocessing.image_size", 100000,
-                        "preprocessing.image_size is 100000, not a whole number"),
-    "three-channels-more": ("preprocessing.in_channels", 6,
-                            "preprocessing.in_channels is 6, not 1 or 3"),
-    "a-nan-mean": ("preprocessing.mean", [math.nan] * 3,
-                   "preprocessing.mean is [nan, nan, nan], not 1 or 3 finite numbers"),
-    "a-zero-std": ("preprocessing.std", [0.0] * 3,
-                   "preprocessing.std is [0.0, 0.0, 0.0], not 1 or 3 finite numbers above 0"),
+    **DAMAGED_PREPROCESSING,
     "classes-not-a-list": ("classes", "cat", "classes is 'cat', not a list of names"),
     "no-classes": ("classes", [], "classes lists 0 names for a model of"),
     "a-class-too-many": ("classes", [f"class_{index}" for index in range(99)],
