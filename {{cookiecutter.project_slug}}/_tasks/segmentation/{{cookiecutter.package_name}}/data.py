@@ -24,7 +24,7 @@ from torchvision.utils import draw_segmentation_masks, make_grid
 
 from .errors import UserError
 from .image_files import IMAGE_SUFFIXES, header_size, load_rgb_image
-from .masks import index_palette, read_class_names, read_mask, read_palette
+from .masks import class_colours, read_class_names, read_mask, read_palette
 from .ops import denormalize
 
 DATASETS = ("synthetic", "folder")
@@ -34,7 +34,8 @@ TASK = "segmentation"
 SYNTHETIC_CLASSES = ("background", "disc", "square", "triangle")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SCALE_RANGE = (0.5, 2.0)  # training's random resize, relative to --crop-size
-MASK_THREADS = 8  # masks are decoded in parallel when checked up front (PNG decoding frees the GIL)
+MASK_THREADS = 8  # masks are decoded in parallel when checked up front
+ANY_VALUE = 1 << 17  # read_mask's class count when reading values as stored (above 16-bit)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class DataBundle:
     palette: list[int] | None = None  # RGB triples of --palette, class by class (colour masks)
     # Training pixels per class, for --class-weights auto (counted once, kept in checkpoints).
     class_pixels: list[int] | None = None
+    class_weights: list[float] | None = None  # --class-weights auto's, from class_pixels
     in_channels: int = 3
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -240,36 +242,39 @@ def _image_folder(
     """DIR/{train,val}/{images,masks}: every pair checked before training (paired, same size,
     known mask values), and the training pixels counted per class on the way."""
     check_layout(data_dir)
-    palette = read_palette(Path(palette_file)) if palette_file is not None else None
+    palette = read_palette(palette_file) if palette_file is not None else None
     names = read_class_names(data_dir)
-    if names is not None and palette is not None and len(names) != len(palette):
-        raise UserError(
-            f"{data_dir / 'classes.txt'} names {len(names)} classes but --palette "
-            f"{palette_file} colours {len(palette)}; give one colour per class"
-        )
     split_pairs = {split: paired_files(data_dir / split) for split in SPLITS}
-    if names is None and palette is not None:
-        names = [f"class_{index}" for index in range(len(palette))]
+    found = {split: survey_masks(pairs, ignore_index, palette) for split, pairs in split_pairs.items()}
+    surveys = [survey for split in SPLITS for survey in found[split]]
+    # One decision for the data set: a 0/255 mask without foreground would look binary too.
+    binary = palette is None and looks_binary(surveys) and (names is None or len(names) == 2)
     if names is None:
-        names = [f"class_{index}" for index in range(count_classes(split_pairs, ignore_index))]
+        names = [f"class_{index}" for index in range(count_classes(surveys, ignore_index, binary))]
     if len(names) < 2:
         raise UserError(
-            f"{data_dir} has masks of one class only; segmentation needs two or more "
-            "(e.g. background and object)"
+            f"the masks under {data_dir} hold one class only (0); segmentation needs two or "
+            f"more (e.g. background and object), or a {data_dir / 'classes.txt'} naming them"
         )
 
     def read(path: Path) -> torch.Tensor:
-        return read_mask(path, num_classes=len(names), ignore_index=ignore_index, palette=palette)
+        return read_mask(path, num_classes=len(names), ignore_index=ignore_index,
+                         palette=palette, binary=binary)  # fmt: skip
 
-    counts = {split: check_pairs(pairs, read, len(names)) for split, pairs in split_pairs.items()}
-    sizes = [header_size(pair.image) for pair in split_pairs["val"]]
-    height, width = max(size[1] for size in sizes), max(size[0] for size in sizes)
+    for split in SPLITS:
+        for pair, survey in zip(split_pairs[split], found[split], strict=True):
+            check_survey(pair, survey, len(names), ignore_index, binary, read)
+    counts = class_pixels(found["train"], len(names), ignore_index, binary)
+    sizes = [survey.size for survey in found["val"]]
+    height, width = max(size[0] for size in sizes), max(size[1] for size in sizes)
     train = FolderPairs(split_pairs["train"], read, train_transform(crop_size, ignore_index))
     val = FolderPairs(split_pairs["val"], read, eval_transform(height, width, ignore_index))
+    notes = [f"the masks under {data_dir} hold only 0 and 255: read as binary masks, "
+             "0 = class 0, 255 = class 1"] if binary else []  # fmt: skip
     return DataBundle(
         train, val, names, ignore_index, crop_size,
-        palette=[channel for colour in palette for channel in colour] if palette else None,
-        class_pixels=counts["train"].tolist(),
+        palette=palette_colours(palette, len(names)) if palette else None,
+        class_pixels=counts.tolist(), notes=notes,
     )  # fmt: skip
 
 
@@ -326,34 +331,88 @@ def _files_by_stem(folder: Path, suffixes: set[str]) -> dict[str, Path]:
     return files
 
 
-def count_classes(split_pairs: dict[str, list[Pair]], ignore_index: int) -> int:
-    """Without classes.txt or a palette: the largest class value in any mask, plus one."""
-    largest = 0
-    for pairs in split_pairs.values():
-        for pair in pairs:
-            values = read_mask(pair.mask, num_classes=None, ignore_index=ignore_index).unique()
-            values = values[values != ignore_index]
-            largest = max(largest, int(values.max()) if values.numel() else 0)
-    return largest + 1
+@dataclass(frozen=True)
+class MaskSurvey:
+    """What a mask holds, read once: its size (H, W) and pixels per value."""
+
+    size: tuple[int, int]
+    counts: dict[int, int]
 
 
-def check_pairs(pairs: list[Pair], read: Callable[[Path], torch.Tensor], classes: int):
-    """Read every mask now (in threads): a mask whose size differs from its image's, or with a
-    value neither a class nor the ignore value (read_mask's check), is a UserError naming it.
-    Returns the pixels per class of the split."""
+def survey_masks(pairs: list[Pair], ignore_index: int, palette) -> list[MaskSurvey]:
+    """Read every mask of a split now (in threads; PNG decoding frees the GIL), each value as
+    stored (colours through the palette): classes are counted and checked from these."""
 
-    def counted(pair: Pair) -> torch.Tensor:
-        mask = read(pair.mask)
-        width, height = header_size(pair.image)
-        if tuple(mask.shape) != (height, width):
-            raise UserError(
-                f"the mask {pair.mask} is {mask.shape[1]}x{mask.shape[0]} px but its image "
-                f"{pair.image} is {width}x{height}; masks must be their image's size"
-            )
-        return torch.bincount(mask[mask < classes].flatten(), minlength=classes)
+    def survey(pair: Pair) -> MaskSurvey:
+        values = read_mask(pair.mask, num_classes=ANY_VALUE, ignore_index=ignore_index,
+                           palette=palette, binary=False)  # fmt: skip
+        unique, counts = torch.unique(values, return_counts=True)
+        return MaskSurvey(tuple(values.shape), dict(zip(unique.tolist(), counts.tolist())))
 
     with ThreadPoolExecutor(max_workers=MASK_THREADS) as pool:
-        return sum(pool.map(counted, pairs), torch.zeros(classes, dtype=torch.int64))
+        return list(pool.map(survey, pairs))
+
+
+def class_pixels(
+    surveys: list[MaskSurvey], classes: int, ignore_index: int, binary: bool
+) -> torch.Tensor:
+    """Pixels per class over the surveyed masks (binary: 0 and 255 are classes 0 and 1)."""
+    counts = torch.zeros(classes, dtype=torch.int64)
+    for survey in surveys:
+        for value, count in survey.counts.items():
+            if binary:
+                counts[int(value == 255)] += count
+            elif value != ignore_index:
+                counts[value] += count
+    return counts
+
+
+def looks_binary(surveys: list[MaskSurvey]) -> bool:
+    """Whether the masks are black and white pictures: only 0 and 255 in all, 255 in some."""
+    values = set().union(*(survey.counts for survey in surveys))
+    return values <= {0, 255} and 255 in values
+
+
+def count_classes(surveys: list[MaskSurvey], ignore_index: int, binary: bool) -> int:
+    """Without classes.txt: the largest class value in any mask, plus one."""
+    if binary:
+        return 2
+    values = set().union(*(survey.counts for survey in surveys)) - {ignore_index}
+    return max(values, default=0) + 1
+
+
+def check_survey(
+    pair: Pair,
+    survey: MaskSurvey,
+    classes: int,
+    ignore_index: int,
+    binary: bool,
+    read: Callable[[Path], torch.Tensor],
+) -> None:
+    """A mask whose size differs from its image's, or with a value neither a class nor the
+    ignore value, is a UserError naming it (read_mask words the second)."""
+    width, height = header_size(pair.image)
+    if survey.size != (height, width):
+        raise UserError(
+            f"the mask {pair.mask} is {survey.size[1]}x{survey.size[0]} px but its image "
+            f"{pair.image} is {width}x{height}; masks must be their image's size"
+        )
+    allowed = {0, 255} if binary else {*range(classes), ignore_index}
+    if not set(survey.counts) <= allowed:
+        read(pair.mask)  # raises the UserError that names the value and where it is
+        raise UserError(f"the mask {pair.mask} holds values that are no class of {classes}")
+
+
+def palette_colours(palette: dict[tuple[int, int, int], int], classes: int) -> list[int]:
+    """The classes' colours as PIL's flat palette list: each class's first colour in the
+    palette file, VOC's colour for a class the file gives none."""
+    colours = standard_colours(classes)
+    seen = set()
+    for colour, value in palette.items():
+        if value < classes and value not in seen:
+            colours[3 * value : 3 * value + 3] = colour
+            seen.add(value)
+    return colours
 
 
 def colour_masks(
@@ -391,6 +450,11 @@ def preview_grid(dataset: Dataset, palette: list[int], count: int = 8) -> torch.
     return mask_grid(images, [masks], palette, count)
 
 
+def standard_colours(classes: int) -> list[int]:
+    """VOC's colours of the classes (masks.class_colours), as PIL's flat palette list."""
+    return class_colours(classes).flatten().tolist()
+
+
 def class_palette(num_classes: int, palette: list[int] | None) -> list[int]:
-    """The colours of the classes: --palette's, else VOC's (masks.index_palette)."""
-    return palette if palette is not None else index_palette(num_classes)[: 3 * num_classes]
+    """The colours of the classes: --palette's, else VOC's."""
+    return palette if palette is not None else standard_colours(num_classes)
