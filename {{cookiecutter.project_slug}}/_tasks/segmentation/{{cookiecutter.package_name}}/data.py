@@ -118,7 +118,9 @@ class SyntheticScenes(Dataset):
         angle, tilt = rng.uniform(0, 2 * np.pi, size=2)
         ramp = (np.cos(angle) * self._xs + np.sin(angle) * self._ys + 1) / 2
         start, stop = self._colour(rng), self._colour(rng)
-        stripes = torch.sin((np.cos(tilt) * self._xs + np.sin(tilt) * self._ys) * rng.uniform(5, 20))
+        stripes = torch.sin(
+            (np.cos(tilt) * self._xs + np.sin(tilt) * self._ys) * rng.uniform(5, 20)
+        )
         return start + (stop - start) * ramp + 0.1 * stripes
 
     @staticmethod
@@ -245,7 +247,9 @@ def _image_folder(
     palette = read_palette(palette_file) if palette_file is not None else None
     names = read_class_names(data_dir)
     split_pairs = {split: paired_files(data_dir / split) for split in SPLITS}
-    found = {split: survey_masks(pairs, ignore_index, palette) for split, pairs in split_pairs.items()}
+    found = {
+        split: survey_masks(pairs, ignore_index, palette) for split, pairs in split_pairs.items()
+    }
     surveys = [survey for split in SPLITS for survey in found[split]]
     # One decision for the data set: a 0/255 mask without foreground would look binary too.
     binary = palette is None and looks_binary(surveys) and (names is None or len(names) == 2)
@@ -347,7 +351,9 @@ def survey_masks(pairs: list[Pair], ignore_index: int, palette) -> list[MaskSurv
         values = read_mask(pair.mask, num_classes=ANY_VALUE, ignore_index=ignore_index,
                            palette=palette, binary=False)  # fmt: skip
         unique, counts = torch.unique(values, return_counts=True)
-        return MaskSurvey(tuple(values.shape), dict(zip(unique.tolist(), counts.tolist())))
+        return MaskSurvey(
+            tuple(values.shape), dict(zip(unique.tolist(), counts.tolist(), strict=True))
+        )
 
     with ThreadPoolExecutor(max_workers=MASK_THREADS) as pool:
         return list(pool.map(survey, pairs))

@@ -166,7 +166,12 @@ class Predictions:
         tiling: Tiling | None,
         overlay: bool,
     ) -> None:
-        self.images, self.output_dir, self.tiling, self.overlay = images, output_dir, tiling, overlay
+        self.images, self.output_dir, self.tiling, self.overlay = (
+            images,
+            output_dir,
+            tiling,
+            overlay,
+        )
         self.classes, self.palette = card["classes"], card["palette"]
         form = card["preprocessing"]
         self.mean, self.std = form["mean"], form["std"]

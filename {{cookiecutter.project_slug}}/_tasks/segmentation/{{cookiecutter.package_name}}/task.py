@@ -27,6 +27,7 @@ from .data import (
     build_datasets,
     class_palette,
     mask_grid,
+    palette_colours,
     preview_grid,
 )
 from .engine import cli
@@ -55,7 +56,9 @@ class Segmentation(Task):
 
     NAME = TASK
     DATASETS = DATASETS
-    DATA_DIR_HELP = "folder with train/ and val/, each holding images/ and masks/ (--dataset folder)"
+    DATA_DIR_HELP = (
+        "folder with train/ and val/, each holding images/ and masks/ (--dataset folder)"
+    )
     SYNTHETIC_SIZE = 2_000
     BEST_METRIC, HIGHER_IS_BETTER = "miou", True
     HPARAM_METRICS = ("val/miou", "val/pixel_accuracy", "val/loss", "train/loss")
@@ -69,9 +72,10 @@ class Segmentation(Task):
         """The flags of this task (its data, model and loss), two groups in --help."""
         add = parser.add_argument_group("task: segmentation").add_argument
         add("--image-size", type=cli.image_size,
-            help=f"side of the synthetic scenes in px ({DEFAULT_IMAGE_SIZE})")  # fmt: skip
+            help=f"side of the synthetic scenes in px, and of the crops of --dataset folder "
+            f"unless --crop-size says otherwise ({DEFAULT_IMAGE_SIZE})")  # fmt: skip
         add("--crop-size", type=cli.image_size,
-            help=f"side of the random training crops of --dataset folder ({DEFAULT_IMAGE_SIZE})")  # fmt: skip
+            help="side of the random training crops of --dataset folder (default: --image-size)")  # fmt: skip
         add("--ignore-index", type=ignore_value, default=255,
             help="the mask value of pixels that never count (borders, unlabelled)")  # fmt: skip
         add("--palette", type=Path,
@@ -347,7 +351,8 @@ task = Segmentation()
 
 def _input_size(args: argparse.Namespace) -> int:
     """The side of the synthetic scenes (--image-size) or of the folder's crops (--crop-size)."""
-    size = args.image_size if args.dataset == "synthetic" else getattr(args, "crop_size", None)
+    crop = getattr(args, "crop_size", None)  # test.py passes the args the checkpoint has
+    size = args.image_size if args.dataset == "synthetic" else crop or args.image_size
     recorded = (args.recorded.get("preprocessing") or {}).get("image_size")
     return size or recorded or DEFAULT_IMAGE_SIZE
 
@@ -355,7 +360,7 @@ def _input_size(args: argparse.Namespace) -> int:
 def _palette_colours(args: argparse.Namespace, num_classes: int) -> list[int]:
     """The class colours for pictures: --palette's, else the standard ones."""
     palette = getattr(args, "palette", None)
-    colours = [c for colour in read_palette(palette) for c in colour] if palette else None
+    colours = palette_colours(read_palette(palette), num_classes) if palette else None
     return class_palette(num_classes, colours)
 
 
@@ -364,7 +369,7 @@ def check_model_flags(args: argparse.Namespace) -> None:
     arch = getattr(args, "arch", OWN_ARCH)  # test.py passes the args the checkpoint has
     if arch == OWN_ARCH and getattr(args, "aux_loss", False):
         raise UserError(
-            f"--aux-loss needs a model with an auxiliary head; add --arch fcn_resnet50 or "
+            "--aux-loss needs a model with an auxiliary head; add --arch fcn_resnet50 or "
             "deeplabv3_resnet50, or drop --aux-loss"
         )
     if arch == OWN_ARCH and getattr(args, "pretrained", "none") == "imagenet":
