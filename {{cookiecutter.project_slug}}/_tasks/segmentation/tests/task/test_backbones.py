@@ -23,7 +23,8 @@ def networks() -> dict[str, nn.Module]:
     """Each arch built once for the module (ResNet-50 ones take seconds on a CPU), with its
     auxiliary head where it has one; tests that load weights build their own."""
     torch.manual_seed(0)
-    return {arch: backbones.build_torchvision_segmenter(arch, CLASSES, arch in backbones.WITH_AUX_HEAD)
+    build = backbones.build_torchvision_segmenter
+    return {arch: build(arch, CLASSES, aux_loss=arch in backbones.WITH_AUX_HEAD)
             for arch in backbones.ARCHS}  # fmt: skip
 
 
@@ -125,8 +126,8 @@ def test_imagenet_weights_missing_offline_say_where_to_put_them(torch_home):
 
 def test_a_pickle_planted_as_imagenet_weights_never_runs(torch_home, tmp_path, monkeypatch):
     marker = tmp_path / "payload-ran"
-    planted = save_named_by_hash({"0.0.weight": MakesFolder(marker)},
-                                 torch_home / "hub" / "checkpoints", "mobilenet_v3_large")  # fmt: skip
+    cache = torch_home / "hub" / "checkpoints"
+    planted = save_named_by_hash({"0.0.weight": MakesFolder(marker)}, cache, "mobilenet_v3_large")
     monkeypatch.setattr(backbones.backbone_weights(SMALL).value, "url", url_of(planted))
     model = backbones.build_torchvision_segmenter(SMALL, CLASSES, aux_loss=False)
     with pytest.raises(UserError, match="delete it so that it is downloaded again"):
