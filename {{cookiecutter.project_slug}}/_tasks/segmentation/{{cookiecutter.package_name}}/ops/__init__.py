@@ -1,4 +1,4 @@
-"""Functional pieces in pure torch: metrics and small tensor ops (no numpy: they run on any device)."""
+"""Pure torch pieces: segmentation metrics and small tensor ops (no numpy: any device runs them)."""
 
 from .image import denormalize
 from .metrics import class_accuracy, class_iou, confusion_matrix, segmentation_scores
