@@ -250,14 +250,22 @@ def read_weights_file(path: str) -> dict:
 
 
 # ---------------------------------------------------------------------------- Freezing
+def backbone_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules of the pretrained feature extractor (`model.backbone`); none for a network
+    without one, as this project's own."""
+    backbone = getattr(model, "backbone", None)
+    return list(backbone.modules()) if isinstance(backbone, nn.Module) else []
+
+
 def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters of the pretrained feature extractor."""
-    return list(model.backbone.parameters())
+    """The parameters of the pretrained feature extractor (none for a network without one)."""
+    backbone = getattr(model, "backbone", None)
+    return list(backbone.parameters()) if isinstance(backbone, nn.Module) else []
 
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Every parameter outside the backbone: the segmentation head(s)."""
-    in_backbone = {id(parameter) for parameter in model.backbone.parameters()}
+    in_backbone = {id(parameter) for parameter in backbone_parameters(model)}
     return [parameter for parameter in model.parameters() if id(parameter) not in in_backbone]
 
 
@@ -275,7 +283,7 @@ def set_backbone_frozen(model: nn.Module, frozen: bool) -> bool:
         changed |= parameter.requires_grad == frozen
         parameter.requires_grad_(not frozen)
     if frozen:
-        for module in model.backbone.modules():
+        for module in backbone_modules(model):
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
     return changed

@@ -257,3 +257,12 @@ def test_a_frozen_backbone_trains_nothing_and_keeps_its_statistics_but_the_head_
     model.train()
     assert backbones.set_backbone_frozen(model, frozen=False)
     assert all(parameter.requires_grad for parameter in model.parameters())
+
+
+def test_a_network_without_a_backbone_has_only_head_parameters():
+    own = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, CLASSES, 1))
+    assert backbones.backbone_parameters(own) == [] and backbones.backbone_modules(own) == []
+    (head, _), (backbone, _) = backbones.parameter_groups(own, 0.1)
+    assert len(head) == len(list(own.parameters())) and backbone == []
+    assert not backbones.set_backbone_frozen(own.train(), frozen=True)
+    assert own[1].training  # nothing was frozen
