@@ -82,16 +82,20 @@ class SegmentationLoss(nn.Module):
 
         A class present nowhere would score 0 / 0: left out, as mIoU leaves it out.
         """
-        num_classes = logits.size(1)
         counted = (targets != self.ignore_index).unsqueeze(1)  # (N, 1, H, W)
         probabilities = logits.softmax(dim=1) * counted
-        truth = F.one_hot(targets.where(counted.squeeze(1), 0), num_classes)
-        truth = truth.permute(0, 3, 1, 2) * counted  # (N, C, H, W), 0 at ignored pixels
-        dims = (0, 2, 3)
-        overlap = (probabilities * truth).sum(dims)
-        sizes = probabilities.sum(dims) + truth.sum(dims)
-        predicted = F.one_hot(logits.argmax(dim=1), num_classes).permute(0, 3, 1, 2) * counted
-        present = (truth.sum(dims) + predicted.sum(dims)) > 0
+        # One-hot (N, C, H, W) maps of the true and the predicted classes, 0 at ignored pixels,
+        # written by scatter in float32: deterministic, and no host-device sync.
+        weights = counted.to(probabilities.dtype)
+        classes = targets.unsqueeze(1).where(counted, 0)
+        truth = torch.zeros_like(probabilities).scatter_(1, classes, weights)
+        # max(...).indices, not argmax: the same classes, many times faster across channels on CPU.
+        predicted_classes = logits.max(dim=1, keepdim=True).indices
+        predicted = torch.zeros_like(probabilities).scatter_(1, predicted_classes, weights)
+        true_pixels = per_class(truth)
+        overlap = per_class(probabilities * truth)
+        sizes = per_class(probabilities) + true_pixels
+        present = (true_pixels + per_class(predicted)) > 0
         scores = 2 * overlap / torch.where(present, sizes, 1)
         count = present.sum()  # 0 only when every pixel is ignored: then the loss is 0
         mean_score = (scores * present).sum() / count.clamp_min(1)
@@ -103,6 +107,12 @@ class SegmentationLoss(nn.Module):
             f"kind={self.kind!r}, ignore_index={self.ignore_index}, "
             f"class_weights={'set' if weighted else None}, aux_weight={self.aux_weight}"
         )
+
+
+def per_class(maps: torch.Tensor) -> torch.Tensor:
+    """The sums of (N, C, H, W) maps per class, (C,): over H and W first, which is several
+    times faster than one sum over (0, 2, 3) on CPU."""
+    return maps.sum(dim=(2, 3)).sum(dim=0)
 
 
 def inverse_frequency_weights(pixel_counts: torch.Tensor) -> torch.Tensor:
