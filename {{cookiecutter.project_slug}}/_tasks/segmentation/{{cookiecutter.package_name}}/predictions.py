@@ -1,0 +1,320 @@
+"""predict.py's masks: each input segmented and written under --output-dir as an index PNG of
+its own size (pixel value = class, the PNG's palette colours the classes), with --overlay the
+mask blended on the image beside it; one record per input.
+
+Any image size goes through the network: padded (mirrored) to a multiple of its downsampling
+and cropped back. --tile runs large images in overlapping tiles (ops.tiling), averaging the
+class scores (logits) where tiles overlap; for the own U-Net they overlap by default by more
+than twice its receptive radius, so the tiled masks are the whole-image masks.
+"""
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import {{ cookiecutter.model_name }} as architecture
+from .data import normalize_image
+from .engine.inference import ImageGroup, PredictionBatch, Predictor
+from .errors import UserError
+from .image_files import FoundImage, load_rgb_image
+from .ops import pad_to_multiple, tiled_apply
+
+OVERLAY_TAG = ".overlay"  # --overlay writes photo.jpg's blend as photo.overlay.png
+OVERLAY_ALPHA = 0.5  # the mask's share of an overlay's colour
+# The largest image run in one piece without --tile (the U-Net's first feature maps of a
+# 4096 x 4096 image take 1 GiB each at width 16).
+WHOLE_IMAGE_MAX_PIXELS = 4096 * 4096
+SUGGESTED_TILE = 1024  # the --tile the refusal suggests (rounded to what the model takes)
+# torchvision's segmenters downsample by 8 (dilated ResNet, MobileNet) and see the whole tile
+# (ASPP's image pooling), so no overlap makes their tiles exact: a quarter of the tile is shared.
+TORCHVISION_MULTIPLE = 8
+
+
+class SegmentationInput:
+    """An image file as the model's input: (3, H, W), normalised as in training, any size.
+
+    A class (not a closure) so DataLoader workers can take it (it is pickled).
+    """
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.mean, self.std = mean, std
+
+    def __call__(self, path: str | Path) -> torch.Tensor:
+        image = load_rgb_image(path) if isinstance(path, (str, Path)) else path.convert("RGB")
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+        return normalize_image(pixels, self.mean, self.std)
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How --tile runs an image: tile side, overlap, the ramp's margin, tiles per forward pass."""
+
+    size: int
+    overlap: int
+    margin: int  # pixels at a tile's inner edges that get no weight (see ops.tiling)
+    tiles_per_run: int
+    approximation: str = ""  # why tiles do not reproduce the whole-image result, if they do not
+
+
+def downsampling(config: dict) -> int:
+    """The side every input is padded to a multiple of."""
+    if config.get("arch", "own") == "own":
+        return 2 ** config["depth"]
+    return TORCHVISION_MULTIPLE
+
+
+def default_overlap(config: dict, tile: int) -> int:
+    """Own U-Net: the smallest multiple of 2**depth above twice the receptive radius (tiles
+    then agree exactly with the whole image). torchvision's: a quarter of the tile."""
+    multiple = downsampling(config)
+    if config.get("arch", "own") == "own":
+        return (2 * architecture.receptive_radius(config["depth"]) // multiple + 1) * multiple
+    return tile // 4 // multiple * multiple
+
+
+def check_tiling(args: argparse.Namespace, config: dict) -> Tiling | None:
+    """--tile and --tile-overlap as a Tiling (None without --tile); a UserError when they do not
+    suit the model."""
+    if args.tile is None:
+        if args.tile_overlap is not None:
+            raise UserError("--tile-overlap needs --tile; give both, or neither")
+        return None
+    multiple = downsampling(config)
+    if args.tile % multiple:
+        lower = args.tile // multiple * multiple
+        nearest = f"{lower} or {lower + multiple}" if lower else str(multiple)
+        raise UserError(
+            f"--tile {args.tile} is not a multiple of {multiple} (the model's downsampling); "
+            f"give --tile {nearest}"
+        )
+    overlap = args.tile_overlap
+    if overlap is None:
+        overlap = default_overlap(config, args.tile)
+    if overlap > args.tile - multiple:
+        raise UserError(
+            f"--tile-overlap {overlap} leaves --tile {args.tile} no room to step; give a larger "
+            f"--tile or an overlap of at most {args.tile - multiple}"
+        )
+    own = config.get("arch", "own") == "own"
+    radius = architecture.receptive_radius(config["depth"]) if own else None
+    approximation = ""
+    if not own:
+        approximation = f"{config['arch']} sees the whole tile"
+    elif config["norm"] == "group":
+        approximation = "a group-norm model normalises each tile by its own statistics"
+    elif overlap <= 2 * radius:
+        approximation = f"exact tiles need an overlap above {2 * radius} px"
+    # Exact tiles leave out their outer `radius` px; otherwise a quarter of the overlap at each
+    # side (the worst pixels of each tile) and a ramp across the middle half.
+    margin = overlap // 4 if approximation else radius
+    return Tiling(args.tile, overlap, margin, args.batch_size, approximation)
+
+
+def output_name(name: str, tag: str = "") -> str:
+    """Where the mask of input `name` goes: photo.jpg -> photo.png (photo.overlay.png)."""
+    path = Path(name)
+    return path.with_name(f"{path.stem}{tag}.png").as_posix()
+
+
+def check_outputs(output_dir: Path, images: list[FoundImage], overlay: bool) -> None:
+    """Refuse, before any work, outputs that would overwrite an input or each other."""
+    inputs = {image.path.resolve(): image.path for image in images}
+    planned: dict[Path, str] = {}
+    for image in images:
+        tags = ["", OVERLAY_TAG] if overlay else [""]
+        for tag in tags:
+            output = (output_dir / output_name(image.name, tag)).resolve()
+            if output in inputs:
+                raise UserError(
+                    f"--output-dir {output_dir} would write {output} over the input "
+                    f"{inputs[output]}; pick an --output-dir outside the inputs"
+                )
+            if output in planned:
+                raise UserError(
+                    f"the masks of {planned[output]} and {image.path} would both be {output} "
+                    "(masks are PNGs named after their image); rename one of them"
+                )
+            planned[output] = str(image.path)
+
+
+def make_output_dir(output_dir: Path) -> None:
+    """Create --output-dir (and its parents); a UserError when that is impossible."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create --output-dir {output_dir} ({error.strerror or error}); "
+            "pick a writable folder"
+        ) from None
+
+
+class Predictions:
+    """Segments batches of images and writes their masks; one record per input, in order."""
+
+    def __init__(
+        self,
+        card: dict,
+        images: list[FoundImage],
+        output_dir: Path,
+        tiling: Tiling | None,
+        overlay: bool,
+    ) -> None:
+        self.images, self.output_dir, self.tiling, self.overlay = (
+            images,
+            output_dir,
+            tiling,
+            overlay,
+        )
+        self.classes, self.palette = card["classes"], card["palette"]
+        form = card["preprocessing"]
+        self.mean, self.std = form["mean"], form["std"]
+        self.multiple = downsampling(card["model_config"])
+        self.config = card["model_config"]
+        self.written = self.failed = 0
+        self._records: dict[int, dict] = {}
+
+    def __enter__(self) -> "Predictions":
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        """Nothing to close: each mask is written whole (under a temporary name) as it comes."""
+
+    @property
+    def records(self) -> list[dict]:
+        """{"path", "output", ["overlay",] "width", "height", "fractions"} or {"path", "error"}."""
+        return [self._records[index] for index in sorted(self._records)]
+
+    def add(self, predictor: Predictor, batch: PredictionBatch) -> None:
+        """Segment the batch's images and write their masks; the records (failed inputs: error
+        records) go to stdout as JSON lines, in input order."""
+        records = {index: {"path": str(image.path), "error": reason}
+                   for index, image, reason in batch.failures}  # fmt: skip
+        for group in batch.groups:
+            if self.tiling is None and group.batch[0, 0].numel() > WHOLE_IMAGE_MAX_PIXELS:
+                records.update(self._too_large(group))
+                continue
+            masks = self.segment(predictor, group.batch).cpu()
+            photos = group.batch.cpu() if self.overlay else [None] * len(masks)
+            for index, image, mask, photo in zip(
+                group.indices, group.images, masks, photos, strict=True
+            ):
+                records[index] = self._write(image, mask, photo)
+        for index in sorted(records):
+            self._record(index, records[index])
+        sys.stdout.flush()
+
+    def _too_large(self, group: ImageGroup) -> dict[int, dict]:
+        """Error records for a group of images too large to run whole (all of one size)."""
+        height, width = group.batch.shape[-2:]
+        tile = SUGGESTED_TILE // self.multiple * self.multiple
+        return {
+            index: {
+                "path": str(image.path),
+                "error": f"{image.path} is too large for one piece ({width}x{height} px, more "
+                f"than {WHOLE_IMAGE_MAX_PIXELS} px): use --tile {tile}",
+            }
+            for index, image in zip(group.indices, group.images, strict=True)
+        }
+
+    def logits(self, predictor: Predictor, images: torch.Tensor) -> torch.Tensor:
+        """The class scores (N, C, H, W) of a batch of any H and W (whole, or tiled)."""
+        height, width = images.shape[-2:]
+        padded = pad_to_multiple(images.to(predictor.device), self.multiple)
+        if self.tiling is None:
+            output = predictor.run(padded)
+        else:
+            tiling = self.tiling
+            output = tiled_apply(
+                predictor.run, padded, tiling.size, tiling.overlap, self.multiple,
+                tiling.margin, tiling.tiles_per_run,
+            )  # fmt: skip
+        return output[..., :height, :width]
+
+    def segment(self, predictor: Predictor, images: torch.Tensor) -> torch.Tensor:
+        """The class of every pixel, (N, H, W) int64."""
+        return self.logits(predictor, images).argmax(1)
+
+    def _write(self, image: FoundImage, mask: torch.Tensor, photo: torch.Tensor | None) -> dict:
+        """Save one mask (and its overlay); its record, or an error record."""
+        output = self.output_dir / output_name(image.name)
+        record = {"path": str(image.path), "output": str(output)}
+        picture = mask_image(mask, self.palette)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            save_png(picture, output)
+            if photo is not None:
+                record["overlay"] = str(self.output_dir / output_name(image.name, OVERLAY_TAG))
+                save_png(self.overlay_image(photo, picture), Path(record["overlay"]))
+        except OSError as error:
+            return {"path": str(image.path), "error": f"cannot write {output} ({error})"}
+        height, width = mask.shape
+        counts = torch.bincount(mask.flatten(), minlength=len(self.classes)).tolist()
+        fractions = {name: round(count / mask.numel(), 4)
+                     for name, count in zip(self.classes, counts, strict=True)}  # fmt: skip
+        return {**record, "width": width, "height": height, "fractions": fractions}
+
+    def overlay_image(self, photo: torch.Tensor, mask: Image.Image) -> Image.Image:
+        """The mask's colours blended over the (denormalised) input image."""
+        mean = torch.tensor(self.mean).view(-1, 1, 1)
+        std = torch.tensor(self.std).view(-1, 1, 1)
+        pixels = ((photo * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
+        rgb = Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
+        return Image.blend(rgb, mask.convert("RGB"), OVERLAY_ALPHA)
+
+    def _record(self, index: int, record: dict) -> None:
+        if "error" in record:
+            self.failed += 1
+        else:
+            self.written += 1
+        self._records[index] = record
+        print(json.dumps(record))
+
+    def summary(self) -> str:
+        """One line: how many images were segmented, how many failed, where the masks went."""
+        line = f"{self.written} image(s) segmented, {self.failed} failed; masks written to "
+        line += f"{self.output_dir} (index PNGs with the class palette)"
+        if self.overlay:
+            line += f", overlays beside them (NAME{OVERLAY_TAG}.png)"
+        if self.tiling is not None:
+            tiling = self.tiling
+            line += f"; {tiling.size} px tiles overlapping {tiling.overlap} px"
+            if tiling.approximation:
+                line += f" (approximate: {tiling.approximation})"
+        return line
+
+
+def mask_image(mask: torch.Tensor, palette: list[int]) -> Image.Image:
+    """A (H, W) class mask as a PNG-ready image: palette ("P") mode with the class colours for up
+    to 256 classes, else 16-bit grey ("I;16", values = classes)."""
+    if len(palette) // 3 <= 256:
+        picture = Image.fromarray(mask.to(torch.uint8).numpy())
+        picture.putpalette(palette)  # makes the grey image a palette ("P") image
+        return picture
+    return Image.fromarray(mask.to(torch.int32).numpy().astype(np.uint16))
+
+
+def save_png(picture: Image.Image, path: Path) -> None:
+    """Write a PNG under a temporary name and rename it into place (never a half-written file)."""
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        picture.save(temporary, format="PNG")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def prepare_predictions(
+    args: argparse.Namespace, card: dict, images: list[FoundImage]
+) -> Predictions:
+    """Check the flags and the output paths, create --output-dir: ready to segment."""
+    tiling = check_tiling(args, card["model_config"])
+    check_outputs(args.output_dir, images, args.overlay)
+    make_output_dir(args.output_dir)
+    return Predictions(card, images, args.output_dir, tiling, args.overlay)
