@@ -180,35 +180,27 @@ class Segmentation(Task):
         return backbones.build_torchvision_segmenter(arch, **config)
 
     def load_pretrained(self, model: nn.Module, args: argparse.Namespace, data: DataBundle) -> None:
-        """--pretrained: the backbone's ImageNet weights, or a weights file."""
-        backbones.load_pretrained(model, args.arch, args.pretrained)
+        """--pretrained: the backbone's ImageNet weights, or a weights file (torchvision archs)."""
+        if args.arch != OWN_ARCH:
+            backbones.load_pretrained(model, args.arch, args.pretrained)
 
     def parameter_groups(self, model: nn.Module, args: argparse.Namespace) -> list:
         """(parameters, learning-rate scale) pairs: the heads at --lr, the backbone scaled."""
-        backbone = backbones.backbone_parameters(model)
-        ids = {id(parameter) for parameter in backbone}
-        heads = [parameter for parameter in model.parameters() if id(parameter) not in ids]
-        groups = [(heads, 1.0), (backbone, args.backbone_lr_scale)]
-        return [(parameters, scale) for parameters, scale in groups if parameters]
+        if args.arch == OWN_ARCH:
+            return super().parameter_groups(model, args)
+        return backbones.parameter_groups(model, args.backbone_lr_scale)
 
     def set_train_mode(self, model: nn.Module, epoch: int, args: argparse.Namespace) -> bool:
         """Training mode; with --freeze-backbone the backbone's weights and batch-norm statistics
-        stay. Returns whether the set of trainable parameters changed (the first call)."""
+        stay. Returns whether the set of trainable parameters changed."""
         model.train()
-        if not args.freeze_backbone:
-            return False
-        backbone = backbones.backbone_parameters(model)
-        changed = any(parameter.requires_grad for parameter in backbone)
-        for parameter in backbone:
-            parameter.requires_grad_(False)
-        for module in backbones.backbone_modules(model):
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-        return changed
+        return args.arch != OWN_ARCH and backbones.set_backbone_frozen(model, args.freeze_backbone)
 
     def build_criterion(self, args: argparse.Namespace) -> nn.Module:
         """--loss with the ignore value, the --class-weights, and the aux head's term (0.4 of
         the main one, as torchvision's reference training weighs it) with --aux-loss."""
+        if args.arch != OWN_ARCH:  # the batch size is known now (--batch-size auto resolved)
+            backbones.check_batch_size(args.arch, args.batch_size)
         weights = args.recorded.get("class_weights") if args.class_weights == "auto" else None
         return architecture.SegmentationLoss(
             args.loss, args.ignore_index,
@@ -365,15 +357,21 @@ def _palette_colours(args: argparse.Namespace, num_classes: int) -> list[int]:
 
 
 def check_model_flags(args: argparse.Namespace) -> None:
-    """Flags that do not go together: one sentence before any run folder."""
-    arch = getattr(args, "arch", OWN_ARCH)  # test.py passes the args the checkpoint has
-    if arch == OWN_ARCH and getattr(args, "aux_loss", False):
-        raise UserError(
-            "--aux-loss needs a model with an auxiliary head; add --arch fcn_resnet50 or "
-            "deeplabv3_resnet50, or drop --aux-loss"
+    """Flags the own U-Net has no use for: one sentence before any run folder."""
+    if getattr(args, "arch", OWN_ARCH) != OWN_ARCH:  # test.py passes the checkpoint's args
+        return
+    unsuited = [
+        flag
+        for flag, used in (
+            ("--aux-loss", getattr(args, "aux_loss", False)),
+            ("--pretrained", getattr(args, "pretrained", "none") != "none"),
+            ("--freeze-backbone", getattr(args, "freeze_backbone", False)),
+            ("--backbone-lr-scale", getattr(args, "backbone_lr_scale", 1.0) != 1.0),
         )
-    if arch == OWN_ARCH and getattr(args, "pretrained", "none") == "imagenet":
+        if used
+    ]
+    if unsuited:
         raise UserError(
-            f"--pretrained imagenet needs a torchvision --arch ({', '.join(backbones.ARCHS)}); "
-            f"the {OWN_ARCH} network has no ImageNet weights"
+            f"{unsuited[0]} needs a torchvision --arch ({', '.join(backbones.ARCHS)}); the "
+            f"{OWN_ARCH} U-Net has no pretrained backbone nor auxiliary head, so drop it"
         )
