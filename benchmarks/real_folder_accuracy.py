@@ -53,11 +53,12 @@ def run(command: list[str], cwd: Path, env: dict[str, str], **kwargs: object) ->
     return proc.stdout or ""
 
 
-def bake(out: Path, python: str, env: dict[str, str]) -> Path:
-    """Generate the default project into the new folder `out`; return the project's folder."""
+def bake(out: Path, python: str, env: dict[str, str], *answers: str) -> Path:
+    """Generate a project (the defaults, or these `key=value` answers) into the new folder
+    `out`; return the project's folder."""
     out.mkdir()
     command = [python, "-m", "cookiecutter", str(REPO), "--no-input", "-o", str(out)]
-    run([*command, "smoke_test=off"], cwd=out, env=env, capture_output=True)
+    run([*command, *answers, "smoke_test=off"], cwd=out, env=env, capture_output=True)
     (project,) = out.iterdir()
     return project
 

@@ -539,31 +539,91 @@ def copy_template(destination: Path) -> Path:
     return destination
 
 
+def add_task_folder(template: Path, folder: Path, name: str, prompt: str) -> None:
+    """`folder` copied into a template copy as the task `name`, with its cookiecutter.json
+    choice row: what a task author adds."""
+    tasks = template / TEMPLATE_DIR.name / template_tasks.TASKS
+    shutil.copytree(folder, tasks / name, ignore=shutil.ignore_patterns("__pycache__"))
+    manifest = json.loads((tasks / name / template_tasks.MANIFEST).read_text())
+    manifest["prompt"] = prompt
+    (tasks / name / template_tasks.MANIFEST).write_text(json.dumps(manifest))
+    config = json.loads((template / "cookiecutter.json").read_text())
+    config["task"].append(name)
+    config["__prompts__"]["task"][name] = prompt
+    (template / "cookiecutter.json").write_text(json.dumps(config))
+
+
+def bake_template_copy(template: Path, out_dir: Path, *answers: str) -> Path:
+    """The project a template copy bakes with these answers (smoke step off)."""
+    # In a process of its own, away from this folder: this one has imported the repository's
+    # template_tasks, and `python -m` puts the working folder first on the import path.
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", str(template)]
+    command += ["-o", str(out_dir), *answers, "smoke_test=off"]
+    baked = subprocess.run(
+        command, cwd=template.parent, capture_output=True, text=True, timeout=300
+    )
+    assert baked.returncode == 0, baked.stderr[-3000:]
+    [project] = out_dir.iterdir()
+    return project
+
+
 def test_a_task_folder_copied_under_a_new_name_bakes_with_only_its_choice_row_added(tmp_path):
     # The promise to a task author: the folder and one cookiecutter.json row; the hooks, the
     # defaults and every list about the tasks follow from the folder.
     template = copy_template(tmp_path / "template")
     [source, *_] = [name for name in TASKS if name != DEFAULT_TASK] or [DEFAULT_TASK]
     tasks = template / TEMPLATE_DIR.name / template_tasks.TASKS
-    shutil.copytree(tasks / source, tasks / "copied_task")
-    manifest = json.loads((tasks / "copied_task" / template_tasks.MANIFEST).read_text())
-    manifest["prompt"] = "copied_task: a copy"
-    (tasks / "copied_task" / template_tasks.MANIFEST).write_text(json.dumps(manifest))
-    config = json.loads((template / "cookiecutter.json").read_text())
-    config["task"].append("copied_task")
-    config["__prompts__"]["task"]["copied_task"] = "copied_task: a copy"
-    (template / "cookiecutter.json").write_text(json.dumps(config))
-
-    # In a process of its own, away from this folder: this one has imported the repository's
-    # template_tasks, and `python -m` puts the working folder first on the import path.
-    command = [sys.executable, "-m", "cookiecutter", "--no-input", str(template)]
-    command += ["-o", "out", "task=copied_task", "smoke_test=off"]
-    baked = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert baked.returncode == 0, baked.stderr[-3000:]
-    [project] = (tmp_path / "out").iterdir()
+    add_task_folder(template, tasks / source, "copied_task", "copied_task: a copy")
+    project = bake_template_copy(template, tmp_path / "out", "task=copied_task")
     assert project.name == TASKS[source].project_name.lower().replace(" ", "-")
     recorded = json.loads((project / ".cookiecutter.json").read_text())
     assert recorded["task"] == "copied_task"
     original = expected_files({**recorded, "task": source})
     assert project_files(project) == original
     assert_compiles_and_ruff_clean(project)
+
+
+# --- a task with no image: the test-only vector task ------------------------------------------
+VECTOR_TASK = REPO / "tests" / "vector_task"  # a small MLP on synthetic vectors
+SHARED_PROGRAM = ("train.py", "test.py", "predict.py", "export.py", "sweep.py")
+# The shared machinery tests that hold the promise for a task with no image: runs that resume
+# bitwise after SIGTERM, 2 processes under torchrun equal to 1, test.py, export.py and
+# predict.py through the unchanged scripts, checkpoints, the loop (the rest of tests/engine/
+# passes too; these keep the slow lane short).
+VECTOR_ENGINE_TESTS = ("test_interrupt.py", "test_distributed.py", "test_export.py",
+                       "test_task_interface.py", "test_training_loop.py",
+                       "test_checkpoint.py")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def vector_project(tmp_path_factory) -> Path:
+    """The vector task baked through the hooks like any task folder (package proj, model net)."""
+    root = tmp_path_factory.mktemp("vector")
+    template = copy_template(root / "template")
+    add_task_folder(template, VECTOR_TASK, "vector", "vector: a vector in, a class out")
+    answers = ("task=vector", "package_name=proj", "model_name=net")
+    return bake_template_copy(template, root / "out", *answers)
+
+
+def test_a_task_with_no_image_bakes_clean_with_the_shared_program_unchanged(
+    vector_project, tmp_path
+):
+    assert_compiles_and_ruff_clean(vector_project)
+    other = bake_names(tmp_path, DEFAULT_TASK, "proj", "net")
+    shared = [
+        name
+        for name in project_files(other)
+        if name in SHARED_PROGRAM or name.startswith(("proj/engine/", "tests/engine/"))
+    ]
+    assert "proj/engine/task_base.py" in shared
+    for name in shared:
+        assert (vector_project / name).read_bytes() == (other / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_a_task_with_no_image_passes_the_shared_machinery_tests(vector_project):
+    tests = [f"tests/engine/{name}" for name in VECTOR_ENGINE_TESTS]
+    result = run(vector_project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                 *tests)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout.splitlines()[-1]

@@ -91,9 +91,9 @@ def export_verified(args: argparse.Namespace, model: nn.Module, card: dict, outp
         dynamic = varying_dims(examples)  # the file takes any size where the examples differ
         engine.write_export(args.format, model, card, examples[0], dynamic, staged)
         results = engine.verify_export(staged, model, examples, task)
-        for images, (difference, scale) in zip(examples, results, strict=True):
+        for inputs, (difference, scale) in zip(examples, results, strict=True):
             print(
-                f"verified    batch {tuple(images.shape)}: max abs difference {difference:.2e} "
+                f"verified    batch {tuple(inputs.shape)}: max abs difference {difference:.2e} "
                 f"(outputs up to {scale:.3g})"
             )
         worst = max(difference / max(1.0, scale) for difference, scale in results)

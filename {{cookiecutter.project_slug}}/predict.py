@@ -1,13 +1,13 @@
-"""Run a trained model on new images: files, folders (searched recursively) or glob patterns.
+"""Run a trained model on new inputs: files, folders (searched recursively) or glob patterns.
 
     python predict.py --checkpoint runs/<run>/checkpoints/best.pt photos/ more/*.jpg
     python predict.py --model model.onnx photos/        # a file export.py wrote
 
-Images are fed as in evaluation (the model card of the checkpoint or exported file says how:
-size, normalisation), loaded by DataLoader workers and run in batches on --device. The task
-module says what a prediction is and where it goes. An image that cannot be read gets an error
-record and the others go on: the exit code is 1 when any input failed, 2 for a bad flag or
-model file, 0 otherwise.
+Inputs are fed as in evaluation (the model card of the checkpoint or exported file says how),
+read by DataLoader workers and run in batches on --device. The task module says how an input
+file is read, what a prediction is and where it goes. An input that cannot be read gets an
+error record and the others go on: the exit code is 1 when any input failed, 2 for a bad flag
+or model file, 0 otherwise.
 """
 
 import argparse
@@ -18,8 +18,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 import {{ cookiecutter.package_name }}.engine as engine
-import {{ cookiecutter.package_name }}.image_files as image_files
 from {{ cookiecutter.package_name }}.engine import cli
+from {{ cookiecutter.package_name }}.input_files import find_inputs
 from {{ cookiecutter.package_name }}.task import task
 
 MODEL_SUFFIXES = (".pt2", ".onnx", ".safetensors")  # what export.py writes
@@ -29,12 +29,12 @@ def build_parser() -> cli.ArgumentParser:
     """Every flag: the inputs, the model, how to run it, and the task's outputs."""
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    add("inputs", nargs="+", metavar="INPUT", help=f"{task.INPUTS.noun} files, folders or globs")
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", type=Path, help="a .pt file train.py wrote")
     model.add_argument("--model", type=Path,
                        help=f"a file export.py wrote ({', '.join(MODEL_SUFFIXES)})")  # fmt: skip
-    add("--batch-size", type=cli.positive_int, default=task.EVAL_BATCH_SIZE, help="images a batch")
+    add("--batch-size", type=cli.positive_int, default=task.EVAL_BATCH_SIZE, help="inputs a batch")
     add("--num-workers", type=cli.num_workers, default=engine.DEFAULT_NUM_WORKERS,
         help="loader workers")  # fmt: skip
     add("--device", choices=engine.DEVICE_CHOICES, default="auto", help="device")
@@ -56,19 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     """Find the inputs, load the model, predict batch by batch, report; 1 if any input failed."""
     args = build_parser().parse_args(argv)
     predictor = load_predictor(args)
-    images = image_files.find_images(args.inputs, skip=task.prediction_outputs(args))
-    # The task checks its output flags here, before any image is read.
-    with task.open_predictions(args, predictor.card, images) as predictions:
+    inputs = find_inputs(args.inputs, task.INPUTS, skip=task.prediction_outputs(args))
+    # The task checks its output flags here, before any input is read.
+    with task.open_predictions(args, predictor.card, inputs) as predictions:
         loader = engine.build_prediction_loader(
-            images,
-            task.prediction_transform(predictor.card),
+            inputs,
+            task.prediction_reader(predictor.card),
             args.batch_size,
             args.num_workers,
             pin_memory=predictor.device.type == "cuda",
         )
         source = args.model or args.checkpoint
         print(
-            f"predicting {len(images)} image(s) with {source} on {predictor.device.type}",
+            f"predicting {len(inputs)} {task.INPUTS.noun}(s) with {source} on "
+            f"{predictor.device.type}",
             file=sys.stderr,
         )
         start = time.perf_counter()
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         for batch in progress:
             predictions.add(predictor, batch.to(predictor.device))
         seconds = time.perf_counter() - start
-    print(f"{predictions.summary()} ({len(images) / seconds:.1f} images/s)", file=sys.stderr)
+    rate = f"{len(inputs) / seconds:.1f} {task.INPUTS.noun}s/s"
+    print(f"{predictions.summary()} ({rate})", file=sys.stderr)
     return 1 if predictions.failed else 0
 
 

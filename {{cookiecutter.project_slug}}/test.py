@@ -2,8 +2,8 @@
 
     python test.py --checkpoint runs/<run>/checkpoints/best.pt
 
-The data settings (data set, folder, image size, and the task's own, such as a corruption)
-are the checkpoint's own unless a flag overrides them, and the images are normalised as in
+The data settings (data set, folder, and the task's own, such as an image size or a
+corruption) are the checkpoint's own unless a flag overrides them, and the inputs are fed as in
 training (the checkpoint records how). The task module builds the network the checkpoint names
 and says what is measured and printed; the last line printed is JSON, for scripts: the
 metrics, samples, device.

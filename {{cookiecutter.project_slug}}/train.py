@@ -273,7 +273,7 @@ def train_one_epoch(
     load_ahead = engine.BackgroundLoader if args.prefetch_thread else contextlib.nullcontext
     with load_ahead(loader) as batches, progress_bar(num_batches, state, args) as progress:
         for index, batch in enumerate(batches):
-            images, targets = step.to_device(*batch)
+            inputs, targets = step.to_device(*batch)
             timer.data_ready()
             # Forward / backward. The loss is divided by the size of its accumulation group
             # (the last group of an epoch may be short), so the update uses the mean gradient.
@@ -282,7 +282,7 @@ def train_one_epoch(
             group_size = min(accum, num_batches - index // accum * accum)
             with engine.gradient_sync(step.model, enabled=is_update):
                 with step.precision.autocast():
-                    outputs = step.model(images)
+                    outputs = step.model(inputs)
                     loss = step.criterion(outputs, targets)
                 step.precision.backward(loss, group_size)
             step_losses.append(loss.detach())
@@ -313,7 +313,7 @@ def train_one_epoch(
                 step_losses.clear()
             if engine.is_main_process():
                 task.log_step_images(
-                    run.trackers.tensorboard, state.global_step, (images, outputs, targets), args
+                    run.trackers.tensorboard, state.global_step, (inputs, outputs, targets), args
                 )
             if checkpoint_due:
                 run.save_last()

@@ -114,8 +114,8 @@ def write_png(path, size=(40, 36)) -> None:
     Image.fromarray(pixels).save(path)
 
 
-DDP_FLAGS = [*TINY_RUN_FLAGS, "--norm", "group", *task_cases.NO_AUGMENTATION_FLAGS, "--optimizer",
-             "sgd", "--epochs", "1"]  # fmt: skip
+DDP_FLAGS = [*TINY_RUN_FLAGS, *task_cases.NO_BATCH_STATISTICS_FLAGS,
+             *task_cases.NO_AUGMENTATION_FLAGS, "--optimizer", "sgd", "--epochs", "1"]  # fmt: skip
 
 EMA_FLAGS = ["--ema", "0.9", "--keep-top-k", "1"]
 

@@ -1,15 +1,16 @@
-"""Image files on disk, for any task: found, checked before training starts, loaded as 8-bit RGB."""
+"""Image files on disk, for any image task: found, checked before training starts, loaded as
+8-bit RGB, read as a model input by predict.py."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 from .errors import UserError
+from .input_files import InputKind, files_under
 
 # Reading a header is mostly waiting for the disk (or a network file system), so threads
 # overlap the waits; a few thousand images are checked in about a second.
@@ -21,127 +22,17 @@ WIDE_GRAYSCALE = {"I": 65535, "I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;
                   "F": 1.0}  # fmt: skip
 EXIF_ORIENTATION = 0x0112  # the tag a camera sets when it was held turned (1: upright)
 # What a folder search picks up (a file named on the command line is tried whatever its suffix).
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
-GLOB_CHARACTERS = set("*?[")
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+)
 
 
-@dataclass(frozen=True)
-class FoundImage:
-    """An input image: its path, and the name its outputs get (unique among the inputs)."""
-
-    path: Path
-    name: str  # a file's own name; under a folder given as input, the path relative to it
+IMAGES = InputKind("image", IMAGE_SUFFIXES, "photos/*.jpg")
 
 
 def images_under(folder: Path, skip: Iterable[Path] = ()) -> list[Path]:
-    """Every image file under `folder`, recursively, sorted; hidden files and folders skipped,
-    and so is what lies in a `skip` folder inside `folder`."""
-    skipped = _folders_inside(folder, skip)
-    return sorted(
-        path
-        for path in folder.rglob("*")  # enters no symlinked folder: a link loop cannot trap it
-        if path.suffix.lower() in IMAGE_SUFFIXES
-        and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        and not (skipped and _is_in(path, skipped))
-    )
-
-
-def _folders_inside(root: Path, folders: Iterable[Path]) -> list[Path]:
-    """Those of `folders` that lie inside `root` (not `root` itself), resolved. A skip folder
-    that holds the whole input is no reason to skip it: writing over it is refused instead."""
-    root = root.resolve()
-    resolved = (folder.resolve() for folder in folders)
-    return [folder for folder in resolved if folder != root and folder.is_relative_to(root)]
-
-
-def _is_in(path: Path, folders: list[Path]) -> bool:
-    """Whether `path` lies in (or is) one of `folders` (resolved paths), however it is spelled."""
-    resolved = path.resolve()
-    return any(resolved.is_relative_to(folder) for folder in folders)
-
-
-def find_images(inputs: Sequence[str], skip: Iterable[Path] = ()) -> list[FoundImage]:
-    """The images that image files, folders (searched recursively) and glob patterns name.
-
-    Folders and patterns leave out what lies in a `skip` folder inside them (where predictions
-    go: a rerun does not take the last run's outputs for inputs). A path that does not exist is
-    kept beside images that do (loading it fails, and its record says so); no image at all, or
-    two inputs whose outputs would share a name, is a UserError.
-    """
-    skip = list(skip)
-    found: dict[Path, FoundImage] = {}
-    for text in inputs:
-        for image in _expand(text, skip):
-            found.setdefault(image.path.absolute(), image)  # the same file named twice: once
-    if not any(image.path.exists() for image in found.values()):
-        raise UserError(
-            f"no image found in {', '.join(inputs)}; give image files, folders of images "
-            f"({', '.join(sorted(IMAGE_SUFFIXES))}) or glob patterns such as 'photos/*.jpg'"
-        )
-    _check_unique_names(list(found.values()))
-    return list(found.values())
-
-
-def _expand(text: str, skip: list[Path]) -> list[FoundImage]:
-    """The images one command-line input names (a missing file stays, to be reported)."""
-    path = Path(text)
-    if path.is_dir():
-        files = images_under(path, skip)
-        return [FoundImage(file, file.relative_to(path).as_posix()) for file in files]
-    if path.exists() or not GLOB_CHARACTERS & set(text):
-        return [FoundImage(path, path.name)]
-    matches = glob_paths(text, skip)
-    images = [FoundImage(match, match.name) for match in matches if match.is_file()]
-    for folder in (match for match in matches if match.is_dir()):
-        images += _expand(str(folder), skip)
-    return images
-
-
-def glob_paths(pattern: str, skip: Iterable[Path] = ()) -> list[Path]:
-    """The paths a glob pattern matches, sorted, but none in a `skip` folder below the pattern's
-    fixed start. Found as the shell's globstar finds them: `**` enters no symlinked folder (a
-    link to its own folder would make the search endless), and a name that starts with a dot
-    matches only a pattern part that starts with one."""
-    parts = Path(pattern).parts
-    first_pattern = next(index for index, part in enumerate(parts) if GLOB_CHARACTERS & set(part))
-    root, relative = Path(*parts[:first_pattern]), Path(*parts[first_pattern:])
-    skipped = _folders_inside(root, skip)
-    try:
-        return sorted(
-            match
-            for match in root.glob(str(relative))
-            if _shown(match.relative_to(root), relative)
-            and not (skipped and _is_in(match, skipped))
-        )
-    except ValueError as error:  # such as '**' inside a name
-        raise UserError(
-            f"cannot read the glob pattern {pattern} ({error}); use * within names and ** "
-            "alone between slashes, as in 'photos/**/*.jpg'"
-        ) from None
-
-
-def _shown(relative: Path, pattern: Path) -> bool:
-    """Whether every hidden part of `relative` is matched by a pattern part that starts with a
-    dot (as the shell does: `*` and `**` pass over hidden files and folders)."""
-    dotted = [part for part in pattern.parts if part.startswith(".")]
-    return all(
-        any(fnmatchcase(part, dotted_part) for dotted_part in dotted)
-        for part in relative.parts
-        if part.startswith(".")
-    )
-
-
-def _check_unique_names(images: list[FoundImage]) -> None:
-    """Refuse inputs whose outputs would overwrite each other (same name from two folders)."""
-    first_with_name: dict[str, Path] = {}
-    for image in images:
-        other = first_with_name.setdefault(image.name, image.path)
-        if other != image.path:
-            raise UserError(
-                f"{other} and {image.path} would both be called {image.name} in the outputs; "
-                "give the folder above both as the input (names then keep their sub-folders)"
-            )
+    """Every image file under `folder`, recursively, sorted (hidden ones and `skip` left out)."""
+    return files_under(folder, IMAGE_SUFFIXES, skip)
 
 
 def image_sizes(paths: Sequence[Path]) -> list[tuple[int, int]]:
@@ -197,3 +88,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
         )
     eight_bit = np.rint(values * (255 / white)).astype(np.uint8)
     return Image.fromarray(eight_bit).convert("RGB")
+
+
+class ImageReader:
+    """predict.py's reader of an image input: the file as 8-bit RGB, then `transform` (the
+    task's evaluation transform) to the model's input. A file that cannot be read or
+    transformed is a UserError naming it: that input's record says so and the others go on.
+    (A class, not a closure: with the spawn start method, loader workers receive it pickled.)"""
+
+    def __init__(self, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.transform = transform
+
+    def __call__(self, path: Path) -> torch.Tensor:
+        image = load_rgb_image(path)
+        try:
+            return self.transform(image)
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise UserError(f"cannot use the image {path} ({reason})") from None

@@ -173,7 +173,7 @@ def test_a_checkpoint_from_before_the_task_key_is_read_as_this_projects_task(tin
 
 def test_test_py_refuses_edited_stored_args(tiny_run, test_script, tmp_path):
     payload = torch.load(tiny_run.run_dir / "checkpoints" / "last.pt", weights_only=True)
-    payload["args"]["image_size"] = 100000
+    payload["args"]["synthetic_size"] = 0
     torch.save(payload, tmp_path / "edited.pt")
-    with pytest.raises(UserError, match="stores --image-size 100000, which the command line"):
+    with pytest.raises(UserError, match="stores --synthetic-size 0, which the command line"):
         test_script.main(["--checkpoint", str(tmp_path / "edited.pt"), "--num-workers", "0"])

@@ -25,7 +25,7 @@ from {{ cookiecutter.package_name }}.engine.cli import run_cli
 from {{ cookiecutter.package_name }}.errors import UserError
 from {{ cookiecutter.package_name }}.task import task
 
-from ..helpers import load_script, write_png
+from ..helpers import load_script
 from ..task import task_cases
 
 CPU = torch.device("cpu")
@@ -602,8 +602,7 @@ def test_predict_runs_an_exported_file_as_it_runs_the_checkpoint(
 ):
     path, code, _ = exported(fmt)
     assert code == 0
-    for number, size in enumerate(((40, 36), (48, 32), (32, 32))):
-        write_png(tmp_path / "inputs" / f"{number}.png", size)
+    count = task_cases.write_prediction_inputs(tmp_path / "inputs")
     predict = load_script("predict")
     records = {}
     for source in (["--checkpoint", str(best)], ["--model", str(path)]):
@@ -614,5 +613,5 @@ def test_predict_runs_an_exported_file_as_it_runs_the_checkpoint(
         capsys.readouterr()
         assert run_cli(predict.main, prog="predict.py") == 0
         records[source[0]] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(records["--model"]) == 3
+    assert len(records["--model"]) == count
     assert numbers_close(records["--model"], records["--checkpoint"])

@@ -234,7 +234,7 @@ def test_sigusr1_stops_at_the_next_step_saves_and_says_how_long_the_save_took(
     assert saved, out[-1000:]
     size, save_seconds, since_signal = map(float, saved.groups())
     assert size == round(last.stat().st_size / 1e6, 1)
-    assert 0 < save_seconds <= since_signal
+    assert 0 <= save_seconds <= since_signal  # a small model can save in under 5 ms: "0.00 s"
 
 
 def test_resume_auto_with_a_run_name_starts_the_run_then_continues_it(train_script, tmp_path):

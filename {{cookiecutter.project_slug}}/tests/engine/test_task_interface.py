@@ -4,7 +4,6 @@ a task without one is refused by name, and the defaults are enough for every scr
 import json
 
 import pytest
-from PIL import Image
 
 from {{ cookiecutter.package_name }}.engine import task_base
 from {{ cookiecutter.package_name }}.engine.cli import run_cli
@@ -73,9 +72,7 @@ def test_a_task_of_required_members_only_trains_evaluates_exports_and_predicts(
     assert run_cli(minimal_task["export"].main, prog="export.py") == 0
     assert output.is_file()
 
-    (tmp_path / "inputs").mkdir()
-    for number, size in enumerate(((40, 36), (32, 32))):
-        Image.linear_gradient("L").resize(size).save(tmp_path / "inputs" / f"{number}.png")
+    task_cases.write_prediction_inputs(tmp_path / "inputs")
     flags = ["--checkpoint", best, str(tmp_path / "inputs"), *task_cases.predict_flags(tmp_path)]
     code, out, err = run_script(minimal_task["predict"], "predict.py", monkeypatch, capsys, *flags)
     assert code == 0, err

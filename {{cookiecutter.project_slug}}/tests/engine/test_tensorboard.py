@@ -56,7 +56,7 @@ def test_every_scalar_text_and_image_tag_in_the_readme_is_logged(tiny_run, train
     events = load_events(tiny_run.run_dir)
     tags = events.Tags()
     promised = {panel: readme_tags(panel) for panel in ("Scalars", "Text", "Images")}
-    assert promised["Text"] and promised["Images"]
+    assert promised["Text"]  # a task may promise no images
     assert promised["Scalars"] == set(tags["scalars"])  # each one logged, each logged one listed
     assert {f"{tag}/text_summary" for tag in promised["Text"]} <= set(tags["tensors"])
     assert promised["Images"] - step_image_tags(train_script) <= set(tags["images"])

@@ -80,7 +80,7 @@ def test_accumulation_equals_one_big_batch_including_a_short_last_group(train_sc
 def test_augmented_folder_run_resumes_mid_epoch_to_the_same_weights(
     train_script, tmp_path, workers
 ):
-    task_cases.write_image_folder(tmp_path / "data")
+    task_cases.write_data_folder(tmp_path / "data")
     flags = [*TINY_RUN_FLAGS, "--dataset", "folder", "--data-dir", str(tmp_path / "data"),
              "--batch-size", "8", "--epochs", "2", "--num-workers", workers,
              "--out-dir", str(tmp_path / "runs")]  # fmt: skip

@@ -216,7 +216,7 @@ def write_onnx(
         (example,),
         dynamo=True,
         dynamic_shapes=dynamic_shapes(dynamic_dims),
-        input_names=["images"],
+        input_names=["inputs"],
         output_names=["outputs"],
         verbose=False,  # no progress lines
     )
@@ -266,9 +266,9 @@ def verify_export(
     exported = exported_predictor(path, torch.device("cpu"), task)
     reference = eager_predictor(model, exported.card, torch.device("cpu"))
     results = []
-    for images in examples:
-        expected = reference.run(images)
-        difference = (exported.run(images) - expected).abs().nan_to_num(nan=math.inf)
+    for inputs in examples:
+        expected = reference.run(inputs)
+        difference = (exported.run(inputs) - expected).abs().nan_to_num(nan=math.inf)
         results.append((difference.max().item(), expected.abs().max().item()))
     return results
 
@@ -332,8 +332,8 @@ def load_pt2(path: Path, device: torch.device, task: Task) -> Predictor:
     module = program.module()
 
     @torch.inference_mode()
-    def run(images: torch.Tensor) -> torch.Tensor:
-        return module(images).float()
+    def run(inputs: torch.Tensor) -> torch.Tensor:
+        return module(inputs).float()
 
     return Predictor(run, card, device)
 
@@ -467,9 +467,9 @@ def load_onnx(path: Path, device: torch.device, task: Task) -> Predictor:
     card = checked_card(metadata.get(ONNX_CARD_KEY), path, task)
     input_name = session.get_inputs()[0].name
 
-    def run(images: torch.Tensor) -> torch.Tensor:
-        inputs = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        (outputs,) = session.run(None, {input_name: inputs})
+    def run(inputs: torch.Tensor) -> torch.Tensor:
+        batch = inputs.detach().to("cpu", torch.float32).contiguous().numpy()
+        (outputs,) = session.run(None, {input_name: batch})
         return torch.from_numpy(outputs).to(device, torch.float32)
 
     return Predictor(run, card, device)

@@ -1,4 +1,4 @@
-"""Inference: a trained model as a function of image batches, and what it needs to be fed.
+"""Inference: a trained model as a function of input batches, and what it needs to be fed.
 
 A model card (a dict of plain values, JSON-able) says what a model file is: its task, the
 config that builds it, the task's own entries of the checkpoint (e.g. its classes and how
@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
-from ..image_files import FoundImage, load_rgb_image
+from ..input_files import InputFile
 from .checkpoint import load_checkpoint, load_model_weights, task_extras
 from .files import first_line
 from .loader import ignore_stop_signals
@@ -116,28 +115,28 @@ def eager_predictor(model: nn.Module, card: dict, device: torch.device) -> Predi
     model = model.eval().to(device)
 
     @torch.inference_mode()
-    def run(images: torch.Tensor) -> torch.Tensor:
-        return model(images).float()
+    def run(inputs: torch.Tensor) -> torch.Tensor:
+        return model(inputs).float()
 
     return Predictor(run, card, device)
 
 
-# ------------------------------------------------------------------------------ Input images
+# ------------------------------------------------------------------------------ Input files
 @dataclass
-class ImageGroup:
-    """Images of one size, stacked: one forward pass. `indices` are their input positions."""
+class InputGroup:
+    """Inputs of one shape, stacked: one forward pass. `indices` are their input positions."""
 
     indices: list[int]
-    images: list[FoundImage]
-    batch: torch.Tensor  # (N, C, H, W) float32
+    inputs: list[InputFile]
+    batch: torch.Tensor  # (N, ...) float32
 
 
 @dataclass
 class PredictionBatch:
-    """A loader batch: its readable images grouped by size, and the inputs that failed."""
+    """A loader batch: its readable inputs grouped by shape, and the inputs that failed."""
 
-    groups: list[ImageGroup] = field(default_factory=list)
-    failures: list[tuple[int, FoundImage, str]] = field(default_factory=list)  # with the reason
+    groups: list[InputGroup] = field(default_factory=list)
+    failures: list[tuple[int, InputFile, str]] = field(default_factory=list)  # with the reason
 
     def pin_memory(self) -> "PredictionBatch":
         """Page-locked copies, so copies to the GPU overlap compute (DataLoader calls this)."""
@@ -146,68 +145,66 @@ class PredictionBatch:
         return self
 
     def to(self, device: torch.device) -> "PredictionBatch":
-        """The same batch with its images on `device`."""
+        """The same batch with its inputs on `device`."""
         for group in self.groups:
             group.batch = group.batch.to(device, non_blocking=True)
         return self
 
 
-class PredictionImages(Dataset):
-    """Input images loaded as RGB and transformed; an unreadable one is a reason, not a crash."""
+class PredictionInputs(Dataset):
+    """Input files read by the task's reader; an unreadable one is a reason, not a crash."""
 
-    def __init__(self, images: list[FoundImage], transform: Callable) -> None:
-        self.images, self.transform = images, transform
+    def __init__(self, files: list[InputFile], read: Callable[[Path], torch.Tensor]) -> None:
+        self.files, self.read = files, read
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        path = self.files[index].path
         try:
-            return index, self.transform(load_rgb_image(self.images[index].path)), None
-        except UserError as error:  # load_rgb_image's sentence names the file
+            return index, self.read(path), None
+        except UserError as error:  # the reader's sentence names the file
             return index, None, str(error)
-        except (OSError, ValueError, Image.DecompressionBombError) as error:  # the transform's
-            return (
-                index,
-                None,
-                f"cannot use the image {self.images[index].path} ({first_line(error)})",
-            )
+        except (OSError, ValueError) as error:
+            return index, None, f"cannot use the input {path} ({first_line(error)})"
 
 
 class CollatePredictions:
-    """A collate_fn that stacks same-sized samples into groups and keeps failures aside (a
+    """A collate_fn that stacks same-shaped samples into groups and keeps failures aside (a
     class, not a closure: with the spawn start method, workers receive it pickled)."""
 
-    def __init__(self, images: list[FoundImage]) -> None:
-        self.images = images
+    def __init__(self, files: list[InputFile]) -> None:
+        self.files = files
 
     def __call__(self, samples: list[tuple[int, torch.Tensor | None, str | None]]):
-        batch, by_size = PredictionBatch(), {}
+        batch, by_shape = PredictionBatch(), {}
         for index, tensor, reason in samples:
             if tensor is None:
-                batch.failures.append((index, self.images[index], reason))
+                batch.failures.append((index, self.files[index], reason))
             else:
-                by_size.setdefault(tuple(tensor.shape), []).append((index, tensor))
-        for members in by_size.values():
+                by_shape.setdefault(tuple(tensor.shape), []).append((index, tensor))
+        for members in by_shape.values():
             indices = [index for index, _ in members]
             stacked = torch.stack([tensor for _, tensor in members])
-            batch.groups.append(ImageGroup(indices, [self.images[i] for i in indices], stacked))
+            batch.groups.append(InputGroup(indices, [self.files[i] for i in indices], stacked))
         return batch
 
 
 def build_prediction_loader(
-    images: list[FoundImage],
-    transform: Callable,
+    files: list[InputFile],
+    read: Callable[[Path], torch.Tensor],
     batch_size: int,
     num_workers: int,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """Input images in order, loaded and transformed by `num_workers` processes, as in training."""
+    """Input files in order, read by `num_workers` processes (the task's reader: a file's path
+    to the model's input tensor), as in training."""
     return DataLoader(
-        PredictionImages(images, transform),
+        PredictionInputs(files, read),
         batch_size=batch_size,
         shuffle=False,
-        collate_fn=CollatePredictions(images),
+        collate_fn=CollatePredictions(files),
         num_workers=num_workers,
         pin_memory=pin_memory,
         prefetch_factor=4 if num_workers > 0 else None,

@@ -255,10 +255,12 @@ class TrainStep:
         self.precision = self.precision or MixedPrecision("off", self.device)
         self.layout = torch.channels_last if self.channels_last else torch.contiguous_format
 
-    def to_device(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The batch on the device; non-blocking, so a pinned batch's copy overlaps compute."""
-        images = images.to(self.device, non_blocking=True, memory_format=self.layout)
-        return images, targets.to(self.device, non_blocking=True)
+    def to_device(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The batch on the device; non-blocking, so a pinned batch's copy overlaps compute.
+        --channels-last lays out (N, C, H, W) batches; inputs of other ranks keep theirs."""
+        layout = self.layout if inputs.dim() == 4 else torch.preserve_format
+        inputs = inputs.to(self.device, non_blocking=True, memory_format=layout)
+        return inputs, targets.to(self.device, non_blocking=True)
 
     def update_ema(self) -> None:
         """Average the new weights into the EMA (--ema; nothing without it)."""

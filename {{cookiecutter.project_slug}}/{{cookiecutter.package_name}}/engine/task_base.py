@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
+from ..input_files import InputFile, InputKind
 from .devices import sum_across_ranks
 
 # Called with each evaluated batch as (inputs, outputs, targets) (test.py's hook).
@@ -26,7 +27,7 @@ REQUIRED_ATTRIBUTES = ("NAME", "BEST_METRIC", "HIGHER_IS_BETTER")
 REQUIRED_METHODS = (
     "add_flags", "build_data", "model_config", "checkpoint_extras", "build_criterion",
     "batch_sums", "metrics",
-    "add_predict_flags", "prediction_transform", "open_predictions", "export_examples",
+    "add_predict_flags", "prediction_reader", "open_predictions", "export_examples",
 )  # fmt: skip
 
 
@@ -56,6 +57,9 @@ class Task:
     EVAL_BATCH_SIZE: ClassVar[int] = 256
     # predict.py and export.py: the training flags a prediction needs (kept in model cards).
     PREDICT_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    # predict.py's inputs: what they are called, the suffixes a folder search picks up (none:
+    # every file) and an example glob pattern for its messages.
+    INPUTS: ClassVar[InputKind] = InputKind("input")
 
     def __init__(self) -> None:
         missing = missing_members(type(self))
@@ -106,12 +110,19 @@ class Task:
         how many classes a record lists, ...)."""
         raise NotImplementedError
 
-    def prediction_transform(self, card: dict) -> Callable:
-        """predict.py: one input file's content (a PIL image) as the model's input tensor."""
+    def prediction_reader(self, card: dict) -> Callable[[Path], torch.Tensor]:
+        """predict.py: reads one input file (its path) as the model's input tensor, fed as
+        evaluation fed the data. Loader workers call it, so it must pickle (an instance of a
+        small class, not a closure); a file it cannot use raises a UserError naming it (or an
+        OSError or ValueError), which becomes that input's error record."""
         raise NotImplementedError
 
-    def open_predictions(self, args: argparse.Namespace, card: dict, inputs: list) -> Any:
-        """predict.py: a context manager whose `add(...)` writes each input's prediction."""
+    def open_predictions(
+        self, args: argparse.Namespace, card: dict, inputs: list[InputFile]
+    ) -> Any:
+        """predict.py: a context manager whose `add(predictor, batch)` writes the prediction of
+        each input of an engine.PredictionBatch (JSON records on stdout, in input order; files
+        where the task's flags say), with `failed` and `summary()` for the end of the run."""
         raise NotImplementedError
 
     def export_examples(self, card: dict) -> list[torch.Tensor]:

@@ -116,7 +116,7 @@ class Predictions:
             top = probabilities.topk(self.top_k, dim=1)
             # One copy to the host per group (each .tolist() of a GPU tensor waits for it).
             values, indices = top.values.tolist(), top.indices.tolist()
-            for index, image, value, label in zip(group.indices, group.images, values, indices,
+            for index, image, value, label in zip(group.indices, group.inputs, values, indices,
                                                   strict=True):  # fmt: skip
                 records[index] = self._record(image.path, value, label)
         for index in sorted(records):

@@ -8,12 +8,10 @@ interface (which says what each member is for); train.py stays the same for ever
 
 import argparse
 import reprlib
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from torchvision.transforms import v2
 
@@ -35,7 +33,8 @@ from .data import (
 from .engine import cli
 from .engine.task_base import Task
 from .errors import UserError
-from .image_files import FoundImage
+from .image_files import IMAGES, ImageReader
+from .input_files import InputFile
 from .ops import topk_correct
 from .predictions import CheckResizable, Predictions
 from .preprocessing import preprocessing_problem
@@ -47,6 +46,7 @@ class Classification(Task):
     """An image in, one of the data's classes out (cross-entropy; accuracy picks best.pt)."""
 
     NAME = TASK
+    INPUTS = IMAGES
     DATASETS = DATASETS
     DATA_DIR_HELP = "train/<class>/ and val/<class>/ (--dataset folder), or torchvision's files"
     SYNTHETIC_SIZE = 8_000
@@ -219,8 +219,8 @@ class Classification(Task):
         add("--output", type=Path,
             help="write the records to FILE.csv or FILE.jsonl (default: JSON lines on stdout)")  # fmt: skip
 
-    def prediction_transform(self, card: dict) -> Callable[[Image.Image], torch.Tensor]:
-        """An RGB image as the model's input, as evaluation fed it: resized, centre-cropped,
+    def prediction_reader(self, card: dict) -> ImageReader:
+        """An image file as the model's input, as evaluation fed it: RGB, resized, centre-cropped,
         normalised, and grey when the model takes one channel (a strip too long to resize in
         memory is a ValueError: that image's record says so)."""
         form = card["preprocessing"]
@@ -230,11 +230,11 @@ class Classification(Task):
         )  # fmt: skip
         check = CheckResizable(form.get("resize_size") or form["image_size"])  # as evaluation
         if form["in_channels"] == 1:
-            return v2.Compose([check, v2.Grayscale(), evaluation])
-        return v2.Compose([check, evaluation])
+            return ImageReader(v2.Compose([check, v2.Grayscale(), evaluation]))
+        return ImageReader(v2.Compose([check, evaluation]))
 
     def open_predictions(
-        self, args: argparse.Namespace, card: dict, images: list[FoundImage]
+        self, args: argparse.Namespace, card: dict, images: list[InputFile]
     ) -> Predictions:
         """predict.py's records: the predicted class, its probability and the top-k, per image."""
         return Predictions(card["classes"], args.top_k, args.output)

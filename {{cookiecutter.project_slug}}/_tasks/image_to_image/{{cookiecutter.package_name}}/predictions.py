@@ -20,9 +20,9 @@ from PIL import Image
 
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import check_corruption
-from .engine.inference import ImageGroup, PredictionBatch, Predictor
+from .engine.inference import InputGroup, PredictionBatch, Predictor
 from .errors import UserError
-from .image_files import FoundImage
+from .input_files import InputFile
 from .ops import corrupt, pad_to_multiple, tiled_apply
 
 CORRUPTED_TAG = ".corrupted"  # --corrupt writes photo.png's corrupted input as photo.corrupted.png
@@ -118,7 +118,7 @@ def noise_generator(name: str) -> torch.Generator:
     return torch.Generator().manual_seed(zlib.crc32(name.encode()))
 
 
-def check_outputs(output_dir: Path, images: list[FoundImage], with_corrupted: bool) -> None:
+def check_outputs(output_dir: Path, images: list[InputFile], with_corrupted: bool) -> None:
     """Refuse, before any work, outputs that would overwrite an input or each other."""
     inputs = {image.path.resolve(): image.path for image in images}
     input_files = {_file_id(path) for path in inputs} - {None}
@@ -166,7 +166,7 @@ class Predictions:
     def __init__(
         self,
         card: dict,
-        images: list[FoundImage],
+        images: list[InputFile],
         output_dir: Path,
         tiling: Tiling | None,
         corruption: tuple[str, float] | None,
@@ -204,20 +204,20 @@ class Predictions:
                 kind, strength = self.corruption
                 inputs = torch.stack(
                     [corrupt(clean, kind, strength, noise_generator(image.name))
-                     for clean, image in zip(inputs, group.images, strict=True)]
+                     for clean, image in zip(inputs, group.inputs, strict=True)]
                 )  # fmt: skip
             restored = self.restore(predictor, inputs).cpu()
             # One copy to the host per group; the corrupted inputs too, when they are written.
             befores = inputs.cpu() if self.corruption is not None else [None] * len(inputs)
             for index, image, after, before in zip(
-                group.indices, group.images, restored, befores, strict=True
+                group.indices, group.inputs, restored, befores, strict=True
             ):
                 records[index] = self._write(image, after, before)
         for index in sorted(records):
             self._record(index, records[index])
         sys.stdout.flush()
 
-    def _too_large(self, group: ImageGroup) -> dict[int, dict]:
+    def _too_large(self, group: InputGroup) -> dict[int, dict]:
         """Error records for a group of images too large to run whole (all of one size)."""
         height, width = group.batch.shape[-2:]
         tile = max(SUGGESTED_TILE // self.multiple * self.multiple, self.smallest_tile)
@@ -227,7 +227,7 @@ class Predictions:
                 "error": f"{image.path} is too large for one piece ({width}x{height} px, more "
                 f"than {WHOLE_IMAGE_MAX_PIXELS} px): use --tile {tile}",
             }
-            for index, image in zip(group.indices, group.images, strict=True)
+            for index, image in zip(group.indices, group.inputs, strict=True)
         }
 
     def restore(self, predictor: Predictor, images: torch.Tensor) -> torch.Tensor:
@@ -244,7 +244,7 @@ class Predictions:
             )  # fmt: skip
         return output[..., :height, :width].clamp(0.0, 1.0)
 
-    def _write(self, image: FoundImage, restored: torch.Tensor, corrupted: torch.Tensor | None):
+    def _write(self, image: InputFile, restored: torch.Tensor, corrupted: torch.Tensor | None):
         """Save one restored image (and its corrupted input); its record, or an error record."""
         output = self.output_dir / image.name
         record = {"path": str(image.path), "output": str(output)}
@@ -301,7 +301,7 @@ def save_image(image: torch.Tensor, path: Path) -> None:
 
 
 def prepare_predictions(
-    args: argparse.Namespace, card: dict, images: list[FoundImage]
+    args: argparse.Namespace, card: dict, images: list[InputFile]
 ) -> Predictions:
     """Check the flags and the output paths, create --output-dir: ready to restore."""
     tiling = check_tiling(args, card["model_config"])

@@ -8,11 +8,9 @@ interface (which says what each member is for); train.py stays the same for ever
 """
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.transforms import v2
@@ -35,7 +33,8 @@ from .engine.devices import (
 )
 from .engine.task_base import Task
 from .errors import UserError
-from .image_files import FoundImage
+from .image_files import IMAGES, ImageReader
+from .input_files import InputFile
 from .ops import psnr, ssim
 from .predictions import Predictions, prepare_predictions
 from .preprocessing import preprocessing_problem
@@ -49,6 +48,7 @@ class Restoration(Task):
     best.pt)."""
 
     NAME = TASK
+    INPUTS = IMAGES
     DATASETS = DATASETS
     DATA_DIR_HELP = "folder with train/ and val/ of clean images (--dataset folder)"
     SYNTHETIC_SIZE = 4_000
@@ -262,12 +262,13 @@ class Restoration(Task):
         into a folder under the inputs must not take the last run's restorations for inputs)."""
         return [args.output_dir]
 
-    def prediction_transform(self, card: dict) -> Callable[[Image.Image], torch.Tensor]:
-        """An RGB image as the model's input: (C, H, W) in [0, 1], any size (as in training)."""
-        return v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
+    def prediction_reader(self, card: dict) -> ImageReader:
+        """An image file as the model's input: RGB, (C, H, W) in [0, 1], any size (as in
+        training)."""
+        return ImageReader(v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)]))
 
     def open_predictions(
-        self, args: argparse.Namespace, card: dict, images: list[FoundImage]
+        self, args: argparse.Namespace, card: dict, images: list[InputFile]
     ) -> Predictions:
         """predict.py's restorations, written to --output-dir (flags checked before any image)."""
         return prepare_predictions(args, card, images)

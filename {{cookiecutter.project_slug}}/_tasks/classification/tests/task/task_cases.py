@@ -22,6 +22,8 @@ OVERFIT_RATIO = 0.25
 TINY_RUN_FLAGS = ["--width", "8"]
 # Metrics that count samples: equal, not just close, however processes split the validation set.
 EXACT_METRICS = ("accuracy", "top5_accuracy")
+# train.py flags that give the model no batch statistics: 2 processes then compute what 1 does.
+NO_BATCH_STATISTICS_FLAGS = ["--norm", "group"]
 # train.py flags that switch off random augmentation: a sample is then the same in any batch.
 NO_AUGMENTATION_FLAGS = ("--no-hflip",)
 
@@ -53,7 +55,7 @@ def plain_criterion() -> nn.Module:
     return nn.CrossEntropyLoss()
 
 
-def write_image_folder(root: Path) -> None:
+def write_data_folder(root: Path) -> None:
     """A --dataset folder tree of 48 train and 48 val images in two classes, 6 batches of 8."""
     # Gradients at many angles: every crop and flip changes the pixels the model sees.
     for split in ("train", "val"):
@@ -62,6 +64,15 @@ def write_image_folder(root: Path) -> None:
             for number in range(24):
                 image = Image.linear_gradient("L").rotate(15 * number + 90 * label).resize((40, 30))
                 image.save(root / split / name / f"{number}.png")
+
+
+def write_prediction_inputs(folder: Path) -> int:
+    """predict.py inputs in `folder`, of several sizes (batched in groups); returns how many."""
+    sizes = ((40, 36), (48, 32), (32, 32))
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, size in enumerate(sizes):
+        Image.linear_gradient("L").rotate(30 * number).resize(size).save(folder / f"{number}.png")
+    return len(sizes)
 
 
 def predict_flags(tmp_path: Path) -> list[str]:

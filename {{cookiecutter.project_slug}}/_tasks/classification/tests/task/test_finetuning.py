@@ -24,7 +24,7 @@ from ..helpers import (
     torchrun,
 )
 from ..hub_cache_files import MakesFolder, save_named_by_hash, url_of
-from .task_cases import write_image_folder
+from .task_cases import write_data_folder
 
 # resnet18 is the smallest torchvision network with batch norm that tests run at 32 px.
 ARCH = "resnet18"
@@ -198,7 +198,7 @@ def test_a_checkpoint_of_other_classes_gives_its_backbone_and_a_new_head(
     train_script, tiny_run, tmp_path, capsys
 ):
     # The tiny run learned 6 synthetic shapes; fine-tune it on a folder of 2 classes.
-    write_image_folder(tmp_path / "data")
+    write_data_folder(tmp_path / "data")
     source = tiny_run.run_dir / "checkpoints" / "best.pt"
     flags = run_flags(tmp_path, "--dataset", "folder", "--data-dir", str(tmp_path / "data"),
                       "--pretrained", str(source), "--max-steps", "1", "--lr", "1e-9")  # fmt: skip

@@ -23,6 +23,8 @@ OVERFIT_RATIO = 0.85
 TINY_RUN_FLAGS = ["--width", "8", "--perceptual-scale", "0"]
 # Metrics that count samples: equal, not just close, however processes split the validation set.
 EXACT_METRICS = ()  # all of them average per-image floats, summed in another order under DDP
+# train.py flags that give the model no batch statistics: 2 processes then compute what 1 does.
+NO_BATCH_STATISTICS_FLAGS = ["--norm", "group"]
 # train.py flags that switch off random augmentation: a sample is then the same in any batch.
 NO_AUGMENTATION_FLAGS = ()  # none needed: data.py seeds each sample's crops and corruption
 
@@ -50,7 +52,7 @@ def plain_criterion() -> nn.Module:
     return nn.L1Loss()
 
 
-def write_image_folder(root: Path) -> None:
+def write_data_folder(root: Path) -> None:
     """A --dataset folder tree of 6 train and 6 val images (training takes random crops of each)."""
     # Gradients at many angles: every crop and flip changes the pixels the model sees.
     for split in ("train", "val"):
@@ -58,6 +60,15 @@ def write_image_folder(root: Path) -> None:
         for number in range(6):
             image = Image.linear_gradient("L").rotate(15 * number).resize((48, 40))
             image.save(root / split / f"{number}.png")
+
+
+def write_prediction_inputs(folder: Path) -> int:
+    """predict.py inputs in `folder`, of several sizes (batched in groups); returns how many."""
+    sizes = ((40, 36), (48, 32), (32, 32))
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, size in enumerate(sizes):
+        Image.linear_gradient("L").rotate(30 * number).resize(size).save(folder / f"{number}.png")
+    return len(sizes)
 
 
 def predict_flags(tmp_path: Path) -> list[str]:

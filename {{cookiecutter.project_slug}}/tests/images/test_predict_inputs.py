@@ -1,4 +1,4 @@
-"""predict.py, for any task: finding the inputs, loading them in groups, and its exit codes
+"""predict.py on images, for any image task: finding the inputs, loading them in groups, and its exit codes
 (0: all predicted, 1: some input failed and the rest went on, 2: a bad flag or model file)."""
 
 import subprocess
@@ -10,7 +10,8 @@ import torch
 from {{ cookiecutter.package_name }}.engine.cli import run_cli
 from {{ cookiecutter.package_name }}.engine.inference import CollatePredictions
 from {{ cookiecutter.package_name }}.errors import UserError
-from {{ cookiecutter.package_name }}.image_files import find_images
+from {{ cookiecutter.package_name }}.image_files import IMAGES
+from {{ cookiecutter.package_name }}.input_files import find_inputs
 
 from ..helpers import PROJECT_ROOT, load_script, write_png
 from ..task import task_cases
@@ -28,20 +29,22 @@ def run_predict(predict_script, monkeypatch, tmp_path, *argv: str) -> int:
     return run_cli(predict_script.main, prog="predict.py")
 
 
-def test_find_images_takes_files_folders_and_globs_once_each(tmp_path):
+def test_find_inputs_takes_files_folders_and_globs_once_each(tmp_path):
     for name in ("a/1.png", "a/deep/2.jpg", "a/.hidden/3.png", "a/notes.txt", "b/4.png"):
         write_png(tmp_path / name) if name.endswith(("png", "jpg")) else (tmp_path / name).touch()
-    found = find_images([str(tmp_path / "a"), str(tmp_path / "b" / "*.png"), str(tmp_path / "a")])
+    found = find_inputs(
+        [str(tmp_path / "a"), str(tmp_path / "b" / "*.png"), str(tmp_path / "a")], IMAGES
+    )
     assert [image.name for image in found] == ["1.png", "deep/2.jpg", "4.png"]
 
 
-def test_find_images_refuses_nothing_found_and_clashing_names(tmp_path):
+def test_find_inputs_refuses_nothing_found_and_clashing_names(tmp_path):
     with pytest.raises(UserError, match="no image found in"):
-        find_images([str(tmp_path / "missing"), str(tmp_path / "*.png")])
+        find_inputs([str(tmp_path / "missing"), str(tmp_path / "*.png")], IMAGES)
     write_png(tmp_path / "x" / "same.png")
     write_png(tmp_path / "y" / "same.png")
     with pytest.raises(UserError, match="would both be called same.png"):
-        find_images([str(tmp_path / "x" / "same.png"), str(tmp_path / "y" / "same.png")])
+        find_inputs([str(tmp_path / "x" / "same.png"), str(tmp_path / "y" / "same.png")], IMAGES)
 
 
 def test_a_glob_through_symlink_loops_ends_and_finds_each_image_once(tmp_path):
@@ -52,8 +55,9 @@ def test_a_glob_through_symlink_loops_ends_and_finds_each_image_once(tmp_path):
     (tmp_path / "loopdir" / "again").symlink_to(".")
     code = (
         "import sys\n"
-        "from {{ cookiecutter.package_name }}.image_files import find_images\n"
-        "print(*(image.name for image in find_images([sys.argv[1]])))\n"
+        "from {{ cookiecutter.package_name }}.image_files import IMAGES\n"
+        "from {{ cookiecutter.package_name }}.input_files import find_inputs\n"
+        "print(*(image.name for image in find_inputs([sys.argv[1]], IMAGES)))\n"
     )
     pattern = str(tmp_path / "loopdir" / "**" / "*.png")
     finished = subprocess.run(
@@ -67,7 +71,7 @@ def test_a_glob_through_symlink_loops_ends_and_finds_each_image_once(tmp_path):
 def test_globs_pass_over_hidden_names_unless_the_pattern_names_them(tmp_path):
     for name in ("a.png", ".thumbs/a.png", "sub/.b.png", ".kept/c.png"):
         write_png(tmp_path / name)
-    found = find_images([str(tmp_path / "**" / "*.png"), str(tmp_path / ".kept" / "*.png")])
+    found = find_inputs([str(tmp_path / "**" / "*.png"), str(tmp_path / ".kept" / "*.png")], IMAGES)
     assert [image.path.relative_to(tmp_path).as_posix() for image in found] == [
         "a.png",
         ".kept/c.png",
@@ -79,13 +83,13 @@ def test_folders_and_globs_leave_out_the_skipped_output_folder(tmp_path):
     write_png(tmp_path / "photos" / "restored" / "a.png")  # an earlier run's output
     skip = [tmp_path / "photos" / "." / "restored"]  # spelled otherwise, the same folder
     for pattern in (tmp_path / "photos", tmp_path / "photos" / "**" / "*.png"):
-        assert [image.name for image in find_images([str(pattern)], skip)] == ["a.png"]
+        assert [image.name for image in find_inputs([str(pattern)], IMAGES, skip)] == ["a.png"]
 
 
 def test_collate_groups_images_by_size_and_keeps_failures_in_place():
     samples = [(0, torch.zeros(3, 8, 8), None), (1, None, "cannot read"),
                (2, torch.ones(3, 8, 12), None), (3, torch.ones(3, 8, 8), None)]  # fmt: skip
-    stand_ins = [f"image{index}" for index in range(4)]  # FoundImages, as far as collate cares
+    stand_ins = [f"image{index}" for index in range(4)]  # InputFiles, as far as collate cares
     batch = CollatePredictions(stand_ins)(samples)
     assert [group.indices for group in batch.groups] == [[0, 3], [2]]
     assert batch.groups[0].batch.shape == (2, 3, 8, 8)
