@@ -8,7 +8,6 @@ interface (which says what each member is for); train.py stays the same for ever
 
 import argparse
 import reprlib
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,7 +32,8 @@ from .data import (
 from .engine import cli
 from .engine.task_base import Task
 from .errors import UserError
-from .image_files import FoundImage
+from .image_files import IMAGES, ImageReader
+from .input_files import InputFile
 from .masks import read_palette
 from .predictions import Predictions, SegmentationInput, prepare_predictions
 from .preprocessing import preprocessing_problem
@@ -55,6 +55,7 @@ class Segmentation(Task):
     """An image in, a class for every pixel out (cross-entropy and/or Dice; mIoU picks best.pt)."""
 
     NAME = TASK
+    INPUTS = IMAGES
     DATASETS = DATASETS
     DATA_DIR_HELP = (
         "folder with train/ and val/, each holding images/ and masks/ (--dataset folder)"
@@ -315,13 +316,13 @@ class Segmentation(Task):
         """--output-dir: a rerun into a folder under the inputs must not take masks for inputs."""
         return [args.output_dir]
 
-    def prediction_transform(self, card: dict) -> Callable:
+    def prediction_reader(self, card: dict) -> ImageReader:
         """An image file as the model's input: RGB, normalised as in training, any size."""
         form = card["preprocessing"]
-        return SegmentationInput(tuple(form["mean"]), tuple(form["std"]))
+        return ImageReader(SegmentationInput(tuple(form["mean"]), tuple(form["std"])))
 
     def open_predictions(
-        self, args: argparse.Namespace, card: dict, images: list[FoundImage]
+        self, args: argparse.Namespace, card: dict, images: list[InputFile]
     ) -> Predictions:
         """predict.py's masks, written to --output-dir (flags checked before any image)."""
         return prepare_predictions(args, card, images)

@@ -17,7 +17,7 @@ from {{ cookiecutter.package_name }}.data import (
 from {{ cookiecutter.package_name }}.errors import UserError
 
 from ..helpers import load_script, run_script
-from .task_cases import write_image_folder, write_pair
+from .task_cases import write_data_folder, write_pair
 
 
 def test_synthetic_scenes_are_a_function_of_seed_split_and_index():
@@ -47,7 +47,7 @@ def test_synthetic_masks_hold_every_class_and_match_their_images():
 
 def write_bad_folder(root, problem: str) -> str:
     """A valid folder with one thing wrong; returns the text the error must hold."""
-    write_image_folder(root)
+    write_data_folder(root)
     (root / "classes.txt").write_text("sky\nroad\ncar\n")
     masks, images = root / "train" / "masks", root / "train" / "images"
     if problem == "image-without-mask":
@@ -106,7 +106,7 @@ def test_train_py_exits_2_on_a_bad_folder_before_writing_anything(tmp_path, monk
 
 
 def test_a_folder_reads_classes_counts_pixels_and_pads_validation(tmp_path):
-    write_image_folder(tmp_path / "data")
+    write_data_folder(tmp_path / "data")
     (tmp_path / "data" / "classes.txt").write_text("dark\nmid\nbright\n")
     data = build_datasets("folder", tmp_path / "data", 32)
     assert data.classes == ["dark", "mid", "bright"]

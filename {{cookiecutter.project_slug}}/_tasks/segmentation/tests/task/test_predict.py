@@ -2,6 +2,7 @@
 --overlay, --tile against the whole image, records in input order."""
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 
 from {{ cookiecutter.package_name }}.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticScenes
+from {{ cookiecutter.package_name }}.image_files import ImageReader
 from {{ cookiecutter.package_name }}.predictions import SegmentationInput
 
 from ..helpers import load_script, run_script
@@ -33,7 +35,8 @@ def records(out: str) -> list[dict]:
 
 def test_the_transform_reads_a_file_as_the_normalised_image(tmp_path):
     write_scene(tmp_path / "scene.png", 0, size=40)
-    tensor = SegmentationInput(IMAGENET_MEAN, IMAGENET_STD)(tmp_path / "scene.png")
+    reader = ImageReader(SegmentationInput(IMAGENET_MEAN, IMAGENET_STD))
+    tensor = pickle.loads(pickle.dumps(reader))(tmp_path / "scene.png")  # as workers get it
     pixels = torch.from_numpy(np.array(Image.open(tmp_path / "scene.png"))).permute(2, 0, 1)
     mean, std = (
         torch.tensor(IMAGENET_MEAN)[:, None, None],
