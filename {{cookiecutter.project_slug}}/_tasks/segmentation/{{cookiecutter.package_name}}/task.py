@@ -39,7 +39,7 @@ from .predictions import Predictions, SegmentationInput, prepare_predictions
 from .preprocessing import preprocessing_problem
 
 OWN_ARCH = "own"
-DEFAULT_IMAGE_SIZE = 64  # the side of the synthetic scenes and of the training crops
+DEFAULT_IMAGE_SIZE = 48  # the side of the synthetic scenes and of the training crops
 MAX_MASK_VALUE = 65535  # a 16-bit PNG's largest value: the widest --ignore-index there is
 
 
@@ -60,7 +60,7 @@ class Segmentation(Task):
     DATA_DIR_HELP = (
         "folder with train/ and val/, each holding images/ and masks/ (--dataset folder)"
     )
-    SYNTHETIC_SIZE = 2_000
+    SYNTHETIC_SIZE = 3_000
     BEST_METRIC, HIGHER_IS_BETTER = "miou", True
     HPARAM_METRICS = ("val/miou", "val/pixel_accuracy", "val/loss", "train/loss")
     EVAL_SETTINGS = ("image_size", "crop_size", "ignore_index", "palette")
