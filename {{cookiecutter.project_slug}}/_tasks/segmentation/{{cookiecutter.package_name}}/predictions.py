@@ -21,9 +21,9 @@ from PIL import Image
 
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import normalize_image
-from .engine.inference import ImageGroup, PredictionBatch, Predictor
+from .engine.inference import InputGroup, PredictionBatch, Predictor
 from .errors import UserError
-from .image_files import FoundImage, load_rgb_image
+from .input_files import InputFile
 from .ops import pad_to_multiple, tiled_apply
 
 OVERLAY_TAG = ".overlay"  # --overlay writes photo.jpg's blend as photo.overlay.png
@@ -38,7 +38,7 @@ TORCHVISION_MULTIPLE = 8
 
 
 class SegmentationInput:
-    """An image file as the model's input: (3, H, W), normalised as in training, any size.
+    """An RGB image as the model's input: (3, H, W), normalised as in training, any size.
 
     A class (not a closure) so DataLoader workers can take it (it is pickled).
     """
@@ -46,9 +46,8 @@ class SegmentationInput:
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         self.mean, self.std = mean, std
 
-    def __call__(self, path: str | Path) -> torch.Tensor:
-        image = load_rgb_image(path) if isinstance(path, (str, Path)) else path.convert("RGB")
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        pixels = torch.from_numpy(np.array(image.convert("RGB"), dtype=np.uint8)).permute(2, 0, 1)
         return normalize_image(pixels, self.mean, self.std)
 
 
@@ -123,7 +122,7 @@ def output_name(name: str, tag: str = "") -> str:
     return path.with_name(f"{path.stem}{tag}.png").as_posix()
 
 
-def check_outputs(output_dir: Path, images: list[FoundImage], overlay: bool) -> None:
+def check_outputs(output_dir: Path, images: list[InputFile], overlay: bool) -> None:
     """Refuse, before any work, outputs that would overwrite an input or each other."""
     inputs = {image.path.resolve(): image.path for image in images}
     planned: dict[Path, str] = {}
@@ -161,7 +160,7 @@ class Predictions:
     def __init__(
         self,
         card: dict,
-        images: list[FoundImage],
+        images: list[InputFile],
         output_dir: Path,
         tiling: Tiling | None,
         overlay: bool,
@@ -203,14 +202,14 @@ class Predictions:
             masks = self.segment(predictor, group.batch).cpu()
             photos = group.batch.cpu() if self.overlay else [None] * len(masks)
             for index, image, mask, photo in zip(
-                group.indices, group.images, masks, photos, strict=True
+                group.indices, group.inputs, masks, photos, strict=True
             ):
                 records[index] = self._write(image, mask, photo)
         for index in sorted(records):
             self._record(index, records[index])
         sys.stdout.flush()
 
-    def _too_large(self, group: ImageGroup) -> dict[int, dict]:
+    def _too_large(self, group: InputGroup) -> dict[int, dict]:
         """Error records for a group of images too large to run whole (all of one size)."""
         height, width = group.batch.shape[-2:]
         tile = SUGGESTED_TILE // self.multiple * self.multiple
@@ -220,7 +219,7 @@ class Predictions:
                 "error": f"{image.path} is too large for one piece ({width}x{height} px, more "
                 f"than {WHOLE_IMAGE_MAX_PIXELS} px): use --tile {tile}",
             }
-            for index, image in zip(group.indices, group.images, strict=True)
+            for index, image in zip(group.indices, group.inputs, strict=True)
         }
 
     def logits(self, predictor: Predictor, images: torch.Tensor) -> torch.Tensor:
@@ -241,7 +240,7 @@ class Predictions:
         """The class of every pixel, (N, H, W) int64."""
         return self.logits(predictor, images).argmax(1)
 
-    def _write(self, image: FoundImage, mask: torch.Tensor, photo: torch.Tensor | None) -> dict:
+    def _write(self, image: InputFile, mask: torch.Tensor, photo: torch.Tensor | None) -> dict:
         """Save one mask (and its overlay); its record, or an error record."""
         output = self.output_dir / output_name(image.name)
         record = {"path": str(image.path), "output": str(output)}
@@ -311,7 +310,7 @@ def save_png(picture: Image.Image, path: Path) -> None:
 
 
 def prepare_predictions(
-    args: argparse.Namespace, card: dict, images: list[FoundImage]
+    args: argparse.Namespace, card: dict, images: list[InputFile]
 ) -> Predictions:
     """Check the flags and the output paths, create --output-dir: ready to segment."""
     tiling = check_tiling(args, card["model_config"])

@@ -8,7 +8,6 @@ interface (which says what each member is for); train.py stays the same for ever
 
 import argparse
 import reprlib
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,13 +32,14 @@ from .data import (
 from .engine import cli
 from .engine.task_base import Task
 from .errors import UserError
-from .image_files import FoundImage
+from .image_files import IMAGES, ImageReader
+from .input_files import InputFile
 from .masks import read_palette
 from .predictions import Predictions, SegmentationInput, prepare_predictions
 from .preprocessing import preprocessing_problem
 
 OWN_ARCH = "own"
-DEFAULT_IMAGE_SIZE = 64  # the side of the synthetic scenes and of the training crops
+DEFAULT_IMAGE_SIZE = 48  # the side of the synthetic scenes and of the training crops
 MAX_MASK_VALUE = 65535  # a 16-bit PNG's largest value: the widest --ignore-index there is
 
 
@@ -55,11 +55,12 @@ class Segmentation(Task):
     """An image in, a class for every pixel out (cross-entropy and/or Dice; mIoU picks best.pt)."""
 
     NAME = TASK
+    INPUTS = IMAGES
     DATASETS = DATASETS
     DATA_DIR_HELP = (
         "folder with train/ and val/, each holding images/ and masks/ (--dataset folder)"
     )
-    SYNTHETIC_SIZE = 2_000
+    SYNTHETIC_SIZE = 3_000
     BEST_METRIC, HIGHER_IS_BETTER = "miou", True
     HPARAM_METRICS = ("val/miou", "val/pixel_accuracy", "val/loss", "train/loss")
     EVAL_SETTINGS = ("image_size", "crop_size", "ignore_index", "palette")
@@ -180,35 +181,27 @@ class Segmentation(Task):
         return backbones.build_torchvision_segmenter(arch, **config)
 
     def load_pretrained(self, model: nn.Module, args: argparse.Namespace, data: DataBundle) -> None:
-        """--pretrained: the backbone's ImageNet weights, or a weights file."""
-        backbones.load_pretrained(model, args.arch, args.pretrained)
+        """--pretrained: the backbone's ImageNet weights, or a weights file (torchvision archs)."""
+        if args.arch != OWN_ARCH:
+            backbones.load_pretrained(model, args.arch, args.pretrained)
 
     def parameter_groups(self, model: nn.Module, args: argparse.Namespace) -> list:
         """(parameters, learning-rate scale) pairs: the heads at --lr, the backbone scaled."""
-        backbone = backbones.backbone_parameters(model)
-        ids = {id(parameter) for parameter in backbone}
-        heads = [parameter for parameter in model.parameters() if id(parameter) not in ids]
-        groups = [(heads, 1.0), (backbone, args.backbone_lr_scale)]
-        return [(parameters, scale) for parameters, scale in groups if parameters]
+        if args.arch == OWN_ARCH:
+            return super().parameter_groups(model, args)
+        return backbones.parameter_groups(model, args.backbone_lr_scale)
 
     def set_train_mode(self, model: nn.Module, epoch: int, args: argparse.Namespace) -> bool:
         """Training mode; with --freeze-backbone the backbone's weights and batch-norm statistics
-        stay. Returns whether the set of trainable parameters changed (the first call)."""
+        stay. Returns whether the set of trainable parameters changed."""
         model.train()
-        if not args.freeze_backbone:
-            return False
-        backbone = backbones.backbone_parameters(model)
-        changed = any(parameter.requires_grad for parameter in backbone)
-        for parameter in backbone:
-            parameter.requires_grad_(False)
-        for module in backbones.backbone_modules(model):
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-        return changed
+        return args.arch != OWN_ARCH and backbones.set_backbone_frozen(model, args.freeze_backbone)
 
     def build_criterion(self, args: argparse.Namespace) -> nn.Module:
         """--loss with the ignore value, the --class-weights, and the aux head's term (0.4 of
         the main one, as torchvision's reference training weighs it) with --aux-loss."""
+        if args.arch != OWN_ARCH:  # the batch size is known now (--batch-size auto resolved)
+            backbones.check_batch_size(args.arch, args.batch_size)
         weights = args.recorded.get("class_weights") if args.class_weights == "auto" else None
         return architecture.SegmentationLoss(
             args.loss, args.ignore_index,
@@ -323,13 +316,13 @@ class Segmentation(Task):
         """--output-dir: a rerun into a folder under the inputs must not take masks for inputs."""
         return [args.output_dir]
 
-    def prediction_transform(self, card: dict) -> Callable:
+    def prediction_reader(self, card: dict) -> ImageReader:
         """An image file as the model's input: RGB, normalised as in training, any size."""
         form = card["preprocessing"]
-        return SegmentationInput(tuple(form["mean"]), tuple(form["std"]))
+        return ImageReader(SegmentationInput(tuple(form["mean"]), tuple(form["std"])))
 
     def open_predictions(
-        self, args: argparse.Namespace, card: dict, images: list[FoundImage]
+        self, args: argparse.Namespace, card: dict, images: list[InputFile]
     ) -> Predictions:
         """predict.py's masks, written to --output-dir (flags checked before any image)."""
         return prepare_predictions(args, card, images)
@@ -365,15 +358,21 @@ def _palette_colours(args: argparse.Namespace, num_classes: int) -> list[int]:
 
 
 def check_model_flags(args: argparse.Namespace) -> None:
-    """Flags that do not go together: one sentence before any run folder."""
-    arch = getattr(args, "arch", OWN_ARCH)  # test.py passes the args the checkpoint has
-    if arch == OWN_ARCH and getattr(args, "aux_loss", False):
-        raise UserError(
-            "--aux-loss needs a model with an auxiliary head; add --arch fcn_resnet50 or "
-            "deeplabv3_resnet50, or drop --aux-loss"
+    """Flags the own U-Net has no use for: one sentence before any run folder."""
+    if getattr(args, "arch", OWN_ARCH) != OWN_ARCH:  # test.py passes the checkpoint's args
+        return
+    unsuited = [
+        flag
+        for flag, used in (
+            ("--aux-loss", getattr(args, "aux_loss", False)),
+            ("--pretrained", getattr(args, "pretrained", "none") != "none"),
+            ("--freeze-backbone", getattr(args, "freeze_backbone", False)),
+            ("--backbone-lr-scale", getattr(args, "backbone_lr_scale", 1.0) != 1.0),
         )
-    if arch == OWN_ARCH and getattr(args, "pretrained", "none") == "imagenet":
+        if used
+    ]
+    if unsuited:
         raise UserError(
-            f"--pretrained imagenet needs a torchvision --arch ({', '.join(backbones.ARCHS)}); "
-            f"the {OWN_ARCH} network has no ImageNet weights"
+            f"{unsuited[0]} needs a torchvision --arch ({', '.join(backbones.ARCHS)}); the "
+            f"{OWN_ARCH} U-Net has no pretrained backbone nor auxiliary head, so drop it"
         )

@@ -26,6 +26,8 @@ EXACT_METRICS = ("miou", "pixel_accuracy", "mean_class_accuracy")
 # train.py flags that switch off random augmentation: none needed (synthetic scenes have none,
 # and the folder's crops and flips are seeded per sample).
 NO_AUGMENTATION_FLAGS = ()
+# train.py flags that give the model no batch statistics: 2 processes then compute what 1 does.
+NO_BATCH_STATISTICS_FLAGS = ["--norm", "group"]
 
 
 # Model cards edited by hand: (dotted path, value, the problem the task's card_problem names).
@@ -68,12 +70,13 @@ def write_pair(split_dir: Path, stem: str, image: Image.Image, mask: np.ndarray)
     Image.fromarray(mask.astype(np.uint8)).save(split_dir / "masks" / f"{stem}.png")
 
 
-def write_image_folder(root: Path, size: tuple[int, int] = (48, 40)) -> None:
-    """A --dataset folder tree of 6 train and 6 val images with masks of 3 classes (the
-    brightness of a rotated gradient in thirds) and a border of ignored pixels."""
-    for split in ("train", "val"):
-        for number in range(6):
-            grey = Image.linear_gradient("L").rotate(15 * number).resize(size)
+def write_data_folder(root: Path, size: tuple[int, int] = (48, 40)) -> None:
+    """A --dataset folder tree of 48 train and 6 val images (6 batches of 8 an epoch) with masks
+    of 3 classes (the brightness of a rotated gradient in thirds) and a border of ignored
+    pixels."""
+    for split, count in (("train", 48), ("val", 6)):
+        for number in range(count):
+            grey = Image.linear_gradient("L").rotate(7.5 * number).resize(size)
             values = np.asarray(grey)
             mask = np.digitize(values, [85, 170])
             mask[:, :2] = 255  # an ignored band, as VOC's object borders
@@ -89,3 +92,12 @@ def model_size_flags(size: int) -> list[str]:
     """train.py flags that build this task's model at another size (`size` channels wide: the
     shapes of its weights differ between sizes)."""
     return ["--width", str(size)]
+
+
+def write_prediction_inputs(folder: Path) -> int:
+    """predict.py inputs in `folder`, of several sizes (batched in groups); returns how many."""
+    sizes = ((40, 36), (48, 32), (32, 32))
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, size in enumerate(sizes):
+        Image.linear_gradient("L").rotate(30 * number).resize(size).save(folder / f"{number}.png")
+    return len(sizes)

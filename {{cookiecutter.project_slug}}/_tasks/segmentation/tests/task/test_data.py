@@ -1,0 +1,152 @@
+"""The data: synthetic scenes, image/mask folders checked up front, joint augmentation."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+
+from {{ cookiecutter.package_name }}.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SYNTHETIC_CLASSES,
+    SyntheticScenes,
+    build_datasets,
+    train_transform,
+)
+from {{ cookiecutter.package_name }}.errors import UserError
+
+from ..helpers import load_script, run_script
+from .task_cases import write_data_folder, write_pair
+
+
+def test_synthetic_scenes_are_a_function_of_seed_split_and_index():
+    first, again = (
+        SyntheticScenes(10, 32, "train", seed=3),
+        SyntheticScenes(10, 32, "train", seed=3),
+    )
+    image, mask = first[4]
+    assert torch.equal(image, again[4][0]) and torch.equal(mask, again[4][1])
+    assert not torch.equal(image, first[5][0])
+    assert not torch.equal(image, SyntheticScenes(10, 32, "val", seed=3)[4][0])
+    assert not torch.equal(image, SyntheticScenes(10, 32, "train", seed=4)[4][0])
+
+
+def test_synthetic_masks_hold_every_class_and_match_their_images():
+    scenes = SyntheticScenes(40, 64)
+    masks = torch.stack([scenes[index][1] for index in range(40)])
+    assert masks.dtype == torch.int64 and masks.shape == (40, 64, 64)
+    assert set(masks.unique().tolist()) == set(range(len(SYNTHETIC_CLASSES)))
+    # A shape is drawn in one colour: its pixels vary by the noise alone, far less than the
+    # background's gradient and stripes do.
+    image, mask = scenes.scene(0)
+    for label in mask.unique().tolist()[1:]:
+        inside = image.float()[:, mask == label]
+        assert inside.std(dim=1).max() < 20
+
+
+def write_bad_folder(root, problem: str) -> str:
+    """A valid folder with one thing wrong; returns the text the error must hold."""
+    write_data_folder(root)
+    (root / "classes.txt").write_text("sky\nroad\ncar\n")
+    masks, images = root / "train" / "masks", root / "train" / "images"
+    if problem == "image-without-mask":
+        (masks / "3.png").unlink()
+        return "the image " + str(images / "3.png") + " has no mask"
+    if problem == "mask-without-image":
+        (images / "3.png").unlink()
+        return "the mask " + str(masks / "3.png") + " has no image of the same name"
+    if problem == "mask-size":
+        Image.new("L", (10, 10)).save(masks / "2.png")
+        return f"the mask {masks / '2.png'} is 10x10 px but its image"
+    if problem == "unknown-value":
+        Image.fromarray(np.full((40, 48), 7, dtype=np.uint8)).save(masks / "1.png")
+        return f"the mask {masks / '1.png'} is not a mask of 3 classes"
+    if problem == "corrupt-image":
+        (images / "4.png").write_bytes(b"not a png at all")
+        return f"cannot read the image {images / '4.png'}"
+    if problem == "no-masks-folder":
+        for path in (root / "val" / "masks").iterdir():
+            path.unlink()
+        (root / "val" / "masks").rmdir()
+        return "has no val/masks folder"
+    if problem == "one-class":
+        (root / "classes.txt").unlink()
+        for split in ("train", "val"):
+            for path in (root / split / "masks").iterdir():
+                Image.new("L", (48, 40)).save(path)
+        return "hold one class only"
+    raise AssertionError(problem)
+
+
+PROBLEMS = ["image-without-mask", "mask-without-image", "mask-size", "unknown-value",
+            "corrupt-image", "no-masks-folder", "one-class"]  # fmt: skip
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_each_bad_folder_is_one_sentence_naming_the_file(tmp_path, problem):
+    expected = write_bad_folder(tmp_path / "data", problem)
+    with pytest.raises(UserError) as error:
+        build_datasets("folder", tmp_path / "data", 32)
+    message = str(error.value)
+    assert expected in message and "\n" not in message, message
+    assert message.count("; ") >= 1  # the problem, then the fix
+
+
+def test_train_py_exits_2_on_a_bad_folder_before_writing_anything(tmp_path, monkeypatch, capsys):
+    expected = write_bad_folder(tmp_path / "data", "unknown-value")
+    runs = tmp_path / "runs"
+    code, _, err = run_script(
+        load_script("train"), "train.py", monkeypatch, capsys,
+        "--dataset", "folder", "--data-dir", str(tmp_path / "data"), "--out-dir", str(runs),
+    )  # fmt: skip
+    assert code == 2
+    assert expected in err and err.strip().count("\n") == 0
+    assert not runs.exists()
+
+
+def test_a_folder_reads_classes_counts_pixels_and_pads_validation(tmp_path):
+    write_data_folder(tmp_path / "data")
+    (tmp_path / "data" / "classes.txt").write_text("dark\nmid\nbright\n")
+    data = build_datasets("folder", tmp_path / "data", 32)
+    assert data.classes == ["dark", "mid", "bright"]
+    total = sum(data.class_pixels)
+    assert total == 48 * 40 * 46  # the train masks (48 x 40 px) less their 2 ignored columns
+    image, mask = data.val[0]
+    assert image.shape == (3, 40, 48) and mask.shape == (40, 48)
+    assert set(mask[:, :2].unique().tolist()) == {255}
+
+
+def test_binary_masks_stored_as_0_and_255_are_read_as_two_classes(tmp_path):
+    for split in ("train", "val"):
+        for number in range(2):
+            mask = np.zeros((20, 24), dtype=np.uint8)
+            mask[5:15, 4 + number : 12 + number] = 255
+            write_pair(tmp_path / split, str(number), Image.new("RGB", (24, 20)), mask)
+    data = build_datasets("folder", tmp_path, 16)
+    assert data.classes == ["class_0", "class_1"]
+    assert "binary" in data.notes[0]
+    assert set(data.val[0][1].unique().tolist()) == {0, 1}
+
+
+def test_augmentation_moves_image_and_mask_together(tmp_path):
+    # Columns of a class each, coloured by their class: after any resize, crop and flip the
+    # image's colour still says the mask's class (but at blended edges), and the padding is
+    # ignored.
+    classes = np.repeat(np.arange(4), 12)[None, :].repeat(30, axis=0)  # 30 x 48, 4 bands
+    picture = np.stack([classes * 60, np.zeros_like(classes), np.zeros_like(classes)], -1)
+    image = tv_tensors.Image(torch.from_numpy(picture.astype(np.uint8)).permute(2, 0, 1))
+    mask = tv_tensors.Mask(torch.from_numpy(classes))
+    transform = train_transform(40, ignore_index=255)
+    mean, std = torch.tensor(IMAGENET_MEAN)[0], torch.tensor(IMAGENET_STD)[0]
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out_image, out_mask = transform(image, mask)
+        assert out_image.shape == (3, 40, 40) and out_mask.shape == (40, 40)
+        assert out_mask.dtype == torch.int64
+        assert set(out_mask.unique().tolist()) <= {0, 1, 2, 3, 255}
+        red = (out_image[0] * std + mean) * 255
+        labelled = out_mask != 255
+        agree = ((red / 60).round() == out_mask)[labelled].float().mean()
+        assert agree > 0.8, (seed, agree)  # band edges blend over 2 px or so of 10 or more
+        assert (red[~labelled] < 1).all()  # padding: black image, ignored mask

@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }} as architecture
+
+
+@pytest.mark.parametrize(("height", "width"), [(64, 64), (37, 53), (8, 9), (1, 1)])
+@pytest.mark.parametrize("depth", [1, 3])
+def test_any_height_and_width_give_logits_of_that_size(height, width, depth):
+    model = architecture.{{ cookiecutter.__model_class }}(num_classes=5, width=4, depth=depth).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, height, width))
+    assert logits.shape == (2, 5, height, width)
+    assert torch.isfinite(logits).all()
+
+
+def test_group_norm_and_one_channel_inputs_build():
+    model = architecture.{{ cookiecutter.__model_class }}(num_classes=3, in_channels=1, width=8, norm="group")
+    assert model(torch.randn(1, 1, 20, 30)).shape == (1, 3, 20, 30)
+
+
+@pytest.mark.parametrize(("arguments", "problem"), [
+    ({"num_classes": 1}, "num_classes must be at least 2"),
+    ({"num_classes": 3, "depth": 0}, "depth must be from 1"),
+    ({"num_classes": 3, "norm": "layer"}, "unknown norm"),
+])  # fmt: skip
+def test_impossible_settings_are_refused(arguments, problem):
+    with pytest.raises(ValueError, match=problem):
+        architecture.{{ cookiecutter.__model_class }}(**arguments)
+
+
+def test_a_pixel_depends_on_nothing_beyond_the_receptive_radius():
+    depth = 2
+    radius = architecture.receptive_radius(depth)
+    model = architecture.{{ cookiecutter.__model_class }}(num_classes=2, width=4, depth=depth).eval()
+    side = 2 * radius + 16
+    images = torch.randn(1, 3, side, side, requires_grad=True)
+    model(images)[0, :, side // 2, side // 2].sum().backward()
+    rows, columns = images.grad[0].abs().sum(0).nonzero(as_tuple=True)
+    reach = max((rows - side // 2).abs().max(), (columns - side // 2).abs().max())
+    assert 0 < reach <= radius

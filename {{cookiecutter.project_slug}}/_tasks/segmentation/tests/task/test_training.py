@@ -1,0 +1,53 @@
+import json
+
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from {{ cookiecutter.package_name }}.data import SYNTHETIC_CLASSES
+
+from ..helpers import TINY_RUN_FLAGS, scalar_steps
+
+
+def test_a_tiny_run_learns_and_its_checkpoint_keeps_classes_palette_and_ignore_value(tiny_run):
+    assert tiny_run.losses[-1] < tiny_run.losses[0]
+    checkpoint = torch.load(tiny_run.run_dir / "checkpoints" / "best.pt", weights_only=True)
+    assert checkpoint["classes"] == list(SYNTHETIC_CLASSES)
+    assert len(checkpoint["palette"]) == 3 * len(SYNTHETIC_CLASSES)
+    assert checkpoint["ignore_index"] == 255 and checkpoint["class_weights"] is None
+    assert checkpoint["preprocessing"]["image_size"] == 32
+    # each class's IoU is logged beside mIoU, once per epoch (6 steps each)
+    assert scalar_steps(tiny_run.run_dir, "val/iou/background") == [6, 12]
+
+
+def test_class_weights_auto_are_counted_once_and_kept_for_the_resume(train_script, tmp_path):
+    flags = [*TINY_RUN_FLAGS, "--class-weights", "auto", "--epochs", "2", "--max-steps", "2",
+             "--out-dir", str(tmp_path), "--run-name", "weighted"]  # fmt: skip
+    train_script.train(train_script.parse_args(flags))
+    last = tmp_path / "weighted" / "checkpoints" / "last.pt"
+    weights = torch.load(last, weights_only=True)["class_weights"]
+    assert len(weights) == len(SYNTHETIC_CLASSES) and weights[0] < min(weights[1:])
+    # The resume takes them from the checkpoint: its criterion weighs classes alike.
+    args = train_script.parse_args(["--resume", str(last), "--max-steps", "0"])
+    criterion = train_script.task.build_criterion(args)
+    assert torch.equal(criterion.class_weights.cpu(), torch.tensor(weights, dtype=torch.float32))
+
+
+def test_test_script_prints_a_table_of_each_classes_iou(tiny_run, test_script, capsys):
+    checkpoint = tiny_run.run_dir / "checkpoints" / "best.pt"
+    flags = ["--checkpoint", str(checkpoint), "--num-workers", "0", "--device", "cpu"]
+    assert test_script.main(flags) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert abs(result["miou"] - tiny_run.best_metric) < 1e-9
+    for name in SYNTHETIC_CLASSES:
+        assert any(line.split()[:1] == [name] for line in lines), name
+
+
+def test_image_mask_grids_are_logged_every_image_log_every_steps(train_script, tmp_path):
+    flags = [*TINY_RUN_FLAGS, "--epochs", "1", "--image-log-every", "4", "--out-dir",
+             str(tmp_path), "--run-name", "grids"]  # fmt: skip
+    train_script.train(train_script.parse_args(flags))
+    events = EventAccumulator(str(tmp_path / "grids"), size_guidance={"images": 0})
+    events.Reload()
+    assert [e.step for e in events.Images("train/image_mask_prediction")] == [4]
+    assert "data/train_samples" in events.Tags()["images"]
