@@ -22,17 +22,7 @@ from {{ cookiecutter.package_name }}.image_files import (
 )
 
 from ..helpers import PROJECT_ROOT, TINY_RUN_FLAGS
-
-
-def write_folder_data(root, count: int = 8) -> None:
-    """root/{train,val}/{a,b}/*.png: noise images of 40x36 px, enough for --image-size 32."""
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for name in ("a", "b"):
-            (root / split / name).mkdir(parents=True)
-            for number in range(count):
-                pixels = rng.integers(0, 256, size=(36, 40, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(root / split / name / f"{number}.png")
+from ..task import task_cases
 
 
 def folder_flags(data_dir, out_dir) -> list[str]:
@@ -41,17 +31,17 @@ def folder_flags(data_dir, out_dir) -> list[str]:
 
 
 def test_a_file_that_is_no_image_is_refused_before_any_run_folder_exists(train_script, tmp_path):
-    write_folder_data(tmp_path / "data")
-    (tmp_path / "data" / "val" / "a" / "bad.png").write_text("garbage")
-    with pytest.raises(UserError, match=r"cannot read the image .*bad\.png.*remove or replace it"):
+    task_cases.write_data_folder(tmp_path / "data")
+    task_cases.validation_image(tmp_path / "data").write_text("garbage")
+    with pytest.raises(UserError, match=r"cannot read the image .*3\.png.*remove or replace it"):
         train_script.main(folder_flags(tmp_path / "data", tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()
 
 
 def test_a_truncated_image_ends_train_py_with_its_sentence_while_workers_run(tmp_path):
     # Its header is sound, so only a DataLoader worker finds the damage, during validation.
-    write_folder_data(tmp_path / "data")
-    damaged = tmp_path / "data" / "val" / "b" / "3.png"
+    task_cases.write_data_folder(tmp_path / "data")
+    damaged = task_cases.validation_image(tmp_path / "data")
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
     flags = [*folder_flags(tmp_path / "data", tmp_path / "runs"), "--num-workers", "1"]
     finished = subprocess.run(

@@ -75,6 +75,11 @@ def write_prediction_inputs(folder: Path) -> int:
     return len(sizes)
 
 
+def validation_image(root: Path) -> Path:
+    """An input image of the validation split that write_data_folder(root) writes."""
+    return root / "val" / "b" / "3.png"
+
+
 def predict_flags(tmp_path: Path) -> list[str]:
     """predict.py's task flags that a run needs (a classifier's records go to stdout)."""
     return []

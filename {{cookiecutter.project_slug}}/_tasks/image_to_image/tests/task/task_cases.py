@@ -71,6 +71,11 @@ def write_prediction_inputs(folder: Path) -> int:
     return len(sizes)
 
 
+def validation_image(root: Path) -> Path:
+    """An input image of the validation split that write_data_folder(root) writes."""
+    return root / "val" / "3.png"
+
+
 def predict_flags(tmp_path: Path) -> list[str]:
     """predict.py's task flags that a run needs: where the restored images go."""
     return ["--output-dir", str(tmp_path / "restored")]

@@ -83,6 +83,11 @@ def write_data_folder(root: Path, size: tuple[int, int] = (48, 40)) -> None:
             write_pair(root / split, str(number), grey.convert("RGB"), mask)
 
 
+def validation_image(root: Path) -> Path:
+    """An input image of the validation split that write_data_folder(root) writes."""
+    return root / "val" / "images" / "3.png"
+
+
 def predict_flags(tmp_path: Path) -> list[str]:
     """predict.py's task flags that a run needs: where the masks go."""
     return ["--output-dir", str(tmp_path / "masks")]
