@@ -47,7 +47,8 @@ def group_norm_model() -> nn.Module:
     """A seeded tiny model with GroupNorm: no batch statistics, so micro-batches and one big
     batch are comparable."""
     torch.manual_seed(0)
-    return architecture.{{ cookiecutter.__model_class }}(num_classes=3, width=4, depth=2, norm="group")
+    config = {"num_classes": 3, "width": 4, "depth": 2, "norm": "group"}
+    return architecture.{{ cookiecutter.__model_class }}(**config)
 
 
 def random_batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:

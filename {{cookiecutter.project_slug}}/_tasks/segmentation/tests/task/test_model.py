@@ -1,13 +1,20 @@
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }} import {{ cookiecutter.model_name }} as architecture
+from {{ cookiecutter.package_name }} import (
+    {{ cookiecutter.model_name }} as architecture,
+)
+
+
+def build(**config) -> torch.nn.Module:
+    """The task's model of `config`."""
+    return architecture.{{ cookiecutter.__model_class }}(**config)
 
 
 @pytest.mark.parametrize(("height", "width"), [(64, 64), (37, 53), (8, 9), (1, 1)])
 @pytest.mark.parametrize("depth", [1, 3])
 def test_any_height_and_width_give_logits_of_that_size(height, width, depth):
-    model = architecture.{{ cookiecutter.__model_class }}(num_classes=5, width=4, depth=depth).eval()
+    model = build(num_classes=5, width=4, depth=depth).eval()
     with torch.no_grad():
         logits = model(torch.randn(2, 3, height, width))
     assert logits.shape == (2, 5, height, width)
@@ -15,7 +22,7 @@ def test_any_height_and_width_give_logits_of_that_size(height, width, depth):
 
 
 def test_group_norm_and_one_channel_inputs_build():
-    model = architecture.{{ cookiecutter.__model_class }}(num_classes=3, in_channels=1, width=8, norm="group")
+    model = build(num_classes=3, in_channels=1, width=8, norm="group")
     assert model(torch.randn(1, 1, 20, 30)).shape == (1, 3, 20, 30)
 
 
@@ -26,13 +33,13 @@ def test_group_norm_and_one_channel_inputs_build():
 ])  # fmt: skip
 def test_impossible_settings_are_refused(arguments, problem):
     with pytest.raises(ValueError, match=problem):
-        architecture.{{ cookiecutter.__model_class }}(**arguments)
+        build(**arguments)
 
 
 def test_a_pixel_depends_on_nothing_beyond_the_receptive_radius():
     depth = 2
     radius = architecture.receptive_radius(depth)
-    model = architecture.{{ cookiecutter.__model_class }}(num_classes=2, width=4, depth=depth).eval()
+    model = build(num_classes=2, width=4, depth=depth).eval()
     side = 2 * radius + 16
     images = torch.randn(1, 3, side, side, requires_grad=True)
     model(images)[0, :, side // 2, side // 2].sum().backward()

@@ -10,7 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from {{ cookiecutter.package_name }}.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticScenes
+from {{ cookiecutter.package_name }}.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SyntheticScenes,
+)
 from {{ cookiecutter.package_name }}.image_files import ImageReader
 from {{ cookiecutter.package_name }}.predictions import SegmentationInput
 
