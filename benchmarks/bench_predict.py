@@ -1,6 +1,7 @@
 """Throughput: predict.py vs test.py's evaluation, on the same images and batch size.
 
-    python benchmarks/bench_predict.py [--task classification|image_to_image] [--project DIR]
+    python benchmarks/bench_predict.py [--task classification|image_to_image|segmentation]
+        [--project DIR]
         [--images 3000] [--image-size 64] [--batch-size 256] [--num-workers N] [--rounds 3]
 
 1. bakes a project of --task, unless --project names one (of that task);
@@ -9,8 +10,9 @@
 3. runs test.py and predict.py on the same val images, in one process (imports paid once),
    taking turns in each round so machine noise hits both alike. A classifier's predict.py
    writes its records to a JSONL file; a restorer's writes every restored image as a PNG
-   (test.py only computes PSNR/SSIM of them), and both see --image-size crops (test.py) or
-   whole images (predict.py) of the same side.
+   (test.py only computes PSNR/SSIM of them), a segmenter's every mask as an index PNG
+   (test.py only counts them into its confusion matrix); restorer and segmenter see
+   --image-size crops (test.py) or whole images (predict.py) of the same side.
 Each script's images/s is its whole main() (checkpoint, data, loader workers, model, output);
 prints one JSON line per round and a summary: the median ratio predict / test (target >= 0.9).
 """
@@ -33,7 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-SLUGS = {"classification": "image-classifier", "image_to_image": "image-restorer"}
+SLUGS = {"classification": "image-classifier", "image_to_image": "image-restorer",
+         "segmentation": "image-segmenter"}  # fmt: skip
 
 
 def bake(out_dir: Path, task: str) -> Path:
@@ -90,8 +93,9 @@ def main() -> None:
     common = ["--device", args.device, "--batch-size", str(args.batch_size)]
     if args.num_workers is not None:
         common += ["--num-workers", str(args.num_workers)]
-    # A classifier resizes every image to 32 px in both scripts; a restorer trains on crops of
-    # the images' own side, so test.py's centre crop is the whole image predict.py restores.
+    # A classifier resizes every image to 32 px in both scripts; a restorer and a segmenter
+    # train on crops of the images' own side, so test.py's crop is the whole image predict.py
+    # takes.
     side = "32" if args.task == "classification" else str(args.image_size)
     run_flags = ["--dataset", "folder", "--data-dir", str(scratch / "shapes"), "--epochs", "1",
                  "--image-size", side, "--out-dir", str(scratch / "runs"), "--run-name", "bench",
@@ -100,7 +104,8 @@ def main() -> None:
     best = str(scratch / "runs" / "bench" / "checkpoints" / "best.pt")
     test_argv = ["--checkpoint", best, *common]
     outputs = {"classification": ["--output", str(scratch / "predictions.jsonl")],
-               "image_to_image": ["--output-dir", str(scratch / "restored")]}  # fmt: skip
+               "image_to_image": ["--output-dir", str(scratch / "restored")],
+               "segmentation": ["--output-dir", str(scratch / "masks")]}  # fmt: skip
     predict_argv = ["--checkpoint", best, str(scratch / "shapes" / "val"), *common,
                     *outputs[args.task]]  # fmt: skip
     ratios = []
@@ -119,13 +124,17 @@ def main() -> None:
 
 def write_shapes(data, root: Path, images: int, image_size: int) -> None:
     """root/{train,val}/ PNGs from the project's synthetic set: a classifier's shapes in class
-    folders (pixels in [0, 1]), a restorer's clean scenes."""
+    folders (pixels in [0, 1]), a restorer's clean scenes, a segmenter's scenes in images/ with
+    their index masks in masks/."""
     from torchvision.utils import save_image
 
     for split, count in (("train", 60), ("val", images)):
         if hasattr(data, "SyntheticShapes"):
             shapes = data.SyntheticShapes(count, image_size, split, 0, (0.0,) * 3, (1.0,) * 3)
             samples = ((image, shapes.classes[label]) for image, label in shapes)
+        elif hasattr(data, "SYNTHETIC_CLASSES"):  # a segmenter
+            write_scenes_and_masks(data.SyntheticScenes(count, image_size, split, 0), root / split)
+            continue
         else:
             scenes = data.SyntheticScenes(count, image_size, split, 0)
             samples = ((scenes[index], "") for index in range(count))
@@ -133,6 +142,19 @@ def write_shapes(data, root: Path, images: int, image_size: int) -> None:
             folder = root / split / folder_name
             folder.mkdir(parents=True, exist_ok=True)
             save_image(image, folder / f"{index:05d}.png")
+
+
+def write_scenes_and_masks(scenes, split_dir: Path) -> None:
+    """A segmenter's split: images/NAME.png and masks/NAME.png (8-bit class indices)."""
+    from PIL import Image
+
+    for folder in ("images", "masks"):
+        (split_dir / folder).mkdir(parents=True, exist_ok=True)
+    for index in range(len(scenes)):
+        image, mask = scenes.scene(index)
+        name = f"{index:05d}.png"
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(split_dir / "images" / name)
+        Image.fromarray(mask.numpy().astype("uint8")).save(split_dir / "masks" / name)
 
 
 if __name__ == "__main__":

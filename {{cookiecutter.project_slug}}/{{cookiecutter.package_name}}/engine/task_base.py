@@ -3,8 +3,9 @@
 A task (task.py) subclasses `Task` and makes one instance, `task = MyTask()`; train.py,
 test.py, predict.py, export.py and sweep.py use only the members below. The abstract ones are
 required (NAME, BEST_METRIC, HIGHER_IS_BETTER and the methods under "required methods"): a
-subclass that lacks one cannot be instantiated, and the error names it. Everything else has a working default, so a new task starts with the twelve
-required members and overrides a default only where it needs more.
+subclass that lacks one cannot be instantiated, and the error names it. Everything else has a
+working default, so a new task starts with the twelve required members and overrides a default
+only where it needs more.
 """
 
 import argparse
@@ -67,6 +68,8 @@ class Task:
             raise TypeError(
                 f"Can't instantiate task class {type(self).__name__} without {', '.join(missing)}"
             )
+        # The summed batch_sums() of the latest evaluate(), for validation_images().
+        self.latest_sums: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ required methods
     # (each subclass defines them; these bodies only state the signatures)
@@ -185,6 +188,12 @@ class Task:
     ) -> None:
         """Pictures of a training step (inputs, outputs, targets): none by default."""
 
+    def validation_images(self, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Pictures of a validation, drawn from its summed batch_sums() (a confusion matrix,
+        say): TensorBoard tag -> (3, H, W) image in [0, 1], logged after each epoch's
+        validation. None by default."""
+        return {}
+
     @torch.inference_mode()
     def evaluate(
         self,
@@ -219,6 +228,7 @@ class Task:
             raise ValueError("the evaluation split is empty")
         for name in sorted(sums):  # every rank reduces in the same order
             sum_across_ranks(sums[name])
+        self.latest_sums = sums
         return {**self.metrics(sums, count), "samples": count}
 
     def prediction_outputs(self, args: argparse.Namespace) -> list[Path]:

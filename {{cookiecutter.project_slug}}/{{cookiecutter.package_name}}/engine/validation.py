@@ -60,6 +60,8 @@ class Validation:
         line = f"epoch {state.epoch}/{epochs}  step {state.global_step}  "
         line += f"{task.describe(metrics)}  ({time.perf_counter() - epoch_started:.1f} s)"
         log_validation(trackers, metrics, state.global_step, line)
+        for tag, image in task.validation_images(task.latest_sums).items():
+            trackers.tensorboard.add_image(tag, image, state.global_step)
         return value
 
     def part_way(self, trackers: Trackers, state: TrainState) -> float:

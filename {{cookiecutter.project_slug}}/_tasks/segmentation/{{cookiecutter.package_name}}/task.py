@@ -35,6 +35,7 @@ from .errors import UserError
 from .image_files import IMAGES, ImageReader
 from .input_files import InputFile
 from .masks import read_palette
+from .ops import confusion_image
 from .predictions import Predictions, SegmentationInput, prepare_predictions
 from .preprocessing import preprocessing_problem
 
@@ -265,6 +266,10 @@ class Segmentation(Task):
         palette = _palette_colours(args, logits.size(1))
         grid = mask_grid(images, [targets, logits.detach().argmax(1)], palette)
         writer.add_image("train/image_mask_prediction", grid, step)
+
+    def validation_images(self, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The validation's confusion matrix, each row shaded by the class's pixel shares."""
+        return {"val/confusion_matrix": confusion_image(sums["confusion"])}
 
     def add_eval_flags(self, parser: argparse.ArgumentParser) -> None:
         """test.py's flags of this task."""

@@ -6,6 +6,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJac
 
 from {{ cookiecutter.package_name }}.ops import (
     class_iou,
+    confusion_image,
     confusion_matrix,
     segmentation_scores,
 )
@@ -101,3 +102,16 @@ def test_an_ignore_index_inside_the_class_range_is_never_counted():
     predictions = torch.tensor([[[0, 2, 1, 2]]])
     matrix = confusion_matrix(predictions, targets, num_classes=3, ignore_index=0)
     assert matrix[0].sum() == 0 and matrix.sum() == 3
+
+
+def test_the_confusion_image_shades_each_cell_by_its_share_of_the_true_class():
+    # true class 0: 3 pixels right, 1 taken for class 1; class 1: all 4 right; class 2 absent
+    matrix = torch.tensor([[3, 1, 0], [0, 4, 0], [0, 0, 0]])
+    image = confusion_image(matrix, side=30)
+    assert image.shape == (3, 30, 30) and image.min() >= 0 and image.max() <= 1
+    cells = image[:, 5::10, 5::10]  # one pixel from the middle of each 10 px cell
+    white = torch.ones(3)
+    assert torch.equal(cells[:, 2, 0], white) and torch.equal(cells[:, 0, 2], white)  # share 0
+    assert torch.all(cells[:, 1, 1] < cells[:, 0, 0])  # share 1 is darker than 3/4
+    assert torch.all(cells[:, 0, 0] < cells[:, 0, 1])  # 3/4 is darker than 1/4
+    assert torch.equal(cells[:, 2, 2], white)  # a class absent from the truth stays white

@@ -43,11 +43,13 @@ def test_test_script_prints_a_table_of_each_classes_iou(tiny_run, test_script, c
         assert any(line.split()[:1] == [name] for line in lines), name
 
 
-def test_image_mask_grids_are_logged_every_image_log_every_steps(train_script, tmp_path):
+def test_logs_mask_grids_every_n_steps_and_a_confusion_matrix_each_epoch(train_script, tmp_path):
     flags = [*TINY_RUN_FLAGS, "--epochs", "1", "--image-log-every", "4", "--out-dir",
              str(tmp_path), "--run-name", "grids"]  # fmt: skip
     train_script.train(train_script.parse_args(flags))
     events = EventAccumulator(str(tmp_path / "grids"), size_guidance={"images": 0})
     events.Reload()
     assert [e.step for e in events.Images("train/image_mask_prediction")] == [4]
+    # and after each epoch's validation, its confusion matrix (one epoch of 6 steps here)
+    assert [e.step for e in events.Images("val/confusion_matrix")] == [6]
     assert "data/train_samples" in events.Tags()["images"]

@@ -50,3 +50,21 @@ def segmentation_scores(matrix: torch.Tensor) -> dict[str, float]:
         "pixel_accuracy": (matrix.trace() / matrix.sum()).item(),
         "mean_class_accuracy": class_accuracy(matrix).nanmean().item(),
     }
+
+
+# A cell of the confusion-matrix image at share 1 (all of the row's pixels): dark blue; share 0
+# is white, so a good model draws a dark diagonal on white.
+FULL_CELL_RGB = (0.03, 0.19, 0.42)
+
+
+def confusion_image(matrix: torch.Tensor, side: int = 256) -> torch.Tensor:
+    """The confusion matrix as a (3, H, W) image in [0, 1] for TensorBoard, about `side` px a
+    side: row = true class, column = predicted class, each cell shaded by its share of the
+    row's pixels (a class's recall on the diagonal). Rows of classes absent from the truth stay
+    white."""
+    matrix = matrix.double()
+    shares = (matrix / matrix.sum(dim=1, keepdim=True).clamp(min=1)).float().cpu()
+    full = torch.tensor(FULL_CELL_RGB).view(3, 1, 1)
+    image = 1 - shares.unsqueeze(0) * (1 - full)
+    cell = max(1, side // matrix.size(0))
+    return image.repeat_interleave(cell, dim=1).repeat_interleave(cell, dim=2)
