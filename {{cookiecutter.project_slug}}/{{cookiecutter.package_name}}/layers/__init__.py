@@ -1,4 +1,5 @@
-"""Building blocks of the model, one concept per file."""
+"""Building blocks of the models, one concept per file: the blocks every task may use (a block
+only one task uses lives in that task's files and is imported from its own module)."""
 
 from .conv_norm_act import ConvNormAct
 from .double_conv import DoubleConv
