@@ -322,7 +322,7 @@ def test_answers_reach_the_project(baked):
     model_class = model_name(answers).title().replace("_", "")
     package = answers.get("package_name", project.name.replace("-", "_"))
     model_file = project / package / f"{model_name(answers)}.py"
-    assert f"class {model_class}(nn.Module):" in model_file.read_text()
+    assert f"class {model_class}(" in model_file.read_text()  # nn.Module or a shared body
 
 
 def bake_names(out_dir: Path, task: str, package: str, model: str) -> Path:

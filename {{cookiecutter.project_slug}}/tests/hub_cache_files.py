@@ -3,6 +3,7 @@ would run code when loaded."""
 
 import hashlib
 import os
+import urllib.error
 from pathlib import Path
 
 import torch
@@ -49,3 +50,16 @@ def offline_torch_cache(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setattr(hub_weights.socket, "create_connection", no_network)
     monkeypatch.setattr(torch.hub, "urlopen", no_network)
     return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def unreachable_torch_home(tmp_path: Path, monkeypatch) -> Path:
+    """An empty TORCH_HOME in tmp_path whose weights' host answers but whose downloads fail, as
+    they do offline. Returns the TORCH_HOME folder."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("network is unreachable (test)")
+
+    monkeypatch.setattr(hub_weights, "host_answers", lambda url: True)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path / "torch-home"

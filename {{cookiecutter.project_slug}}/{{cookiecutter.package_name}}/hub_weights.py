@@ -1,4 +1,5 @@
-"""Pretrained weights in torch's hub cache, for any task: downloaded once, read without running code.
+"""Pretrained weights for any task, read without running code: torch's hub cache (downloaded
+once) and the files --pretrained names.
 
 torchvision's own loading (`weights=...`) unpickles a cached file with weights_only=False and
 checks its hash only while downloading, so a file planted or damaged in a shared cache would
@@ -6,6 +7,7 @@ run or load as it is. Here a cached file must match the SHA-256 prefix its name 
 hub's convention: `resnet18-f37072fd.pth` starts with f37072fd) and is read with weights_only=True.
 """
 
+import functools
 import hashlib
 import pickle
 import socket
@@ -125,3 +127,53 @@ def load_state_dict(url: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} in torch's hub cache holds no state dict; {delete}")
     return state
+
+
+@functools.lru_cache(maxsize=1)  # a run may ask for it more than once (preprocessing, weights)
+def read_weights_file(path: str) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """--pretrained PATH read with weights_only=True: its state dict, and the whole checkpoint
+    when it is one of this project (else None); anything else is a UserError.
+
+    Checked when a new run starts, not by the flag's type: a resumed run keeps its --pretrained
+    value but never reads the file again, which may be gone by then.
+    """
+    if not Path(path).is_file():
+        raise UserError(
+            f"--pretrained {path} is neither none, imagenet nor a file; give the path of a state "
+            "dict or of a checkpoint this project wrote"
+        )
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a damaged archive, pickled objects: many kinds of error
+        raise UserError(
+            f"--pretrained {path} could not be read as weights ({unreadable_reason(error)}); "
+            "give a file written by torch.save (a state dict, or a checkpoint of this project)"
+        ) from None
+    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):  # a project checkpoint
+        # Its average of the weights (--ema) when it kept one: that is what its metrics measured.
+        return loaded.get("ema") or loaded["model"], loaded
+    if is_state_dict(loaded):
+        return loaded, None
+    raise UserError(
+        f"--pretrained {path} holds no state dict (a dict of tensors) nor a checkpoint of this "
+        "project; give one of those"
+    )
+
+
+def is_state_dict(value: object) -> bool:
+    """Whether `value` is a non-empty dict of tensors."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(item, torch.Tensor) for item in value.values())
+    )
+
+
+def check_arch(path: str, found: str | None, arch: str) -> None:
+    """A UserError when the weights file at `path` records another --arch than `arch` (`found`:
+    the one it records, None when it records none)."""
+    if found not in (None, arch):
+        raise UserError(
+            f"{path} holds weights of --arch {found}, not {arch}; add --arch {found}, or give "
+            f"weights of {arch}"
+        )

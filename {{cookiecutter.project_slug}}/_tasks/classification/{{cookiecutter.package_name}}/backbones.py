@@ -10,12 +10,9 @@ other classes is re-initialised, and a line says so.
 
 import argparse
 import difflib
-import functools
 import re
 import types
-from pathlib import Path
 
-import torch
 import torchvision
 from torch import nn
 from tqdm import tqdm
@@ -162,11 +159,7 @@ def load_pretrained(model: nn.Module, arch: str, source: str, classes: list[str]
         loaded = read_weights_file(source)
         state, source_classes = loaded["model"], loaded.get("classes")
         described = source
-        if loaded.get("arch") not in (None, arch):
-            raise UserError(
-                f"{source} holds weights of --arch {loaded['arch']}, not {arch}; add "
-                f"--arch {loaded['arch']}, or give weights of {arch}"
-            )
+        hub_weights.check_arch(source, loaded.get("arch"), arch)
     head = head_parameter_names(model, len(classes))
     same_head = same_classes(state, head, source_classes, classes)
     fit_backbone(model, state if same_head else drop(state, head), head, same_head, described)
@@ -246,49 +239,16 @@ def with_current_keys(arch: str, state: dict) -> dict:
     return network.state_dict()
 
 
-@functools.lru_cache(maxsize=1)  # read once for its preprocessing, once for its weights
 def read_weights_file(path: str) -> dict:
-    """A weights file as {"model": state dict, "classes", "preprocessing", "arch"} (the last
-    three only when a checkpoint of this project recorded them); read with weights_only=True.
-
-    Checked here, when a new run starts, not by the flag's type: a resumed run keeps its
-    --pretrained value but never reads the file again, which may be gone by then.
-    """
-    if not Path(path).is_file():
-        raise UserError(
-            f"--pretrained {path} is neither none, imagenet nor a file; give the path of a state "
-            "dict or of a checkpoint this project wrote"
-        )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a damaged archive, pickled objects: many kinds of error
-        raise UserError(
-            f"--pretrained {path} could not be read as weights "
-            f"({hub_weights.unreadable_reason(error)}); give a file written by torch.save (a "
-            "state dict, or a checkpoint of this project)"
-        ) from None
-    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):  # a project checkpoint
-        # Its average of the weights (--ema) when it kept one: that is what its metrics measured.
-        state = loaded.get("ema") or loaded["model"]
-        config = loaded.get("model_config") or {}
-        arch = config.get("arch", OWN_ARCH if "num_classes" in config else None)
-        return {"model": state, "classes": loaded.get("classes"),
-                "preprocessing": loaded.get("preprocessing"), "arch": arch}  # fmt: skip
-    if is_state_dict(loaded):
-        return {"model": loaded}
-    raise UserError(
-        f"--pretrained {path} holds no state dict (a dict of tensors) nor a checkpoint of this "
-        "project; give one of those"
-    )
-
-
-def is_state_dict(value: object) -> bool:
-    """Whether `value` is a non-empty dict of tensors."""
-    return (
-        isinstance(value, dict)
-        and bool(value)
-        and all(isinstance(item, torch.Tensor) for item in value.values())
-    )
+    """A --pretrained weights file as {"model": state dict, "classes", "preprocessing", "arch"}
+    (the last three only when a checkpoint of this project recorded them)."""
+    state, checkpoint = hub_weights.read_weights_file(path)
+    if checkpoint is None:
+        return {"model": state}
+    config = checkpoint.get("model_config") or {}
+    arch = config.get("arch", OWN_ARCH if "num_classes" in config else None)
+    return {"model": state, "classes": checkpoint.get("classes"),
+            "preprocessing": checkpoint.get("preprocessing"), "arch": arch}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- Freezing

@@ -9,7 +9,7 @@ from torch import nn
 
 # The building blocks through their module: no model class name can shadow them.
 from . import layers
-from .layers import NORMS
+from .layers import NORMS, residual_block
 from .losses import ClassificationLoss
 from .ops import topk_correct
 
@@ -49,7 +49,8 @@ class {{ cookiecutter.__model_class }}(nn.Module):
             out_channels = width * 2**stage_index
             for block_index in range(blocks_per_stage):
                 stride = 2 if stage_index > 0 and block_index == 0 else 1
-                stages.append(layers.ResidualBlock(channels, out_channels, stride, norm_layer))
+                block = residual_block.ResidualBlock(channels, out_channels, stride, norm_layer)
+                stages.append(block)
                 channels = out_channels
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(

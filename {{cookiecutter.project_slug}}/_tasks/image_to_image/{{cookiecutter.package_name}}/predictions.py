@@ -3,7 +3,7 @@ own name (and, with --corrupt, the corrupted input beside it), one record per in
 
 Any image size goes through the U-Net: padded (mirrored) to a multiple of 2**depth, the side
 its downsampling needs, and cropped back. --tile runs large images in overlapping tiles
-(ops.tiling); by default they overlap by more than twice the model's receptive radius, so the
+(tiled_inference); by default they overlap by more than twice the model's receptive radius, so the
 tiled result is the whole-image result.
 """
 
@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,77 +19,29 @@ from PIL import Image
 
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import check_corruption
-from .engine.inference import InputGroup, PredictionBatch, Predictor
+from .engine.inference import PredictionBatch, Predictor
 from .errors import UserError
 from .input_files import InputFile
-from .ops import corrupt, pad_to_multiple, tiled_apply
+from .ops import corrupt
+from .tiled_inference import (
+    GROUP_NORM,
+    ModelGrid,
+    Tiling,
+    check_tiling,
+    describe,
+    run_any_size,
+    too_large,
+)
 
 CORRUPTED_TAG = ".corrupted"  # --corrupt writes photo.png's corrupted input as photo.corrupted.png
 LOSSY_QUALITY = 95  # JPEG and WebP: no visible loss, a fraction of a PNG's size
-# The largest image run in one piece without --tile: each of the U-Net's first feature maps of
-# a 4096 x 4096 image is 0.5 GiB at width 8, and the network holds several at once (a
-# 12000 x 12000 image asked for 9 GB in one allocation).
-WHOLE_IMAGE_MAX_PIXELS = 4096 * 4096
-SUGGESTED_TILE = 1024  # the --tile the refusal suggests (rounded to what the model takes)
 
 
-@dataclass(frozen=True)
-class Tiling:
-    """How --tile runs an image: tile side, overlap, the ramp's margin, tiles per forward pass."""
-
-    size: int
-    overlap: int
-    margin: int  # pixels at a tile's inner edges that get no weight (see ops.tiling)
-    tiles_per_run: int
-    approximation: str = ""  # why tiles do not reproduce the whole-image result, if they do not
-
-
-def check_tiling(args: argparse.Namespace, config: dict) -> Tiling | None:
-    """--tile and --tile-overlap as a Tiling (None without --tile); a UserError when they do not
-    suit the model."""
-    if args.tile is None:
-        if args.tile_overlap is not None:
-            raise UserError("--tile-overlap needs --tile; give both, or neither")
-        return None
-    multiple = 2 ** config["depth"]
-    if args.tile % multiple:
-        lower = args.tile // multiple * multiple
-        nearest = f"{lower} or {lower + multiple}" if lower else str(multiple)
-        raise UserError(
-            f"--tile {args.tile} is not a multiple of {multiple} (the model halves images "
-            f"{config['depth']} times); give --tile {nearest}"
-        )
-    radius = architecture.receptive_radius(config["depth"])
-    overlap = default_overlap(config["depth"]) if args.tile_overlap is None else args.tile_overlap
-    if overlap > args.tile - multiple:
-        if args.tile_overlap is None:
-            raise UserError(
-                f"--tile {args.tile} is too small for the default --tile-overlap {overlap} (more "
-                f"than twice the model's receptive radius of {radius} px, so tiles agree with "
-                f"the whole image); give --tile {overlap + multiple} or more, or a smaller "
-                "--tile-overlap (tiles then agree only approximately)"
-            )
-        raise UserError(
-            f"--tile-overlap {overlap} leaves --tile {args.tile} no room to step; give an "
-            f"overlap of at most {args.tile - multiple}"
-        )
-    approximation = ""
-    if config["norm"] == "group":  # no margin makes a tile exact
-        approximation = "a group-norm model normalises each tile by its own statistics"
-    elif overlap <= 2 * radius:
-        approximation = f"exact tiles need an overlap above {2 * radius} px"
-    # Exact tiles leave out their outer `radius` px. Otherwise a quarter of the overlap at each
-    # side, the worst pixels of each tile, and a ramp across the middle half: the smallest
-    # seams of the choices measured (no margin, a quarter, a half).
-    margin = overlap // 4 if approximation else radius
-    return Tiling(args.tile, overlap, margin, args.batch_size, approximation)
-
-
-def default_overlap(depth: int) -> int:
-    """The smallest multiple of 2**depth above twice the receptive radius: tiles then agree
-    exactly with the whole image (both tiles of an overlap leave out their outer `radius` px)."""
-    multiple = 2**depth
-    return (2 * architecture.receptive_radius(depth) // multiple + 1) * multiple
+def model_grid(config: dict) -> ModelGrid:
+    """The U-Net's downsampling (2**depth) and receptive radius, for tiling."""
+    depth = config["depth"]
+    inexact = GROUP_NORM if config["norm"] == "group" else ""
+    return ModelGrid(2**depth, architecture.receptive_radius(depth), inexact)
 
 
 def corruption_of(card: dict) -> tuple[str, float]:
@@ -173,9 +124,7 @@ class Predictions:
     ) -> None:
         self.images, self.output_dir = images, output_dir
         self.tiling, self.corruption = tiling, corruption
-        self.multiple = 2 ** card["model_config"]["depth"]
-        # The smallest --tile that the default overlap leaves room in (see check_tiling).
-        self.smallest_tile = default_overlap(card["model_config"]["depth"]) + self.multiple
+        self.grid = model_grid(card["model_config"])
         self.written = self.failed = 0
         self._records: dict[int, dict] = {}
 
@@ -196,8 +145,9 @@ class Predictions:
         records = {index: {"path": str(image.path), "error": reason}
                    for index, image, reason in batch.failures}  # fmt: skip
         for group in batch.groups:
-            if self.tiling is None and group.batch[0, 0].numel() > WHOLE_IMAGE_MAX_PIXELS:
-                records.update(self._too_large(group))
+            if reason := too_large(group.batch, self.grid, self.tiling):
+                for index, image in zip(group.indices, group.inputs, strict=True):
+                    records[index] = {"path": str(image.path), "error": f"{image.path} {reason}"}
                 continue
             inputs = group.batch
             if self.corruption is not None:
@@ -217,32 +167,10 @@ class Predictions:
             self._record(index, records[index])
         sys.stdout.flush()
 
-    def _too_large(self, group: InputGroup) -> dict[int, dict]:
-        """Error records for a group of images too large to run whole (all of one size)."""
-        height, width = group.batch.shape[-2:]
-        tile = max(SUGGESTED_TILE // self.multiple * self.multiple, self.smallest_tile)
-        return {
-            index: {
-                "path": str(image.path),
-                "error": f"{image.path} is too large for one piece ({width}x{height} px, more "
-                f"than {WHOLE_IMAGE_MAX_PIXELS} px): use --tile {tile}",
-            }
-            for index, image in zip(group.indices, group.inputs, strict=True)
-        }
-
     def restore(self, predictor: Predictor, images: torch.Tensor) -> torch.Tensor:
         """The model's output for a (N, C, H, W) batch of any H and W, clipped to [0, 1]."""
-        height, width = images.shape[-2:]
-        padded = pad_to_multiple(images.to(predictor.device), self.multiple)
-        if self.tiling is None:
-            output = predictor.run(padded)
-        else:
-            tiling = self.tiling
-            output = tiled_apply(
-                predictor.run, padded, tiling.size, tiling.overlap, self.multiple,
-                tiling.margin, tiling.tiles_per_run,
-            )  # fmt: skip
-        return output[..., :height, :width].clamp(0.0, 1.0)
+        images = images.to(predictor.device)
+        return run_any_size(predictor.run, images, self.grid, self.tiling).clamp(0.0, 1.0)
 
     def _write(self, image: InputFile, restored: torch.Tensor, corrupted: torch.Tensor | None):
         """Save one restored image (and its corrupted input); its record, or an error record."""
@@ -274,12 +202,7 @@ class Predictions:
         if self.corruption is not None:
             kind = self.corruption[0]
             line += f", each beside its {kind}-corrupted input (NAME{CORRUPTED_TAG}.EXT)"
-        if self.tiling is not None:
-            tiling = self.tiling
-            line += f"; {tiling.size} px tiles overlapping {tiling.overlap} px"
-            if tiling.approximation:
-                line += f" (approximate: {tiling.approximation})"
-        return line
+        return line + describe(self.tiling)
 
 
 def save_image(image: torch.Tensor, path: Path) -> None:
@@ -304,7 +227,7 @@ def prepare_predictions(
     args: argparse.Namespace, card: dict, images: list[InputFile]
 ) -> Predictions:
     """Check the flags and the output paths, create --output-dir: ready to restore."""
-    tiling = check_tiling(args, card["model_config"])
+    tiling = check_tiling(args, model_grid(card["model_config"]))
     corruption = corruption_of(card) if args.corrupt else None
     check_outputs(args.output_dir, images, args.corrupt)
     make_output_dir(args.output_dir)

@@ -9,7 +9,7 @@ from torch import nn
 
 # The building blocks through their module: no model class name can shadow them.
 from . import layers
-from .layers import NORMS
+from .layers import NORMS, receptive_radius
 from .losses import PIXEL_LOSSES, RestorationLoss, fetch_imagenet_weights
 from .ops import psnr, ssim
 
@@ -23,31 +23,15 @@ __all__ = [
     "receptive_radius",
     "ssim",
 ]
-# Down steps at most: each doubles the channels and the side inputs are padded to (2**depth),
-# so beyond this the network no longer fits a GPU's memory.
-MAX_DEPTH = 8
 
 
-def receptive_radius(depth: int) -> int:
-    """How far (px) from an output pixel the input pixels it depends on can lie: 7 * 2**depth - 5.
+class {{ cookiecutter.__model_class }}(layers.UNet):
+    """The shared U-Net body (layers.UNet: `depth` down steps from `width` channels and back,
+    any input size, `norm` "batch" or "group") with a 1x1 head that predicts a residual.
 
-    The stem's two 3x3 convolutions reach 2 px. Down step k (a strided 3x3, then a 3x3 at
-    stride 2**k) adds 2**(k-1) + 2**k. Up step k adds 2**k for the bilinear upsampling (a
-    strided convolution centres its outputs on even pixels, the upsampling assumes odd ones,
-    so its farther source is a whole coarse pixel away) and 2**k for its two 3x3 convolutions
-    at level k-1. In all 2 + 3 (2**depth - 1) + 4 (2**depth - 1); tests measure it.
-    """
-    return 7 * 2**depth - 5
-
-
-class {{ cookiecutter.__model_class }}(nn.Module):
-    """Encoder-decoder with skip connections (Ronneberger et al., 2015) that predicts a residual.
-
-    `depth` down steps, each halving the resolution and doubling the channels from `width`;
-    as many up steps back. When in and out channels match, the output is the input plus the
-    predicted correction: restoration changes little of an image, and a zero-initialised
-    last layer makes the untrained model the identity, a good start. Any input size works.
-    `norm` is "batch" or "group" (see layers.norm).
+    When in and out channels match, the output is the input plus the predicted correction:
+    restoration changes little of an image, and a zero-initialised last layer makes the
+    untrained model the identity, a good start.
     """
 
     def __init__(
@@ -58,21 +42,9 @@ class {{ cookiecutter.__model_class }}(nn.Module):
         depth: int = 3,
         norm: str = "batch",
     ) -> None:
-        super().__init__()
-        norm_layer = layers.norm_layer_for(norm)
-        if not 1 <= depth <= MAX_DEPTH:
-            raise ValueError(f"depth must be from 1 to {MAX_DEPTH}, got {depth}")
+        super().__init__(in_channels, width, depth, norm)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.residual = in_channels == out_channels
-        channels = [width * 2**level for level in range(depth + 1)]
-        self.stem = layers.DoubleConv(in_channels, width, norm_layer)
-        self.downs = nn.ModuleList(
-            layers.DownBlock(channels[i], channels[i + 1], norm_layer) for i in range(depth)
-        )
-        self.ups = nn.ModuleList(
-            layers.UpBlock(channels[i + 1], channels[i], channels[i], norm_layer)
-            for i in reversed(range(depth))
-        )
         self.head = nn.Conv2d(width, out_channels, 1)
         self._init_weights()
 
@@ -85,12 +57,5 @@ class {{ cookiecutter.__model_class }}(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Map a (N, in_channels, H, W) batch to (N, out_channels, H, W)."""
-        x = self.stem(images)
-        skips = []
-        for down in self.downs:
-            skips.append(x)
-            x = down(x)
-        for up in self.ups:
-            x = up(x, skips.pop())
-        out = self.head(x)
+        out = self.head(self.features(images))
         return images + out if self.residual else out

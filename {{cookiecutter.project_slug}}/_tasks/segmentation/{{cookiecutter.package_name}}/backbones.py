@@ -8,9 +8,6 @@ project wrote. Layers that score classes are re-initialised when the file scored
 number of classes, and a line says so; every other weight must fit exactly.
 """
 
-import functools
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -125,11 +122,7 @@ def load_pretrained(model: nn.Module, arch: str, source: str) -> None:
         )
         return
     loaded = read_weights_file(source)
-    if loaded.get("arch") not in (None, arch):
-        raise UserError(
-            f"{source} holds weights of --arch {loaded['arch']}, not {arch}; add "
-            f"--arch {loaded['arch']}, or give weights of {arch}"
-        )
+    hub_weights.check_arch(source, loaded.get("arch"), arch)
     state, fresh, notes = fit_whole_model(model, loaded["model"])
     fit(model, state, source, optional=fresh)
     tqdm.write(f"pretrained: {source}" + "".join(f"; {note}" for note in notes))
@@ -216,37 +209,13 @@ def imagenet_backbone_state(arch: str) -> dict:
             if key.startswith("features.")}  # fmt: skip
 
 
-@functools.lru_cache(maxsize=1)  # a run may ask for it more than once
 def read_weights_file(path: str) -> dict:
-    """A weights file as {"model": state dict, "arch"} ("arch" only when a checkpoint of this
-    project recorded it), read with weights_only=True; anything else is a UserError."""
-    if not Path(path).is_file():
-        raise UserError(
-            f"--pretrained {path} is neither none, imagenet nor a file; give the path of a state "
-            "dict or of a checkpoint this project wrote"
-        )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a damaged archive, pickled objects: many kinds of error
-        raise UserError(
-            f"--pretrained {path} could not be read as weights "
-            f"({hub_weights.unreadable_reason(error)}); give a file written by torch.save (a "
-            "state dict, or a checkpoint of this project)"
-        ) from None
-    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):  # a project checkpoint
-        # Its average of the weights (--ema) when it kept one: that is what its metrics measured.
-        config = loaded.get("model_config") or {}
-        return {"model": loaded.get("ema") or loaded["model"], "arch": config.get("arch")}
-    if (
-        isinstance(loaded, dict)
-        and loaded
-        and all(isinstance(value, torch.Tensor) for value in loaded.values())
-    ):
-        return {"model": loaded}
-    raise UserError(
-        f"--pretrained {path} holds no state dict (a dict of tensors) nor a checkpoint of this "
-        "project; give one of those"
-    )
+    """A --pretrained weights file as {"model": state dict, "arch"} ("arch" only when a
+    checkpoint of this project recorded it)."""
+    state, checkpoint = hub_weights.read_weights_file(path)
+    if checkpoint is None:
+        return {"model": state}
+    return {"model": state, "arch": (checkpoint.get("model_config") or {}).get("arch")}
 
 
 # ---------------------------------------------------------------------------- Freezing

@@ -3,7 +3,7 @@ its own size (pixel value = class, the PNG's palette colours the classes), with 
 mask blended on the image beside it; one record per input.
 
 Any image size goes through the network: padded (mirrored) to a multiple of its downsampling
-and cropped back. --tile runs large images in overlapping tiles (ops.tiling), averaging the
+and cropped back. --tile runs large images in overlapping tiles (tiled_inference), averaging the
 class scores (logits) where tiles overlap; for the own U-Net they overlap by default by more
 than twice its receptive radius, so the tiled masks are the whole-image masks.
 """
@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +20,23 @@ from PIL import Image
 
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import normalize_image
-from .engine.inference import InputGroup, PredictionBatch, Predictor
+from .engine.inference import PredictionBatch, Predictor
 from .errors import UserError
 from .input_files import InputFile
-from .ops import pad_to_multiple, tiled_apply
+from .tiled_inference import (
+    GROUP_NORM,
+    ModelGrid,
+    Tiling,
+    check_tiling,
+    describe,
+    run_any_size,
+    too_large,
+)
 
 OVERLAY_TAG = ".overlay"  # --overlay writes photo.jpg's blend as photo.overlay.png
 OVERLAY_ALPHA = 0.5  # the mask's share of an overlay's colour
-# The largest image run in one piece without --tile (the U-Net's first feature maps of a
-# 4096 x 4096 image take 1 GiB each at width 16).
-WHOLE_IMAGE_MAX_PIXELS = 4096 * 4096
-SUGGESTED_TILE = 1024  # the --tile the refusal suggests (rounded to what the model takes)
 # torchvision's segmenters downsample by 8 (dilated ResNet, MobileNet) and see the whole tile
-# (ASPP's image pooling), so no overlap makes their tiles exact: a quarter of the tile is shared.
+# (ASPP's image pooling), so no overlap makes their tiles exact.
 TORCHVISION_MULTIPLE = 8
 
 
@@ -51,69 +54,13 @@ class SegmentationInput:
         return normalize_image(pixels, self.mean, self.std)
 
 
-@dataclass(frozen=True)
-class Tiling:
-    """How --tile runs an image: tile side, overlap, the ramp's margin, tiles per forward pass."""
-
-    size: int
-    overlap: int
-    margin: int  # pixels at a tile's inner edges that get no weight (see ops.tiling)
-    tiles_per_run: int
-    approximation: str = ""  # why tiles do not reproduce the whole-image result, if they do not
-
-
-def downsampling(config: dict) -> int:
-    """The side every input is padded to a multiple of."""
-    if config.get("arch", "own") == "own":
-        return 2 ** config["depth"]
-    return TORCHVISION_MULTIPLE
-
-
-def default_overlap(config: dict, tile: int) -> int:
-    """Own U-Net: the smallest multiple of 2**depth above twice the receptive radius (tiles
-    then agree exactly with the whole image). torchvision's: a quarter of the tile."""
-    multiple = downsampling(config)
-    if config.get("arch", "own") == "own":
-        return (2 * architecture.receptive_radius(config["depth"]) // multiple + 1) * multiple
-    return tile // 4 // multiple * multiple
-
-
-def check_tiling(args: argparse.Namespace, config: dict) -> Tiling | None:
-    """--tile and --tile-overlap as a Tiling (None without --tile); a UserError when they do not
-    suit the model."""
-    if args.tile is None:
-        if args.tile_overlap is not None:
-            raise UserError("--tile-overlap needs --tile; give both, or neither")
-        return None
-    multiple = downsampling(config)
-    if args.tile % multiple:
-        lower = args.tile // multiple * multiple
-        nearest = f"{lower} or {lower + multiple}" if lower else str(multiple)
-        raise UserError(
-            f"--tile {args.tile} is not a multiple of {multiple} (the model's downsampling); "
-            f"give --tile {nearest}"
-        )
-    overlap = args.tile_overlap
-    if overlap is None:
-        overlap = default_overlap(config, args.tile)
-    if overlap > args.tile - multiple:
-        raise UserError(
-            f"--tile-overlap {overlap} leaves --tile {args.tile} no room to step; give a larger "
-            f"--tile or an overlap of at most {args.tile - multiple}"
-        )
-    own = config.get("arch", "own") == "own"
-    radius = architecture.receptive_radius(config["depth"]) if own else None
-    approximation = ""
-    if not own:
-        approximation = f"{config['arch']} sees the whole tile"
-    elif config["norm"] == "group":
-        approximation = "a group-norm model normalises each tile by its own statistics"
-    elif overlap <= 2 * radius:
-        approximation = f"exact tiles need an overlap above {2 * radius} px"
-    # Exact tiles leave out their outer `radius` px; otherwise a quarter of the overlap at each
-    # side (the worst pixels of each tile) and a ramp across the middle half.
-    margin = overlap // 4 if approximation else radius
-    return Tiling(args.tile, overlap, margin, args.batch_size, approximation)
+def model_grid(config: dict) -> ModelGrid:
+    """The network's downsampling and (own U-Net) receptive radius, for tiling."""
+    if config.get("arch", "own") != "own":
+        return ModelGrid(TORCHVISION_MULTIPLE, None, f"{config['arch']} sees the whole tile")
+    depth = config["depth"]
+    inexact = GROUP_NORM if config["norm"] == "group" else ""
+    return ModelGrid(2**depth, architecture.receptive_radius(depth), inexact)
 
 
 def output_name(name: str, tag: str = "") -> str:
@@ -174,8 +121,7 @@ class Predictions:
         self.classes, self.palette = card["classes"], card["palette"]
         form = card["preprocessing"]
         self.mean, self.std = form["mean"], form["std"]
-        self.multiple = downsampling(card["model_config"])
-        self.config = card["model_config"]
+        self.grid = model_grid(card["model_config"])
         self.written = self.failed = 0
         self._records: dict[int, dict] = {}
 
@@ -196,8 +142,9 @@ class Predictions:
         records = {index: {"path": str(image.path), "error": reason}
                    for index, image, reason in batch.failures}  # fmt: skip
         for group in batch.groups:
-            if self.tiling is None and group.batch[0, 0].numel() > WHOLE_IMAGE_MAX_PIXELS:
-                records.update(self._too_large(group))
+            if reason := too_large(group.batch, self.grid, self.tiling):
+                for index, image in zip(group.indices, group.inputs, strict=True):
+                    records[index] = {"path": str(image.path), "error": f"{image.path} {reason}"}
                 continue
             masks = self.segment(predictor, group.batch).cpu()
             photos = group.batch.cpu() if self.overlay else [None] * len(masks)
@@ -209,32 +156,10 @@ class Predictions:
             self._record(index, records[index])
         sys.stdout.flush()
 
-    def _too_large(self, group: InputGroup) -> dict[int, dict]:
-        """Error records for a group of images too large to run whole (all of one size)."""
-        height, width = group.batch.shape[-2:]
-        tile = SUGGESTED_TILE // self.multiple * self.multiple
-        return {
-            index: {
-                "path": str(image.path),
-                "error": f"{image.path} is too large for one piece ({width}x{height} px, more "
-                f"than {WHOLE_IMAGE_MAX_PIXELS} px): use --tile {tile}",
-            }
-            for index, image in zip(group.indices, group.inputs, strict=True)
-        }
-
     def logits(self, predictor: Predictor, images: torch.Tensor) -> torch.Tensor:
         """The class scores (N, C, H, W) of a batch of any H and W (whole, or tiled)."""
-        height, width = images.shape[-2:]
-        padded = pad_to_multiple(images.to(predictor.device), self.multiple)
-        if self.tiling is None:
-            output = predictor.run(padded)
-        else:
-            tiling = self.tiling
-            output = tiled_apply(
-                predictor.run, padded, tiling.size, tiling.overlap, self.multiple,
-                tiling.margin, tiling.tiles_per_run,
-            )  # fmt: skip
-        return output[..., :height, :width]
+        images = images.to(predictor.device)
+        return run_any_size(predictor.run, images, self.grid, self.tiling)
 
     def segment(self, predictor: Predictor, images: torch.Tensor) -> torch.Tensor:
         """The class of every pixel, (N, H, W) int64."""
@@ -281,12 +206,7 @@ class Predictions:
         line += f"{self.output_dir} (index PNGs with the class palette)"
         if self.overlay:
             line += f", overlays beside them (NAME{OVERLAY_TAG}.png)"
-        if self.tiling is not None:
-            tiling = self.tiling
-            line += f"; {tiling.size} px tiles overlapping {tiling.overlap} px"
-            if tiling.approximation:
-                line += f" (approximate: {tiling.approximation})"
-        return line
+        return line + describe(self.tiling)
 
 
 def mask_image(mask: torch.Tensor, palette: list[int]) -> Image.Image:
@@ -313,7 +233,7 @@ def prepare_predictions(
     args: argparse.Namespace, card: dict, images: list[InputFile]
 ) -> Predictions:
     """Check the flags and the output paths, create --output-dir: ready to segment."""
-    tiling = check_tiling(args, card["model_config"])
+    tiling = check_tiling(args, model_grid(card["model_config"]))
     check_outputs(args.output_dir, images, args.overlay)
     make_output_dir(args.output_dir)
     return Predictions(card, images, args.output_dir, tiling, args.overlay)

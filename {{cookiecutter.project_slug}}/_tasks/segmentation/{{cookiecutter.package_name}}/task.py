@@ -36,7 +36,12 @@ from .image_files import IMAGES, ImageReader
 from .input_files import InputFile
 from .masks import read_palette
 from .ops import confusion_image
-from .predictions import Predictions, SegmentationInput, prepare_predictions
+from .predictions import (
+    Predictions,
+    SegmentationInput,
+    model_grid,
+    prepare_predictions,
+)
 from .preprocessing import preprocessing_problem
 
 OWN_ARCH = "own"
@@ -338,7 +343,7 @@ class Segmentation(Task):
         model's downsampling; seeded, so every export is checked alike)."""
         generator = torch.Generator().manual_seed(0)
         config, side = card["model_config"], card["preprocessing"]["image_size"]
-        step = 2 ** config["depth"] if config.get("arch", OWN_ARCH) == OWN_ARCH else 8
+        step = model_grid(config).multiple
         shapes = [(2, side, side), (1, side + step, side + 2 * step),
                   (3, side + 2 * step, side + step)]  # fmt: skip
         return [torch.randn(n, 3, h, w, generator=generator) for n, h, w in shapes]

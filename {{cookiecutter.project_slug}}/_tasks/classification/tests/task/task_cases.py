@@ -13,6 +13,9 @@ from {{ cookiecutter.package_name }} import (
 
 from ..bad_input_cases import DAMAGED_PREPROCESSING
 
+# The shared tests call task_cases.write_prediction_inputs: the image tasks' is one.
+from ..image_cases import write_prediction_inputs as write_prediction_inputs
+
 # Overfitting one batch of 16 for 40 steps (no label smoothing: its loss has a floor) ends
 # below this share of the first loss.
 OVERFIT_FLAGS = ["--label-smoothing", "0"]
@@ -64,15 +67,6 @@ def write_data_folder(root: Path) -> None:
             for number in range(24):
                 image = Image.linear_gradient("L").rotate(15 * number + 90 * label).resize((40, 30))
                 image.save(root / split / name / f"{number}.png")
-
-
-def write_prediction_inputs(folder: Path) -> int:
-    """predict.py inputs in `folder`, of several sizes (batched in groups); returns how many."""
-    sizes = ((40, 36), (48, 32), (32, 32))
-    folder.mkdir(parents=True, exist_ok=True)
-    for number, size in enumerate(sizes):
-        Image.linear_gradient("L").rotate(30 * number).resize(size).save(folder / f"{number}.png")
-    return len(sizes)
 
 
 def validation_image(root: Path) -> Path:

@@ -4,7 +4,6 @@ from randomly initialised networks, never downloaded."""
 import json
 import os
 import re
-import urllib.error
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,7 +22,12 @@ from ..helpers import (
     run_script,
     torchrun,
 )
-from ..hub_cache_files import MakesFolder, save_named_by_hash, url_of
+from ..hub_cache_files import (
+    MakesFolder,
+    save_named_by_hash,
+    unreachable_torch_home,
+    url_of,
+)
 from .task_cases import write_data_folder
 
 # resnet18 is the smallest torchvision network with batch norm that tests run at 32 px.
@@ -39,14 +43,7 @@ def resnet18_state(seed: int = 1) -> dict:
 @pytest.fixture
 def torch_home(tmp_path, monkeypatch) -> Path:
     """An empty TORCH_HOME, and no network: a download attempt fails as it would offline."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("network is unreachable (test)")
-
-    monkeypatch.setattr(hub_weights, "host_answers", lambda url: True)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    return tmp_path / "torch-home"
+    return unreachable_torch_home(tmp_path, monkeypatch)
 
 
 def cache_imagenet_weights(torch_home: Path, state: dict, monkeypatch) -> None:

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from {{ cookiecutter.package_name }}.layers import ResidualBlock
+from {{ cookiecutter.package_name }}.layers.residual_block import ResidualBlock
 
 
 def test_residual_block_projects_the_shortcut_when_the_shape_changes():

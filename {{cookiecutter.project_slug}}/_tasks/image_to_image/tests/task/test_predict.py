@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
-from {{ cookiecutter.package_name }} import predictions
+from {{ cookiecutter.package_name }} import tiled_inference
 from {{ cookiecutter.package_name }}.data import SyntheticScenes
 
 from ..helpers import load_script, run_script
@@ -101,7 +101,7 @@ def test_an_image_too_large_for_one_piece_fails_alone_and_names_tile(
     predict_script, tiny_run, monkeypatch, capsys, tmp_path
 ):
     # A lower limit stands in for a 12000 x 12000 photo (which asked for 9 GB in one piece).
-    monkeypatch.setattr(predictions, "WHOLE_IMAGE_MAX_PIXELS", 40 * 32)
+    monkeypatch.setattr(tiled_inference, "WHOLE_IMAGE_MAX_PIXELS", 40 * 32)
     write_noise_png(tmp_path / "in" / "large.png", 64, 48)
     write_noise_png(tmp_path / "in" / "small.png", 40, 32)
     best = str(tiny_run.run_dir / "checkpoints" / "best.pt")
@@ -204,10 +204,10 @@ def test_psnr_of_the_written_images_agrees_with_test_py(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--tile", "98"], "of 4 (the model halves images 2 times); give --tile 96 or 100"),
+        (["--tile", "98"], "of 4 (the model's downsampling); give --tile 96 or 100"),
         (["--tile", "3"], "give --tile 4"),
         (["--tile", "32"], "too small for the default --tile-overlap 48"),
-        (["--tile", "64", "--tile-overlap", "62"], "give an overlap of at most 60"),
+        (["--tile", "64", "--tile-overlap", "62"], "or an overlap of at most 60"),
         (["--tile-overlap", "8"], "--tile-overlap needs --tile"),
         (["--output-dir", "{inputs}"], "over the input"),
         (["--output-dir", "{inputs}/file.png/out"], "cannot create --output-dir"),

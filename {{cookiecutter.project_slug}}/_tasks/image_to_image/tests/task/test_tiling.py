@@ -16,7 +16,7 @@ from {{ cookiecutter.package_name }} import (
 )
 from {{ cookiecutter.package_name }}.ops import pad_to_multiple, tiled_apply
 from {{ cookiecutter.package_name }}.ops.tiling import feather_weights, tile_starts
-from {{ cookiecutter.package_name }}.predictions import default_overlap
+from {{ cookiecutter.package_name }}.tiled_inference import ModelGrid, default_overlap
 
 EXACT = 1e-9  # float64: see the module docstring
 
@@ -73,7 +73,8 @@ def test_tiles_with_the_default_overlap_reproduce_the_whole_image(height, width,
     radius = architecture.receptive_radius(2)
     with torch.no_grad():
         whole = model(image)
-        tiled = tiled_apply(model, image, tile, default_overlap(2), 4, radius, tiles_per_run=5)
+        overlap = default_overlap(ModelGrid(4, radius), tile)
+        tiled = tiled_apply(model, image, tile, overlap, 4, radius, tiles_per_run=5)
     assert (whole - image).abs().max() > 0.1  # not the identity: the head counts
     assert (tiled - whole).abs().max().item() < EXACT
 

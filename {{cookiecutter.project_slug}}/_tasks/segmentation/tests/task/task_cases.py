@@ -14,6 +14,9 @@ from {{ cookiecutter.package_name }} import (
 
 from ..bad_input_cases import DAMAGED_PREPROCESSING
 
+# The shared tests call task_cases.write_prediction_inputs: the image tasks' is one.
+from ..image_cases import write_prediction_inputs as write_prediction_inputs
+
 # Overfitting one batch of 16 for 40 steps ends below this share of the first loss.
 OVERFIT_FLAGS: list[str] = []
 OVERFIT_RATIO = 0.5
@@ -98,12 +101,3 @@ def model_size_flags(size: int) -> list[str]:
     """train.py flags that build this task's model at another size (`size` channels wide: the
     shapes of its weights differ between sizes)."""
     return ["--width", str(size)]
-
-
-def write_prediction_inputs(folder: Path) -> int:
-    """predict.py inputs in `folder`, of several sizes (batched in groups); returns how many."""
-    sizes = ((40, 36), (48, 32), (32, 32))
-    folder.mkdir(parents=True, exist_ok=True)
-    for number, size in enumerate(sizes):
-        Image.linear_gradient("L").rotate(30 * number).resize(size).save(folder / f"{number}.png")
-    return len(sizes)

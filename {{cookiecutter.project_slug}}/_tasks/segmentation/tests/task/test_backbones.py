@@ -1,7 +1,6 @@
 """torchvision's segmentation networks, --pretrained and the fine-tuning controls, offline:
 weights files are written here from randomly initialised networks, never downloaded."""
 
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,12 @@ from torch import nn
 from {{ cookiecutter.package_name }} import backbones, hub_weights
 from {{ cookiecutter.package_name }}.errors import UserError
 
-from ..hub_cache_files import MakesFolder, save_named_by_hash, url_of
+from ..hub_cache_files import (
+    MakesFolder,
+    save_named_by_hash,
+    unreachable_torch_home,
+    url_of,
+)
 
 CLASSES = 3
 SMALL = "lraspp_mobilenet_v3_large"  # the smallest network: for tests of any arch
@@ -31,14 +35,7 @@ def networks() -> dict[str, nn.Module]:
 @pytest.fixture
 def torch_home(tmp_path, monkeypatch) -> Path:
     """An empty TORCH_HOME, and no network: a download attempt fails as it would offline."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("network is unreachable (test)")
-
-    monkeypatch.setattr(hub_weights, "host_answers", lambda url: True)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    return tmp_path / "torch-home"
+    return unreachable_torch_home(tmp_path, monkeypatch)
 
 
 def cache_imagenet_weights(torch_home: Path, arch: str, monkeypatch) -> dict:
