@@ -436,13 +436,37 @@ def test_ruff_check_is_clean(baked):
 # and optional files, which the fast lane checks (file set, compile, ruff) and the natural-name
 # test above trains.
 TASK_BAKES = [f"task-{name}" for name in TASKS]
+# The shared machinery tests (tests/engine/, byte-identical in every bake) whose outcome rests
+# on no task: signals between torchrun's processes, an elastic run's agents, the prefetch
+# thread, the batch-size search, mixed precision, faults, timers and the sampler's arithmetic.
+# They run on the default task's bake; every other bake runs the rest of tests/engine/ (resume,
+# DDP, the elastic 2 -> 1 resume, EMA, top-k, export, config, sweep, trackers: what a task's
+# data, model, loss and metrics could break), tests/images/ and tests/task/ (CI's time budget).
+TASK_FREE_ENGINE_TESTS = (
+    "test_elastic.py::test_sigusr1_stops_python_train_py_at_the_next_step_with_exit_code_138",
+    "test_elastic.py::test_sigusr1_on_one_process_stops_every_process_at_the_same_step_and_saves",
+    "test_elastic.py::test_a_stop_agreed_during_validation_ends_it_on_every_process_and_saves",
+    "test_elastic.py::test_workers_whose_torchrun_agent_is_killed_stop_together_and_save",
+    "test_elastic.py::test_an_elastic_run_that_loses_a_process_then_gains_one_trains_each_sample",
+    "test_prefetch.py", "test_batch_size.py", "test_precision.py", "test_faults.py",
+    "test_timing.py", "test_resharding.py",
+)  # fmt: skip
+
+
+def own_tests(project: Path, task: str, *folders: str) -> subprocess.CompletedProcess:
+    """The baked project's own tests (under `folders`, default all), less the task-free
+    machinery tests off the default task."""
+    deselected = [] if task == DEFAULT_TASK else TASK_FREE_ENGINE_TESTS
+    options = [f"--deselect=tests/engine/{test}" for test in deselected]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options]
+    return run(project, *command, *folders)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", TASK_BAKES)
 def test_the_baked_projects_own_tests_pass(bake_of, key):
-    project, _ = bake_of(key)
-    result = run(project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    project, answers = bake_of(key)
+    result = own_tests(project, answers["task"])
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
 
@@ -587,13 +611,6 @@ def test_a_task_folder_copied_under_a_new_name_bakes_with_only_its_choice_row_ad
 # --- a task with no image: the test-only vector task ------------------------------------------
 VECTOR_TASK = REPO / "tests" / "vector_task"  # a small MLP on synthetic vectors
 SHARED_PROGRAM = ("train.py", "test.py", "predict.py", "export.py", "sweep.py")
-# The shared machinery tests that hold the promise for a task with no image: runs that resume
-# bitwise after SIGTERM, 2 processes under torchrun equal to 1, test.py, export.py and
-# predict.py through the unchanged scripts, checkpoints, the loop (the rest of tests/engine/
-# passes too; these keep the slow lane short).
-VECTOR_ENGINE_TESTS = ("test_interrupt.py", "test_distributed.py", "test_export.py",
-                       "test_task_interface.py", "test_training_loop.py",
-                       "test_checkpoint.py")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -623,8 +640,7 @@ def test_a_task_with_no_image_bakes_clean_with_the_shared_program_unchanged(
 
 @pytest.mark.slow
 def test_a_task_with_no_image_passes_the_shared_machinery_tests(vector_project):
-    tests = [f"tests/engine/{name}" for name in VECTOR_ENGINE_TESTS]
-    result = run(vector_project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                 *tests)  # fmt: skip
+    # tests/images/ is for tasks whose inputs are images (it writes image folders)
+    result = own_tests(vector_project, "vector", "tests/engine", "tests/task")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
