@@ -86,7 +86,8 @@ class Segmentation(Task):
         add("--ignore-index", type=ignore_value, default=255,
             help="the mask value of pixels that never count (borders, unlabelled)")  # fmt: skip
         add("--palette", type=Path,
-            help="a text file of 'R G B' lines, one per class: reads RGB colour masks")  # fmt: skip
+            help="a text file of 'R G B class' lines (a colour and the class or ignore value it "
+            "stands for): reads RGB colour masks")  # fmt: skip
         add("--loss", choices=architecture.LOSS_KINDS, default="ce",
             help="cross-entropy, Dice over the classes present, or both added")  # fmt: skip
         add("--class-weights", choices=("none", "auto"), default="none",

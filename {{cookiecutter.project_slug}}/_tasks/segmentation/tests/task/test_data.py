@@ -15,8 +15,9 @@ from {{ cookiecutter.package_name }}.data import (
     train_transform,
 )
 from {{ cookiecutter.package_name }}.errors import UserError
+from {{ cookiecutter.package_name }}.masks import index_palette
 
-from ..helpers import load_script, run_script
+from ..helpers import TINY_RUN_FLAGS, load_script, run_script
 from .task_cases import write_data_folder, write_pair
 
 
@@ -150,3 +151,42 @@ def test_augmentation_moves_image_and_mask_together(tmp_path):
         agree = ((red / 60).round() == out_mask)[labelled].float().mean()
         assert agree > 0.8, (seed, agree)  # band edges blend over 2 px or so of 10 or more
         assert (red[~labelled] < 1).all()  # padding: black image, ignored mask
+
+
+# An RGB colour for each value of write_data_folder's masks (3 classes and the ignore band).
+COLOURS = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 255: (224, 224, 192)}
+
+
+def rewrite_masks(root, mask_format: str) -> list[str]:
+    """Write every mask of a write_data_folder tree again in `mask_format`; the flags it needs."""
+    for path in root.glob("*/masks/*.png"):
+        values = np.asarray(Image.open(path))
+        if mask_format == "palette":  # VOC style: "P" mode, the pixel is the class index
+            image = Image.fromarray(values).convert("P")
+            image.putpalette(index_palette(3))
+        elif mask_format == "16-bit":
+            image = Image.fromarray(values.astype(np.uint16))
+        else:  # colours, through a palette file
+            image = Image.fromarray(np.array([[COLOURS[int(v)] for v in row] for row in values],
+                                             dtype=np.uint8))  # fmt: skip
+        image.save(path)
+    if mask_format != "rgb":
+        return []
+    lines = [f"{r} {g} {b} {value}\n" for value, (r, g, b) in COLOURS.items()]
+    (root / "palette.txt").write_text("".join(lines))
+    return ["--palette", str(root / "palette.txt")]
+
+
+def test_every_mask_format_trains_the_weights_its_8_bit_index_masks_train(train_script, tmp_path):
+    def train(mask_format: str):
+        root = tmp_path / mask_format
+        write_data_folder(root)
+        flags = [] if mask_format == "8-bit" else rewrite_masks(root, mask_format)
+        flags += [*TINY_RUN_FLAGS, "--dataset", "folder", "--data-dir", str(root), "--epochs",
+                  "1", "--out-dir", str(tmp_path / "runs"), "--run-name", mask_format]  # fmt: skip
+        return train_script.train(train_script.parse_args(flags)).model.state_dict()
+
+    reference = train("8-bit")
+    for mask_format in ("palette", "16-bit", "rgb"):
+        weights = train(mask_format)
+        assert all(torch.equal(weights[name], reference[name]) for name in reference), mask_format
