@@ -4,6 +4,7 @@ and every logged step once, also across a stop and a resume; a failing tracker i
 import csv
 import importlib.util
 import os
+import re
 import signal
 import socket
 import time
@@ -280,6 +281,8 @@ def test_wandb_offline_writes_its_run_folder_and_resumes_the_same_run(
     last = torch.load(runs / "r" / "checkpoints" / "last.pt", weights_only=True)
     assert last["state"]["epoch"] == 1 and last["trackers"] == {"wandb": run_id}
     # Offline, each start has its own folder (`wandb sync` joins them); none of another run.
+    # The folder is offline-run-<time>-<run id>, with "-1" added when two starts share a second.
     folders = (runs / "r" / "wandb").glob("offline-run-*")
-    assert {folder.name.rsplit("-", 1)[1] for folder in folders} == {run_id}
+    names = [re.fullmatch(r"offline-run-\d{8}_\d{6}-(\w+?)(-\d+)?", f.name) for f in folders]
+    assert all(names) and {name[1] for name in names} == {run_id}
     assert "the run goes on without it" not in capsys.readouterr().err
