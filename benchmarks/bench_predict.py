@@ -106,8 +106,9 @@ def main() -> None:
     outputs = {"classification": ["--output", str(scratch / "predictions.jsonl")],
                "image_to_image": ["--output-dir", str(scratch / "restored")],
                "segmentation": ["--output-dir", str(scratch / "masks")]}  # fmt: skip
-    predict_argv = ["--checkpoint", best, str(scratch / "shapes" / "val"), *common,
-                    *outputs[args.task]]  # fmt: skip
+    # A segmenter's val folder also holds the masks: predict.py reads the images only.
+    val_images = scratch / "shapes" / "val" / ("images" if args.task == "segmentation" else "")
+    predict_argv = ["--checkpoint", best, str(val_images), *common, *outputs[args.task]]
     ratios = []
     for round_index in range(args.rounds):
         test_rate = args.images / timed(test.main, test_argv)
