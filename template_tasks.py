@@ -108,6 +108,8 @@ def catalog(repo: Path = REPO) -> dict:
             name: {
                 "package_modules": sorted(project_package_modules(name, repo)),
                 "model_module_classes": list(task.model_module_classes),
+                "project_name": task.project_name,
+                "model_name": task.model_name,
             }
             for name, task in read_tasks(repo).items()
         },

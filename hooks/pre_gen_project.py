@@ -48,6 +48,8 @@ MAX_MODEL_NAME = 32
 JINJA_MARKERS = tuple("{" + mark for mark in ("{", "%", "#"))
 
 Check = Callable[[Any, dict[str, Any]], bool]
+# An example a refusal suggests: a fixed value, or one read from the other answers.
+Example = str | bool | Callable[[dict[str, Any]], str]
 
 
 class Rule(NamedTuple):
@@ -56,7 +58,11 @@ class Rule(NamedTuple):
     answer: str
     check: Check
     reason: str  # may use {value}
-    example: str | bool
+    example: Example
+
+    def example_for(self, answers: dict[str, Any]) -> str | bool:
+        """The example to suggest, given the other answers (a task's own default names)."""
+        return self.example(answers) if callable(self.example) else self.example
 
 
 def matches(pattern: re.Pattern[str]) -> Check:
@@ -92,7 +98,7 @@ TASK_CATALOG = r'''{{ cookiecutter | task_catalog | tojson }}'''  # fmt: skip
 
 @functools.cache
 def task_catalog() -> dict[str, Any]:
-    """Every task's package modules and model-module classes, and the template-only files."""
+    """Every task's package modules, model-module classes and default names; template-only files."""
     if TASK_CATALOG.startswith("{" + "{"):
         import template_tasks
 
@@ -141,7 +147,24 @@ def yes_no(answer: str) -> Rule:
     return Rule(answer, lambda value, _: isinstance(value, bool), "is not true or false", True)
 
 
-PACKAGE, MODEL = "image_classifier", "small_resnet"  # examples shown in refusals
+def task_defaults(answers: dict[str, Any]) -> dict[str, str]:
+    """The default project_name, project_slug, package_name and model_name of the chosen task
+    (of the first task when the task answer is refused), derived as cookiecutter.json does."""
+    tasks = task_catalog()["tasks"]
+    task = tasks.get(answers.get("task")) or next(iter(tasks.values()))
+    slug = task["project_name"].lower().strip().replace(" ", "-").replace("_", "-")
+    slug = slug.replace("/", "-")
+    return {"project_name": task["project_name"], "project_slug": slug,
+            "package_name": slug.replace("-", "_"), "model_name": task["model_name"]}  # fmt: skip
+
+
+def task_example(answer: str) -> Callable[[dict[str, Any]], str]:
+    """An example that is the chosen task's default for `answer`."""
+    return lambda answers: task_defaults(answers)[answer]
+
+
+PROJECT, SLUG_EXAMPLE = task_example("project_name"), task_example("project_slug")
+PACKAGE, MODEL = task_example("package_name"), task_example("model_name")
 MIN_COOKIECUTTER = (2, 7)
 TEXT = "must be one line of printable text"
 TOO_LONG = "is longer than {} characters"
@@ -150,8 +173,8 @@ FOLDER = "is not a folder name of lowercase letters, digits, - and _ that starts
 
 # At most one message per answer: the first failing row of that answer (rows run in order).
 RULES: list[Rule] = [
-    Rule("project_name", one_line, TEXT, "Image Classifier"),
-    Rule("project_slug", matches(SLUG), FOLDER, "image-classifier"),
+    Rule("project_name", one_line, TEXT, PROJECT),
+    Rule("project_slug", matches(SLUG), FOLDER, SLUG_EXAMPLE),
     Rule("package_name", matches(LOWER_WITH_UNDER), "is not a lower_with_under name", PACKAGE),
     Rule("package_name", not_keyword, "is a Python keyword", PACKAGE),
     Rule("package_name", not_in(DEPENDENCIES), "shadows the {value} library", PACKAGE),
@@ -209,8 +232,9 @@ def check_answers(answers: dict[str, Any], rules: Sequence[Rule] = RULES) -> lis
         if not rule.check(value, answers):
             refused.add(rule.answer)
             reason = rule.reason.format(value=value, tasks=", ".join(task_names()))
+            example = rule.example_for(answers)
             errors.append(
-                f"ERROR: {rule.answer} {value!r} {reason}; pick another, e.g. {rule.example!r}."
+                f"ERROR: {rule.answer} {value!r} {reason}; pick another, e.g. {example!r}."
             )
     return errors
 

@@ -264,10 +264,27 @@ def test_refusal_message_names_answer_reason_and_example() -> None:
     )
 
 
-def test_examples_in_the_table_are_themselves_accepted() -> None:
+def task_answers(task: str) -> dict:
+    """The answers cookiecutter renders with --no-input for `task`."""
+    context = generate_context(REPO / "cookiecutter.json", extra_context={"task": task})
+    return dict(prompt_for_config(context, no_input=True))
+
+
+@pytest.mark.parametrize("task", template_tasks.read_tasks())
+def test_examples_in_the_table_are_themselves_accepted(task: str) -> None:
+    good = task_answers(task)
     for rule in pre.RULES:
-        answers = {**GOOD, rule.answer: rule.example}
+        answers = {**good, rule.answer: rule.example_for(good)}
         assert pre.check_answers(answers) == [], rule
+
+
+@pytest.mark.parametrize("task", template_tasks.read_tasks())
+def test_refusals_suggest_the_chosen_tasks_own_names(task: str) -> None:
+    good = task_answers(task)
+    bad = {"project_slug": "9x", "package_name": "torch", "model_name": "class"}
+    errors = pre.check_answers({**good, **bad})
+    suggested = [error.rsplit("e.g. ", 1)[1].rstrip(".") for error in errors]
+    assert suggested == [repr(good[name]) for name in bad]
 
 
 def test_each_wrong_answer_reported_once() -> None:
