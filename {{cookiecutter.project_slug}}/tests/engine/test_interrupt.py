@@ -321,7 +321,10 @@ def test_a_second_ctrl_c_stops_at_once():
 
 def test_a_process_torchrun_started_stops_once_its_agent_is_gone(monkeypatch, capsys):
     agent = os.getppid()
-    orphaned = lambda: 1  # noqa: E731 (the parent of an orphan: init, or a subreaper)
+    # The parent of an orphan (init, or a subreaper): any process but the agent (pytest itself
+    # may run as an orphan, e.g. under nohup, its parent then init already).
+    adopter = 1 if agent != 1 else 2
+    orphaned = lambda: adopter  # noqa: E731
     with StopRequest() as plain:  # python train.py: its parent may go (nohup), it trains on
         monkeypatch.setattr(os, "getppid", orphaned)
         plain.poll()

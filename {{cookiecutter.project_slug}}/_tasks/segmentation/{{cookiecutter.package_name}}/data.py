@@ -33,7 +33,9 @@ SPLITS = ("train", "val")
 TASK = "segmentation"
 SYNTHETIC_CLASSES = ("background", "disc", "square", "triangle")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-SCALE_RANGE = (0.5, 2.0)  # training's random resize, relative to --crop-size
+# Training's random resize, relative to each image's own size: validation and predict.py see
+# images at their own size, so training sees that scale on average (not --crop-size's).
+SCALE_RANGE = (0.5, 2.0)
 MASK_THREADS = 8  # masks are decoded in parallel when checked up front
 ANY_VALUE = 1 << 17  # read_mask's class count when reading values as stored (above 16-bit)
 
@@ -165,15 +167,34 @@ class FolderPairs(Dataset):
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
 
 
+class RandomScale(v2.Transform):
+    """Resize an image and its mask by one random factor of their own size, drawn uniformly from
+    [low, high] (the image bilinear with antialiasing, a tv_tensors.Mask nearest)."""
+
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__()
+        self.low, self.high = low, high
+
+    def make_params(self, flat_inputs: list) -> dict:
+        height, width = next(v2.functional.get_size(inpt) for inpt in flat_inputs
+                             if isinstance(inpt, tv_tensors.Image))  # fmt: skip
+        factor = torch.empty(()).uniform_(self.low, self.high).item()
+        return {"size": [max(1, round(height * factor)), max(1, round(width * factor))]}
+
+    def transform(self, inpt, params: dict):
+        if not isinstance(inpt, tv_tensors.Image | tv_tensors.Mask):
+            return inpt
+        return v2.functional.resize(inpt, params["size"], antialias=True)
+
+
 def train_transform(crop_size: int, ignore_index: int) -> v2.Transform:
-    """Random resize (SCALE_RANGE of --crop-size, masks nearest), a crop of --crop-size (padded
-    where the image is smaller: black image, ignored mask), a random horizontal flip, then
+    """Random resize (SCALE_RANGE of the image's own size), a crop of --crop-size (padded where
+    the image is smaller: black image, ignored mask), a random horizontal flip, then
     normalisation. v2 moves a tv_tensors.Mask with its image and resizes it NEAREST; the
     randomness comes from torch's generator, which the loader seeds per sample."""
-    low, high = (int(crop_size * scale) for scale in SCALE_RANGE)
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: ignore_index}
     return v2.Compose([
-        v2.RandomResize(low, high),
+        RandomScale(*SCALE_RANGE),
         v2.RandomCrop(crop_size, pad_if_needed=True, fill=fill),
         v2.RandomHorizontalFlip(),
         v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True),

@@ -9,7 +9,9 @@ from torchvision import tv_tensors
 from {{ cookiecutter.package_name }}.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    SCALE_RANGE,
     SYNTHETIC_CLASSES,
+    RandomScale,
     SyntheticScenes,
     build_datasets,
     train_transform,
@@ -134,7 +136,7 @@ def test_augmentation_moves_image_and_mask_together(tmp_path):
     # Columns of a class each, coloured by their class: after any resize, crop and flip the
     # image's colour still says the mask's class (but at blended edges), and the padding is
     # ignored.
-    classes = np.repeat(np.arange(4), 12)[None, :].repeat(30, axis=0)  # 30 x 48, 4 bands
+    classes = np.repeat(np.arange(4), 24)[None, :].repeat(30, axis=0)  # 30 x 96, 4 bands
     picture = np.stack([classes * 60, np.zeros_like(classes), np.zeros_like(classes)], -1)
     image = tv_tensors.Image(torch.from_numpy(picture.astype(np.uint8)).permute(2, 0, 1))
     mask = tv_tensors.Mask(torch.from_numpy(classes))
@@ -149,8 +151,25 @@ def test_augmentation_moves_image_and_mask_together(tmp_path):
         red = (out_image[0] * std + mean) * 255
         labelled = out_mask != 255
         agree = ((red / 60).round() == out_mask)[labelled].float().mean()
-        assert agree > 0.8, (seed, agree)  # band edges blend over 2 px or so of 10 or more
+        assert agree > 0.8, (seed, agree)  # band edges blend over 2 px or so of 12 or more
         assert (red[~labelled] < 1).all()  # padding: black image, ignored mask
+
+
+def test_random_scale_resizes_image_and_mask_by_one_factor_of_their_own_size():
+    # Training sees images around the scale validation and predict.py see them at: a factor
+    # of their own size (SCALE_RANGE), whatever --crop-size is.
+    image = tv_tensors.Image(torch.zeros(3, 30, 90, dtype=torch.uint8))
+    mask = tv_tensors.Mask(torch.zeros(30, 90, dtype=torch.int64))
+    low, high = SCALE_RANGE
+    heights = []
+    for seed in range(40):
+        torch.manual_seed(seed)
+        out_image, out_mask = RandomScale(low, high)(image, mask)
+        height, width = out_image.shape[-2:]
+        assert out_mask.shape == (height, width)
+        assert 30 * low - 1 <= height <= 30 * high + 1 and abs(width - 3 * height) <= 3
+        heights.append(height)
+    assert min(heights) < 30 < max(heights)  # both smaller and larger than the image
 
 
 # An RGB colour for each value of write_data_folder's masks (3 classes and the ignore band).
