@@ -11,7 +11,8 @@ from {{ cookiecutter.package_name }}.engine.cli import run_cli
 from {{ cookiecutter.package_name }}.engine.inference import CollatePredictions
 from {{ cookiecutter.package_name }}.errors import UserError
 from {{ cookiecutter.package_name }}.image_files import IMAGES
-from {{ cookiecutter.package_name }}.input_files import find_inputs
+from {{ cookiecutter.package_name }}.input_files import InputFile, find_inputs
+from {{ cookiecutter.package_name }}.output_files import check_outputs
 
 from ..helpers import PROJECT_ROOT, load_script, write_png
 from ..task import task_cases
@@ -36,6 +37,18 @@ def test_find_inputs_takes_files_folders_and_globs_once_each(tmp_path):
         [str(tmp_path / "a"), str(tmp_path / "b" / "*.png"), str(tmp_path / "a")], IMAGES
     )
     assert [image.name for image in found] == ["1.png", "deep/2.jpg", "4.png"]
+
+
+def test_an_output_under_another_name_of_an_input_file_is_refused(tmp_path):
+    # A hard link stands in for a case-insensitive disk, where out/a.png would replace A.PNG:
+    # two names of one file, which comparing paths cannot see.
+    write_png(tmp_path / "in" / "A.PNG")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.png").hardlink_to(tmp_path / "in" / "A.PNG")
+    inputs = [InputFile(tmp_path / "in" / "A.PNG", "A.PNG")]
+    with pytest.raises(UserError, match="over the input"):
+        check_outputs(tmp_path / "out", inputs, lambda found: ["a.png"])
+    check_outputs(tmp_path / "elsewhere", inputs, lambda found: ["a.png"])  # no clash: fine
 
 
 def test_find_inputs_refuses_nothing_found_and_clashing_names(tmp_path):

@@ -23,6 +23,7 @@ from .engine.inference import PredictionBatch, Predictor
 from .errors import UserError
 from .input_files import InputFile
 from .ops import corrupt
+from .output_files import check_outputs, make_output_dir
 from .tiled_inference import (
     GROUP_NORM,
     ModelGrid,
@@ -63,52 +64,15 @@ def corrupted_name(name: str) -> str:
     return path.with_name(f"{path.stem}{CORRUPTED_TAG}{path.suffix}").as_posix()
 
 
+def output_names(image: InputFile, with_corrupted: bool) -> list[str]:
+    """The files predict.py writes for an input: its restoration (and its corrupted input)."""
+    return [image.name, corrupted_name(image.name)] if with_corrupted else [image.name]
+
+
 def noise_generator(name: str) -> torch.Generator:
     """A CPU generator seeded by the image's output name: the same noise on every run, in any
     batch and on any device."""
     return torch.Generator().manual_seed(zlib.crc32(name.encode()))
-
-
-def check_outputs(output_dir: Path, images: list[InputFile], with_corrupted: bool) -> None:
-    """Refuse, before any work, outputs that would overwrite an input or each other."""
-    inputs = {image.path.resolve(): image.path for image in images}
-    input_files = {_file_id(path) for path in inputs} - {None}
-    planned: dict[Path, str] = {}
-    for image in images:
-        names = [image.name, corrupted_name(image.name)] if with_corrupted else [image.name]
-        for name in names:
-            output = (output_dir / name).resolve()
-            if output in inputs or _file_id(output) in input_files:
-                raise UserError(
-                    f"--output-dir {output_dir} would write {output_dir / name} over the input "
-                    f"{inputs.get(output, output)}; pick an --output-dir outside the inputs"
-                )
-            if output in planned:
-                raise UserError(
-                    f"the outputs of {planned[output]} and {image.path} would both be "
-                    f"{output_dir / name}; rename one of them"
-                )
-            planned[output] = str(image.path)
-
-
-def _file_id(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of an existing file (two names of one file share it), else None."""
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_dev, status.st_ino
-
-
-def make_output_dir(output_dir: Path) -> None:
-    """Create --output-dir (and its parents); a UserError when that is impossible."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(
-            f"cannot create --output-dir {output_dir} ({error.strerror or error}); "
-            "pick a writable folder"
-        ) from None
 
 
 class Predictions:
@@ -229,6 +193,6 @@ def prepare_predictions(
     """Check the flags and the output paths, create --output-dir: ready to restore."""
     tiling = check_tiling(args, model_grid(card["model_config"]))
     corruption = corruption_of(card) if args.corrupt else None
-    check_outputs(args.output_dir, images, args.corrupt)
+    check_outputs(args.output_dir, images, lambda image: output_names(image, args.corrupt))
     make_output_dir(args.output_dir)
     return Predictions(card, images, args.output_dir, tiling, corruption)

@@ -21,8 +21,8 @@ from PIL import Image
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import normalize_image
 from .engine.inference import PredictionBatch, Predictor
-from .errors import UserError
 from .input_files import InputFile
+from .output_files import check_outputs, make_output_dir
 from .tiled_inference import (
     GROUP_NORM,
     ModelGrid,
@@ -69,36 +69,10 @@ def output_name(name: str, tag: str = "") -> str:
     return path.with_name(f"{path.stem}{tag}.png").as_posix()
 
 
-def check_outputs(output_dir: Path, images: list[InputFile], overlay: bool) -> None:
-    """Refuse, before any work, outputs that would overwrite an input or each other."""
-    inputs = {image.path.resolve(): image.path for image in images}
-    planned: dict[Path, str] = {}
-    for image in images:
-        tags = ["", OVERLAY_TAG] if overlay else [""]
-        for tag in tags:
-            output = (output_dir / output_name(image.name, tag)).resolve()
-            if output in inputs:
-                raise UserError(
-                    f"--output-dir {output_dir} would write {output} over the input "
-                    f"{inputs[output]}; pick an --output-dir outside the inputs"
-                )
-            if output in planned:
-                raise UserError(
-                    f"the masks of {planned[output]} and {image.path} would both be {output} "
-                    "(masks are PNGs named after their image); rename one of them"
-                )
-            planned[output] = str(image.path)
-
-
-def make_output_dir(output_dir: Path) -> None:
-    """Create --output-dir (and its parents); a UserError when that is impossible."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(
-            f"cannot create --output-dir {output_dir} ({error.strerror or error}); "
-            "pick a writable folder"
-        ) from None
+def output_names(image: InputFile, overlay: bool) -> list[str]:
+    """The files predict.py writes for an input: its mask (and its overlay)."""
+    tags = ["", OVERLAY_TAG] if overlay else [""]
+    return [output_name(image.name, tag) for tag in tags]
 
 
 class Predictions:
@@ -234,6 +208,7 @@ def prepare_predictions(
 ) -> Predictions:
     """Check the flags and the output paths, create --output-dir: ready to segment."""
     tiling = check_tiling(args, model_grid(card["model_config"]))
-    check_outputs(args.output_dir, images, args.overlay)
+    check_outputs(args.output_dir, images, lambda image: output_names(image, args.overlay),
+                  " (masks are PNGs named after their image)")  # fmt: skip
     make_output_dir(args.output_dir)
     return Predictions(card, images, args.output_dir, tiling, args.overlay)

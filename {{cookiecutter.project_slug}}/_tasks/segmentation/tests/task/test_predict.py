@@ -115,3 +115,29 @@ def test_a_tile_off_the_models_grid_is_one_sentence(
     )  # fmt: skip
     assert code == 2 and "--tile 130 is not a multiple of 4" in err
     assert not (tmp_path / "masks").exists()
+
+
+@pytest.mark.parametrize(
+    ("inputs", "output_dir", "expected"),
+    [
+        (["a.png"], "{in}", "would write {in}/a.png over the input"),
+        (["a.png"], "{in}/a.png/out", "cannot create --output-dir"),
+        (["a.png", "a.jpg"], "{tmp}/masks", "would both be {tmp}/masks/a.png (masks are PNGs"),
+    ],
+    ids=["over-an-input", "not-creatable", "two-images-one-mask"],
+)
+def test_a_bad_output_dir_is_one_sentence_before_any_mask_is_written(
+    predict_script, tiny_run, monkeypatch, capsys, tmp_path, inputs, output_dir, expected
+):
+    for name in inputs:
+        write_scene(tmp_path / "in" / name, 0)
+    before = {path: path.read_bytes() for path in (tmp_path / "in").iterdir()}
+    places = {"in": str(tmp_path / "in"), "tmp": str(tmp_path)}
+    code, out, err = run_script(
+        predict_script, "predict.py", monkeypatch, capsys,
+        "--checkpoint", str(tiny_run.run_dir / "checkpoints" / "best.pt"), str(tmp_path / "in"),
+        "--output-dir", output_dir.format(**places),
+    )  # fmt: skip
+    assert code == 2 and expected.format(**places) in err and len(err.strip().splitlines()) == 1
+    assert out == "" and not (tmp_path / "masks").exists()
+    assert {path: path.read_bytes() for path in (tmp_path / "in").iterdir()} == before
