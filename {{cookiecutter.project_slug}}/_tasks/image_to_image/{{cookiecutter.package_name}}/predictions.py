@@ -8,9 +8,6 @@ tiled result is the whole-image result.
 """
 
 import argparse
-import json
-import os
-import sys
 import zlib
 from pathlib import Path
 
@@ -19,11 +16,16 @@ from PIL import Image
 
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import check_corruption
-from .engine.inference import PredictionBatch, Predictor
+from .engine.inference import InputGroup, Predictor
 from .errors import UserError
 from .input_files import InputFile
 from .ops import corrupt
-from .output_files import check_outputs, make_output_dir
+from .output_files import (
+    OutputFilePredictions,
+    check_outputs,
+    make_output_dir,
+    save_picture,
+)
 from .tiled_inference import (
     GROUP_NORM,
     ModelGrid,
@@ -31,7 +33,6 @@ from .tiled_inference import (
     check_tiling,
     describe,
     run_any_size,
-    too_large,
 )
 
 CORRUPTED_TAG = ".corrupted"  # --corrupt writes photo.png's corrupted input as photo.corrupted.png
@@ -75,61 +76,34 @@ def noise_generator(name: str) -> torch.Generator:
     return torch.Generator().manual_seed(zlib.crc32(name.encode()))
 
 
-class Predictions:
-    """Restores batches of images and writes them; one record per input, in input order."""
+class Predictions(OutputFilePredictions):
+    """Restores batches of images and writes them; one record per input, in input order:
+    {"path", "output", "width", "height"[, "corrupted"]} or {"path", "error"}."""
 
     def __init__(
         self,
         card: dict,
-        images: list[InputFile],
         output_dir: Path,
         tiling: Tiling | None,
         corruption: tuple[str, float] | None,
     ) -> None:
-        self.images, self.output_dir = images, output_dir
-        self.tiling, self.corruption = tiling, corruption
-        self.grid = model_grid(card["model_config"])
-        self.written = self.failed = 0
-        self._records: dict[int, dict] = {}
+        super().__init__(output_dir, model_grid(card["model_config"]), tiling)
+        self.corruption = corruption
 
-    def __enter__(self) -> "Predictions":
-        return self
-
-    def __exit__(self, error_type, error, traceback) -> None:
-        """Nothing to close: each image is written whole (under a temporary name) as it comes."""
-
-    @property
-    def records(self) -> list[dict]:
-        """{"path", "output", "width", "height"[, "corrupted"]} or {"path", "error"}, by input."""
-        return [self._records[index] for index in sorted(self._records)]
-
-    def add(self, predictor: Predictor, batch: PredictionBatch) -> None:
-        """Restore the batch's images and write them; its records (failed inputs: error
-        records) go to stdout as JSON lines, in input order."""
-        records = {index: {"path": str(image.path), "error": reason}
-                   for index, image, reason in batch.failures}  # fmt: skip
-        for group in batch.groups:
-            if reason := too_large(group.batch, self.grid, self.tiling):
-                for index, image in zip(group.indices, group.inputs, strict=True):
-                    records[index] = {"path": str(image.path), "error": f"{image.path} {reason}"}
-                continue
-            inputs = group.batch
-            if self.corruption is not None:
-                kind, strength = self.corruption
-                inputs = torch.stack(
-                    [corrupt(clean, kind, strength, noise_generator(image.name))
-                     for clean, image in zip(inputs, group.inputs, strict=True)]
-                )  # fmt: skip
-            restored = self.restore(predictor, inputs).cpu()
-            # One copy to the host per group; the corrupted inputs too, when they are written.
-            befores = inputs.cpu() if self.corruption is not None else [None] * len(inputs)
-            for index, image, after, before in zip(
-                group.indices, group.inputs, restored, befores, strict=True
-            ):
-                records[index] = self._write(image, after, before)
-        for index in sorted(records):
-            self._record(index, records[index])
-        sys.stdout.flush()
+    def write_group(self, predictor: Predictor, group: InputGroup) -> list[dict]:
+        """Restore one group (corrupted first with --corrupt) and write each image."""
+        inputs = group.batch
+        if self.corruption is not None:
+            kind, strength = self.corruption
+            inputs = torch.stack(
+                [corrupt(clean, kind, strength, noise_generator(image.name))
+                 for clean, image in zip(inputs, group.inputs, strict=True)]
+            )  # fmt: skip
+        restored = self.restore(predictor, inputs).cpu()
+        # One copy to the host per group; the corrupted inputs too, when they are written.
+        befores = inputs.cpu() if self.corruption is not None else [None] * len(inputs)
+        return [self._write(image, after, before)
+                for image, after, before in zip(group.inputs, restored, befores, strict=True)]  # fmt: skip
 
     def restore(self, predictor: Predictor, images: torch.Tensor) -> torch.Tensor:
         """The model's output for a (N, C, H, W) batch of any H and W, clipped to [0, 1]."""
@@ -151,14 +125,6 @@ class Predictions:
         height, width = restored.shape[-2:]
         return {**record, "width": width, "height": height}
 
-    def _record(self, index: int, record: dict) -> None:
-        if "error" in record:
-            self.failed += 1
-        else:
-            self.written += 1
-        self._records[index] = record
-        print(json.dumps(record))
-
     def summary(self) -> str:
         """One line: how many images were restored, how many failed, where they went."""
         line = f"{self.written} image(s) restored, {self.failed} failed; written to "
@@ -171,7 +137,7 @@ class Predictions:
 
 def save_image(image: torch.Tensor, path: Path) -> None:
     """A (C, H, W) image in [0, 1] as an 8-bit file of the format its suffix names, written
-    under a temporary name and renamed into place (never a half-written file)."""
+    whole or not at all."""
     formats = Image.registered_extensions()
     if path.suffix.lower() not in formats:
         raise ValueError(f"no image format is known for the suffix {path.suffix!r}")
@@ -179,12 +145,7 @@ def save_image(image: torch.Tensor, path: Path) -> None:
     picture = Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels)
     image_format = formats[path.suffix.lower()]
     options = {"quality": LOSSY_QUALITY} if image_format in ("JPEG", "WEBP") else {}
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        picture.save(temporary, format=image_format, **options)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    save_picture(picture, path, format=image_format, **options)
 
 
 def prepare_predictions(
@@ -195,4 +156,4 @@ def prepare_predictions(
     corruption = corruption_of(card) if args.corrupt else None
     check_outputs(args.output_dir, images, lambda image: output_names(image, args.corrupt))
     make_output_dir(args.output_dir)
-    return Predictions(card, images, args.output_dir, tiling, corruption)
+    return Predictions(card, args.output_dir, tiling, corruption)

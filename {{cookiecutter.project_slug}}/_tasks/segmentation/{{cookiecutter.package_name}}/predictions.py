@@ -9,9 +9,6 @@ than twice its receptive radius, so the tiled masks are the whole-image masks.
 """
 
 import argparse
-import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +17,14 @@ from PIL import Image
 
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import normalize_image
-from .engine.inference import PredictionBatch, Predictor
+from .engine.inference import InputGroup, Predictor
 from .input_files import InputFile
-from .output_files import check_outputs, make_output_dir
+from .output_files import (
+    OutputFilePredictions,
+    check_outputs,
+    make_output_dir,
+    save_picture,
+)
 from .tiled_inference import (
     GROUP_NORM,
     ModelGrid,
@@ -30,7 +32,6 @@ from .tiled_inference import (
     check_tiling,
     describe,
     run_any_size,
-    too_large,
 )
 
 OVERLAY_TAG = ".overlay"  # --overlay writes photo.jpg's blend as photo.overlay.png
@@ -75,60 +76,23 @@ def output_names(image: InputFile, overlay: bool) -> list[str]:
     return [output_name(image.name, tag) for tag in tags]
 
 
-class Predictions:
-    """Segments batches of images and writes their masks; one record per input, in order."""
+class Predictions(OutputFilePredictions):
+    """Segments batches of images and writes their masks; one record per input, in order:
+    {"path", "output", ["overlay",] "width", "height", "fractions"} or {"path", "error"}."""
 
-    def __init__(
-        self,
-        card: dict,
-        images: list[InputFile],
-        output_dir: Path,
-        tiling: Tiling | None,
-        overlay: bool,
-    ) -> None:
-        self.images, self.output_dir, self.tiling, self.overlay = (
-            images,
-            output_dir,
-            tiling,
-            overlay,
-        )
+    def __init__(self, card: dict, output_dir: Path, tiling: Tiling | None, overlay: bool) -> None:
+        super().__init__(output_dir, model_grid(card["model_config"]), tiling)
+        self.overlay = overlay
         self.classes, self.palette = card["classes"], card["palette"]
         form = card["preprocessing"]
         self.mean, self.std = form["mean"], form["std"]
-        self.grid = model_grid(card["model_config"])
-        self.written = self.failed = 0
-        self._records: dict[int, dict] = {}
 
-    def __enter__(self) -> "Predictions":
-        return self
-
-    def __exit__(self, error_type, error, traceback) -> None:
-        """Nothing to close: each mask is written whole (under a temporary name) as it comes."""
-
-    @property
-    def records(self) -> list[dict]:
-        """{"path", "output", ["overlay",] "width", "height", "fractions"} or {"path", "error"}."""
-        return [self._records[index] for index in sorted(self._records)]
-
-    def add(self, predictor: Predictor, batch: PredictionBatch) -> None:
-        """Segment the batch's images and write their masks; the records (failed inputs: error
-        records) go to stdout as JSON lines, in input order."""
-        records = {index: {"path": str(image.path), "error": reason}
-                   for index, image, reason in batch.failures}  # fmt: skip
-        for group in batch.groups:
-            if reason := too_large(group.batch, self.grid, self.tiling):
-                for index, image in zip(group.indices, group.inputs, strict=True):
-                    records[index] = {"path": str(image.path), "error": f"{image.path} {reason}"}
-                continue
-            masks = self.segment(predictor, group.batch).cpu()
-            photos = group.batch.cpu() if self.overlay else [None] * len(masks)
-            for index, image, mask, photo in zip(
-                group.indices, group.inputs, masks, photos, strict=True
-            ):
-                records[index] = self._write(image, mask, photo)
-        for index in sorted(records):
-            self._record(index, records[index])
-        sys.stdout.flush()
+    def write_group(self, predictor: Predictor, group: InputGroup) -> list[dict]:
+        """Segment one group and write each image's mask (and overlay)."""
+        masks = self.segment(predictor, group.batch).cpu()
+        photos = group.batch.cpu() if self.overlay else [None] * len(masks)
+        return [self._write(image, mask, photo)
+                for image, mask, photo in zip(group.inputs, masks, photos, strict=True)]  # fmt: skip
 
     def logits(self, predictor: Predictor, images: torch.Tensor) -> torch.Tensor:
         """The class scores (N, C, H, W) of a batch of any H and W (whole, or tiled)."""
@@ -146,10 +110,11 @@ class Predictions:
         picture = mask_image(mask, self.palette)
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
-            save_png(picture, output)
+            save_picture(picture, output, format="PNG")
             if photo is not None:
                 record["overlay"] = str(self.output_dir / output_name(image.name, OVERLAY_TAG))
-                save_png(self.overlay_image(photo, picture), Path(record["overlay"]))
+                overlay = self.overlay_image(photo, picture)
+                save_picture(overlay, Path(record["overlay"]), format="PNG")
         except OSError as error:
             return {"path": str(image.path), "error": f"cannot write {output} ({error})"}
         height, width = mask.shape
@@ -165,14 +130,6 @@ class Predictions:
         pixels = ((photo * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
         rgb = Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
         return Image.blend(rgb, mask.convert("RGB"), OVERLAY_ALPHA)
-
-    def _record(self, index: int, record: dict) -> None:
-        if "error" in record:
-            self.failed += 1
-        else:
-            self.written += 1
-        self._records[index] = record
-        print(json.dumps(record))
 
     def summary(self) -> str:
         """One line: how many images were segmented, how many failed, where the masks went."""
@@ -193,16 +150,6 @@ def mask_image(mask: torch.Tensor, palette: list[int]) -> Image.Image:
     return Image.fromarray(mask.to(torch.int32).numpy().astype(np.uint16))
 
 
-def save_png(picture: Image.Image, path: Path) -> None:
-    """Write a PNG under a temporary name and rename it into place (never a half-written file)."""
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        picture.save(temporary, format="PNG")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def prepare_predictions(
     args: argparse.Namespace, card: dict, images: list[InputFile]
 ) -> Predictions:
@@ -211,4 +158,4 @@ def prepare_predictions(
     check_outputs(args.output_dir, images, lambda image: output_names(image, args.overlay),
                   " (masks are PNGs named after their image)")  # fmt: skip
     make_output_dir(args.output_dir)
-    return Predictions(card, images, args.output_dir, tiling, args.overlay)
+    return Predictions(card, args.output_dir, tiling, args.overlay)
