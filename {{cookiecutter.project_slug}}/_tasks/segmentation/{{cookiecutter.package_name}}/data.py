@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -167,35 +168,74 @@ class FolderPairs(Dataset):
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
 
 
-class RandomScale(v2.Transform):
-    """Resize an image and its mask by one random factor of their own size, drawn uniformly from
-    [low, high] (the image bilinear with antialiasing, a tv_tensors.Mask nearest)."""
+class RandomScaledCrop(v2.Transform):
+    """A `size` px crop of an image and its mask resized by a random factor of their own size
+    (uniform over `scales`); where the resized image is smaller than the crop, the rest is
+    padding (black image, `mask_fill` in the mask). Computed as a crop of size / factor px of
+    the original, resized to `size` (the image bilinear with antialiasing, a tv_tensors.Mask
+    nearest): its cost does not grow with the image."""
 
-    def __init__(self, low: float, high: float) -> None:
+    def __init__(self, size: int, scales: tuple[float, float], mask_fill: int) -> None:
         super().__init__()
-        self.low, self.high = low, high
+        self.size, self.scales, self.mask_fill = size, scales, mask_fill
 
     def make_params(self, flat_inputs: list) -> dict:
         height, width = next(v2.functional.get_size(inpt) for inpt in flat_inputs
                              if isinstance(inpt, tv_tensors.Image))  # fmt: skip
-        factor = torch.empty(()).uniform_(self.low, self.high).item()
-        return {"size": [max(1, round(height * factor)), max(1, round(width * factor))]}
+        factor = torch.empty(()).uniform_(*self.scales).item()
+        window = max(1, round(self.size / factor))
+        return {"window": window, "top": _offset(height, window), "left": _offset(width, window)}
 
     def transform(self, inpt, params: dict):
         if not isinstance(inpt, tv_tensors.Image | tv_tensors.Mask):
             return inpt
-        return v2.functional.resize(inpt, params["size"], antialias=True)
+        # The part of the window inside the image is cropped and resized; the padding around
+        # it comes after the resize, so no pixel blends image and padding.
+        height, width = v2.functional.get_size(inpt)
+        rows = _span(params["top"], params["window"], height, self.size)
+        columns = _span(params["left"], params["window"], width, self.size)
+        box = v2.functional.crop(inpt, rows.start, columns.start, rows.length, columns.length)
+        resized = v2.functional.resize(box, [rows.resized, columns.resized], antialias=True)
+        fill = self.mask_fill if isinstance(inpt, tv_tensors.Mask) else 0
+        padding = [columns.before, rows.before, columns.after, rows.after]
+        return v2.functional.pad(resized, padding, fill=fill)
+
+
+class Span(NamedTuple):
+    """Along one side: the part of a crop's window inside the image (its start and length in
+    the image), its length once resized, and the padding before and after it in the crop."""
+
+    start: int
+    length: int
+    resized: int
+    before: int
+    after: int
+
+
+def _span(offset: int, window: int, side: int, size: int) -> Span:
+    """The window [offset, offset + window) along an image side of `side` px, shown at `size`."""
+    start, stop = max(offset, 0), min(offset + window, side)
+    scale = size / window
+    before = min(size - 1, round((start - offset) * scale))
+    resized = max(1, min(size - before, round((stop - start) * scale)))
+    return Span(start, stop - start, resized, before, size - before - resized)
+
+
+def _offset(length: int, window: int) -> int:
+    """Where a window starts along a side of `length` px: anywhere inside when it fits, else
+    anywhere that holds the whole side (negative: padding before the image)."""
+    if length >= window:
+        return int(torch.randint(0, length - window + 1, ()))
+    return -int(torch.randint(0, window - length + 1, ()))
 
 
 def train_transform(crop_size: int, ignore_index: int) -> v2.Transform:
-    """Random resize (SCALE_RANGE of the image's own size), a crop of --crop-size (padded where
-    the image is smaller: black image, ignored mask), a random horizontal flip, then
-    normalisation. v2 moves a tv_tensors.Mask with its image and resizes it NEAREST; the
-    randomness comes from torch's generator, which the loader seeds per sample."""
-    fill = {tv_tensors.Image: 0, tv_tensors.Mask: ignore_index}
+    """A crop of --crop-size after a random resize (SCALE_RANGE of the image's own size),
+    padded where the resized image is smaller (black image, ignored mask), a random
+    horizontal flip, then normalisation. The randomness comes from torch's generator, which
+    the loader seeds per sample."""
     return v2.Compose([
-        RandomScale(*SCALE_RANGE),
-        v2.RandomCrop(crop_size, pad_if_needed=True, fill=fill),
+        RandomScaledCrop(crop_size, SCALE_RANGE, mask_fill=ignore_index),
         v2.RandomHorizontalFlip(),
         v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True),
         v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD)),

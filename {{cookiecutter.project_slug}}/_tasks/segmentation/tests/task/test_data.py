@@ -11,7 +11,7 @@ from {{ cookiecutter.package_name }}.data import (
     IMAGENET_STD,
     SCALE_RANGE,
     SYNTHETIC_CLASSES,
-    RandomScale,
+    RandomScaledCrop,
     SyntheticScenes,
     build_datasets,
     train_transform,
@@ -155,21 +155,25 @@ def test_augmentation_moves_image_and_mask_together(tmp_path):
         assert (red[~labelled] < 1).all()  # padding: black image, ignored mask
 
 
-def test_random_scale_resizes_image_and_mask_by_one_factor_of_their_own_size():
-    # Training sees images around the scale validation and predict.py see them at: a factor
-    # of their own size (SCALE_RANGE), whatever --crop-size is.
-    image = tv_tensors.Image(torch.zeros(3, 30, 90, dtype=torch.uint8))
-    mask = tv_tensors.Mask(torch.zeros(30, 90, dtype=torch.int64))
+def test_training_crops_show_the_image_at_a_random_factor_of_its_own_size():
+    # Training sees images around the scale validation and predict.py see them at: the crop
+    # is a window of crop / factor px of the original, factor in SCALE_RANGE, whatever the
+    # image's size (a large photo is cropped before it is resized).
     low, high = SCALE_RANGE
-    heights = []
-    for seed in range(40):
-        torch.manual_seed(seed)
-        out_image, out_mask = RandomScale(low, high)(image, mask)
-        height, width = out_image.shape[-2:]
-        assert out_mask.shape == (height, width)
-        assert 30 * low - 1 <= height <= 30 * high + 1 and abs(width - 3 * height) <= 3
-        heights.append(height)
-    assert min(heights) < 30 < max(heights)  # both smaller and larger than the image
+    transform = RandomScaledCrop(40, SCALE_RANGE, mask_fill=255)
+    for height, width in ((30, 90), (3000, 4000)):
+        image = tv_tensors.Image(torch.zeros(3, height, width, dtype=torch.uint8))
+        mask = tv_tensors.Mask(torch.zeros(height, width, dtype=torch.int64))
+        windows = []
+        for seed in range(40):
+            torch.manual_seed(seed)
+            window = transform.make_params([image, mask])["window"]
+            assert 40 / high - 1 <= window <= 40 / low + 1
+            windows.append(window)
+            torch.manual_seed(seed)
+            out_image, out_mask = transform(image, mask)
+            assert out_image.shape == (3, 40, 40) and out_mask.shape == (40, 40)
+        assert min(windows) < 40 < max(windows)  # enlarged and shrunk both
 
 
 # An RGB colour for each value of write_data_folder's masks (3 classes and the ignore band).
