@@ -315,7 +315,9 @@ def _image_folder(
     # One decision for the data set: a 0/255 mask without foreground would look binary too.
     binary = palette is None and looks_binary(surveys) and (names is None or len(names) == 2)
     if names is None:
-        names = [f"class_{index}" for index in range(count_classes(surveys, ignore_index, binary))]
+        pairs = [pair for split in SPLITS for pair in split_pairs[split]]
+        classes = count_classes(data_dir, pairs, surveys, ignore_index, binary)
+        names = [f"class_{index}" for index in range(classes)]
     if len(names) < 2:
         raise UserError(
             f"the masks under {data_dir} hold one class only (0); segmentation needs two or "
@@ -440,12 +442,38 @@ def looks_binary(surveys: list[MaskSurvey]) -> bool:
     return values <= {0, 255} and 255 in values
 
 
-def count_classes(surveys: list[MaskSurvey], ignore_index: int, binary: bool) -> int:
-    """Without classes.txt: the largest class value in any mask, plus one."""
+def count_classes(
+    data_dir: Path, pairs: list[Pair], surveys: list[MaskSurvey], ignore_index: int, binary: bool
+) -> int:
+    """Without classes.txt: the largest class value in any mask, plus one. A value no mask
+    holds below it is a UserError: the largest is then likely a stray value (or the ignore
+    value is another than --ignore-index), which would add classes that never occur."""
     if binary:
         return 2
     values = set().union(*(survey.counts for survey in surveys)) - {ignore_index}
-    return max(values, default=0) + 1
+    top = max(values, default=0)
+    missing = sorted(set(range(top)) - values)
+    if missing:
+        first = next(pair.mask for pair, survey in zip(pairs, surveys, strict=True)
+                     if top in survey.counts)  # fmt: skip
+        raise UserError(
+            f"without {data_dir / 'classes.txt'} the classes are 0 to the largest mask value, "
+            f"{top} (first in {first}), but no mask holds {spans(missing)}; relabel the stray "
+            f"values, set --ignore-index to the value that means 'no label', or write "
+            "classes.txt with one name a line for each class"
+        )
+    return top + 1
+
+
+def spans(values: list[int]) -> str:
+    """Sorted integers in short: [3, 4, 5, 6, 9] -> '3-6, 9'."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def check_survey(

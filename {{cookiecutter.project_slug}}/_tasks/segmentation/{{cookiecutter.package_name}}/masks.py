@@ -145,8 +145,8 @@ def colours_to_values(
     found = np.searchsorted(known, codes).clip(max=len(known) - 1)
     unknown = known[found] != codes
     if unknown.any():
-        colours = [tuple(int(v) for v in rgb.reshape(-1, 3)[i]) for i in
-                   np.unique(codes[unknown], return_index=True)[1][:SHOWN]]  # fmt: skip
+        colours = [((code >> 16) & 255, (code >> 8) & 255, code & 255)
+                   for code in np.unique(codes[unknown])[:SHOWN].tolist()]  # fmt: skip
         named = ", ".join(f"({r}, {g}, {b})" for r, g, b in colours)
         raise UserError(
             f"the mask {path} has the colour{'s' if len(colours) > 1 else ''} {named} at "

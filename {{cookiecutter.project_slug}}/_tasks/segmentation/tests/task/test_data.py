@@ -73,6 +73,12 @@ def write_bad_folder(root, problem: str) -> str:
             path.unlink()
         (root / "val" / "masks").rmdir()
         return "has no val/masks folder"
+    if problem == "stray-value-without-class-names":
+        (root / "classes.txt").unlink()
+        mask = np.array(Image.open(masks / "1.png"))
+        mask[5, 6] = 7  # one stray pixel: classes 0-2 are there, 3-6 nowhere
+        Image.fromarray(mask).save(masks / "1.png")
+        return f"the largest mask value, 7 (first in {masks / '1.png'}), but no mask holds 3-6"
     if problem == "one-class":
         (root / "classes.txt").unlink()
         for split in ("train", "val"):
@@ -83,7 +89,8 @@ def write_bad_folder(root, problem: str) -> str:
 
 
 PROBLEMS = ["image-without-mask", "mask-without-image", "mask-size", "unknown-value",
-            "corrupt-image", "no-masks-folder", "one-class"]  # fmt: skip
+            "stray-value-without-class-names", "corrupt-image", "no-masks-folder",
+            "one-class"]  # fmt: skip
 
 
 @pytest.mark.parametrize("problem", PROBLEMS)

@@ -116,7 +116,7 @@ def test_a_palette_image_maps_by_its_colours_when_a_palette_file_is_given(tmp_pa
 
 def test_a_colour_not_in_the_palette_is_named_with_the_file(tmp_path):
     colours = as_colours(CLASSES)
-    colours[0, 0] = colours[0, 1] = (10, 20, 30)
+    colours[1, 3] = colours[2, 3] = (10, 20, 30)  # not the first pixels: named by colour
     path = save(tmp_path, colours)
     message = message_of(lambda: read(path, palette=VOC_COLOURS))
     assert message == (
