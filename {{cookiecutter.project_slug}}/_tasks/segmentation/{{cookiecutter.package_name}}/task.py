@@ -26,7 +26,6 @@ from .data import (
     build_datasets,
     class_palette,
     mask_grid,
-    palette_colours,
     preview_grid,
 )
 from .engine import cli
@@ -34,7 +33,6 @@ from .engine.task_base import Task
 from .errors import UserError
 from .image_files import IMAGES, ImageReader
 from .input_files import InputFile
-from .masks import read_palette
 from .ops import confusion_image
 from .predictions import (
     Predictions,
@@ -118,6 +116,11 @@ class Segmentation(Task):
         masks' pixel counts (counted once: a resumed or evaluated run reads them from its
         checkpoint)."""
         check_model_flags(args)
+        if args.dataset == "synthetic" and getattr(args, "palette", None) is not None:
+            raise UserError(
+                f"--palette {args.palette} maps the colours of a folder's RGB masks (--dataset "
+                "folder); the synthetic scenes need none: drop --palette"
+            )
         recorded = args.recorded.get("class_weights")
         weights = getattr(args, "class_weights", "none") == "auto"
         data = build_datasets(
@@ -131,6 +134,7 @@ class Segmentation(Task):
             # checkpoint puts them.
             args.recorded = {**args.recorded, "class_weights": data.class_weights}
         self.class_names = list(data.classes)
+        self.class_colours = class_palette(data.num_classes, data.palette)
         for note in data.notes:
             print(note)
         return data
@@ -269,8 +273,7 @@ class Segmentation(Task):
             return
         images, outputs, targets = batch
         logits = outputs["out"] if isinstance(outputs, dict) else outputs
-        palette = _palette_colours(args, logits.size(1))
-        grid = mask_grid(images, [targets, logits.detach().argmax(1)], palette)
+        grid = mask_grid(images, [targets, logits.detach().argmax(1)], self.class_colours)
         writer.add_image("train/image_mask_prediction", grid, step)
 
     def validation_images(self, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -359,13 +362,6 @@ def _input_size(args: argparse.Namespace) -> int:
     size = args.image_size if args.dataset == "synthetic" else crop or args.image_size
     recorded = (args.recorded.get("preprocessing") or {}).get("image_size")
     return size or recorded or DEFAULT_IMAGE_SIZE
-
-
-def _palette_colours(args: argparse.Namespace, num_classes: int) -> list[int]:
-    """The class colours for pictures: --palette's, else the standard ones."""
-    palette = getattr(args, "palette", None)
-    colours = palette_colours(read_palette(palette), num_classes) if palette else None
-    return class_palette(num_classes, colours)
 
 
 def check_model_flags(args: argparse.Namespace) -> None:

@@ -115,6 +115,21 @@ def test_train_py_exits_2_on_a_bad_folder_before_writing_anything(tmp_path, monk
     assert not runs.exists()
 
 
+def test_a_palette_for_the_synthetic_scenes_is_refused_before_anything_is_written(
+    tmp_path, monkeypatch, capsys
+):
+    # The scenes have index masks: a --palette would only be read (and fail) at the first
+    # picture of the masks, hundreds of steps in.
+    runs = tmp_path / "runs"
+    code, _, err = run_script(
+        load_script("train"), "train.py", monkeypatch, capsys,
+        "--palette", str(tmp_path / "missing.txt"), "--out-dir", str(runs),
+    )  # fmt: skip
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "maps the colours of a folder's RGB masks" in err and "drop --palette" in err
+    assert not runs.exists()
+
+
 def test_a_folder_reads_classes_counts_pixels_and_pads_validation(tmp_path):
     write_data_folder(tmp_path / "data")
     (tmp_path / "data" / "classes.txt").write_text("dark\nmid\nbright\n")
