@@ -13,6 +13,7 @@ import pickle
 import socket
 import threading
 import urllib.request
+from collections.abc import Collection
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -169,11 +170,15 @@ def is_state_dict(value: object) -> bool:
     )
 
 
-def check_arch(path: str, found: str | None, arch: str) -> None:
+def check_arch(
+    path: str, found: str | None, arch: str, loadable: Collection[str] | None = None
+) -> None:
     """A UserError when the weights file at `path` records another --arch than `arch` (`found`:
-    the one it records, None when it records none)."""
-    if found not in (None, arch):
-        raise UserError(
-            f"{path} holds weights of --arch {found}, not {arch}; add --arch {found}, or give "
-            f"weights of {arch}"
-        )
+    the one it records, None when it records none). `loadable`: the archs that take
+    --pretrained files (None: all), so the sentence suggests switching only to one of them."""
+    if found in (None, arch):
+        return
+    switch = f"add --arch {found}, or " if loadable is None or found in loadable else ""
+    raise UserError(
+        f"{path} holds weights of --arch {found}, not {arch}; {switch}give weights of {arch}"
+    )

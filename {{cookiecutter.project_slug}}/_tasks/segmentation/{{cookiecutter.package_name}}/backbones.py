@@ -122,7 +122,7 @@ def load_pretrained(model: nn.Module, arch: str, source: str) -> None:
         )
         return
     loaded = read_weights_file(source)
-    hub_weights.check_arch(source, loaded.get("arch"), arch)
+    hub_weights.check_arch(source, loaded.get("arch"), arch, loadable=ARCHS)  # not the own U-Net
     state, fresh, notes = fit_whole_model(model, loaded["model"])
     fit(model, state, source, optional=fresh)
     tqdm.write(f"pretrained: {source}" + "".join(f"; {note}" for note in notes))

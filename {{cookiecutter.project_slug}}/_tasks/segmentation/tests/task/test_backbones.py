@@ -263,3 +263,15 @@ def test_a_network_without_a_backbone_has_only_head_parameters():
     assert len(head) == len(list(own.parameters())) and backbone == []
     assert not backbones.set_backbone_frozen(own.train(), frozen=True)
     assert own[1].training  # nothing was frozen
+
+
+def test_a_checkpoint_of_the_own_unet_does_not_suggest_arch_own(tmp_path):
+    # The own U-Net takes no --pretrained file, so switching to it is no fix.
+    torch.save({"model": {"weight": torch.zeros(1)},
+                "model_config": {"arch": "own"}}, tmp_path / "best.pt")  # fmt: skip
+    model = backbones.build_torchvision_segmenter(SMALL, CLASSES, aux_loss=False)
+    with pytest.raises(UserError) as error:
+        backbones.load_pretrained(model, SMALL, str(tmp_path / "best.pt"))
+    assert str(error.value) == (
+        f"{tmp_path / 'best.pt'} holds weights of --arch own, not {SMALL}; give weights of {SMALL}"
+    )
