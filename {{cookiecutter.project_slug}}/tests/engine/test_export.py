@@ -25,7 +25,7 @@ from {{ cookiecutter.package_name }}.engine.cli import run_cli
 from {{ cookiecutter.package_name }}.errors import UserError
 from {{ cookiecutter.package_name }}.task import task
 
-from ..helpers import load_script
+from ..helpers import PROJECT_ROOT, load_script
 from ..task import task_cases
 
 CPU = torch.device("cpu")
@@ -115,6 +115,16 @@ def test_every_format_round_trips_within_tolerance_at_several_sizes(exported, ea
             outputs = predictor.run(images)
             assert outputs.dtype == torch.float32
             torch.testing.assert_close(outputs, model(images), rtol=0, atol=TOLERANCE)
+
+
+def test_the_onnx_graphs_input_and_output_names_are_the_readmes(exported):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    output, code, _ = exported("onnx")
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    names = session.get_inputs()[0].name, session.get_outputs()[0].name
+    assert code == 0 and names == ("inputs", "outputs")
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"its input is `{names[0]}`, its output `{names[1]}`" in readme
 
 
 def test_the_default_output_is_the_checkpoint_path_with_the_format_suffix(
