@@ -299,17 +299,20 @@ class Segmentation(Task):
     def report_lines(
         self, metrics: dict, settings: dict, data: DataBundle, saved: list[Path]
     ) -> list[str]:
-        """test.py's lines above its JSON: the data, the scores, and a table of each class's IoU."""
+        """test.py's lines above its JSON: the data, the scores, and a table of each class's IoU
+        and pixels (in the truth: the confusion matrix's row sums of the evaluation)."""
         lines = [
             f"data        {settings['dataset']} val split, {metrics['samples']} images, "
             f"{data.num_classes} classes",
             f"mIoU        {metrics['miou']:.4f}   pixel accuracy {metrics['pixel_accuracy']:.2%}   "
             f"mean class accuracy {metrics['mean_class_accuracy']:.2%}   loss {metrics['loss']:.4f}",
-            f"{'class':<24} IoU",
+            f"{'class':<24} {'IoU':>8} {'pixels':>12}",
         ]
-        for name in data.classes:
+        pixels = self.latest_sums["confusion"].sum(1).tolist()
+        for name, count in zip(data.classes, pixels, strict=True):
             iou = metrics.get(f"iou/{name}")
-            lines.append(f"  {name:<22} " + ("-  (absent)" if iou is None else f"{iou:.4f}"))
+            shown = "-" if iou is None else f"{iou:.4f}"  # absent: neither true nor predicted
+            lines.append(f"  {name:<22} {shown:>8} {count:>12}")
         return lines
 
     def add_predict_flags(self, parser: argparse.ArgumentParser) -> None:

@@ -32,15 +32,20 @@ def test_class_weights_auto_are_counted_once_and_kept_for_the_resume(train_scrip
     assert torch.equal(criterion.class_weights.cpu(), torch.tensor(weights, dtype=torch.float32))
 
 
-def test_test_script_prints_a_table_of_each_classes_iou(tiny_run, test_script, capsys):
+def test_test_script_prints_a_table_of_each_classes_iou_and_pixels(tiny_run, test_script, capsys):
     checkpoint = tiny_run.run_dir / "checkpoints" / "best.pt"
     flags = ["--checkpoint", str(checkpoint), "--num-workers", "0", "--device", "cpu"]
     assert test_script.main(flags) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads(lines[-1])
     assert abs(result["miou"] - tiny_run.best_metric) < 1e-9
-    for name in SYNTHETIC_CLASSES:
-        assert any(line.split()[:1] == [name] for line in lines), name
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith("  ")}
+    assert list(rows) == list(SYNTHETIC_CLASSES)
+    for name, (iou, _) in rows.items():
+        expected = result.get(f"iou/{name}")
+        assert iou == ("-" if expected is None else f"{expected:.4f}"), name
+    # The synthetic masks ignore no pixel: every pixel of the 32 px val scenes is counted once.
+    assert sum(int(pixels) for _, pixels in rows.values()) == result["samples"] * 32 * 32
 
 
 def test_logs_mask_grids_every_n_steps_and_a_confusion_matrix_each_epoch(train_script, tmp_path):
