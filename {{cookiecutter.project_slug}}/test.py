@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names
     }
     recorded = {"recorded": engine.task_extras(checkpoint)}  # e.g. the input format it trained on
-    data = task.build_data(argparse.Namespace(**{**train_args, **settings, **recorded}))
+    data = task.build_eval_data(argparse.Namespace(**{**train_args, **settings, **recorded}))
     task.check_data(checkpoint, data)
 
     model = task.build_model(checkpoint["model_config"])

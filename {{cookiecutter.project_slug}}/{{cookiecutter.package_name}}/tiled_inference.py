@@ -72,8 +72,9 @@ def check_tiling(args: argparse.Namespace, grid: ModelGrid) -> Tiling | None:
             raise UserError(
                 f"--tile {args.tile} is too small for the default --tile-overlap {overlap} (more "
                 f"than twice the model's receptive radius of {radius} px, so tiles agree with "
-                f"the whole image); give --tile {overlap + multiple} or more, or a smaller "
-                "--tile-overlap (tiles then agree only approximately)"
+                f"the whole image); give --tile {2 * overlap} or more (a tile then adds as many "
+                "new pixels as it shares: a smaller one runs most pixels several times), or a "
+                "smaller --tile-overlap (tiles then agree only approximately)"
             )
         raise UserError(
             f"--tile-overlap {overlap} leaves --tile {args.tile} no room to step; give a larger "

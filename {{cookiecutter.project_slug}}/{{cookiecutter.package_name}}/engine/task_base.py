@@ -82,6 +82,13 @@ class Task:
         optional fields the loader reads: `train_sample_weights`, `train_batch_transform`."""
         raise NotImplementedError
 
+    def build_eval_data(self, args: argparse.Namespace) -> Any:
+        """test.py's data (`args`: the checkpoint's flags, test.py's settings over them, and
+        `recorded`, the checkpoint's task extras): what build_data builds, by default. A task
+        whose data can be evaluated without its train split overrides it, so a folder of
+        held-out data needs no train/."""
+        return self.build_data(args)
+
     def model_config(self, args: argparse.Namespace, data: Any) -> dict:
         """The keyword arguments that build the model; checkpoints keep them to rebuild it."""
         raise NotImplementedError

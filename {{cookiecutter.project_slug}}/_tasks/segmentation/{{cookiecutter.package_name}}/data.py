@@ -276,9 +276,12 @@ def build_datasets(
     ignore_index: int = 255,
     palette_file: str | Path | None = None,
     count_pixels: bool = False,
+    splits: tuple[str, ...] = SPLITS,
+    class_names: list[str] | None = None,
 ) -> DataBundle:
     """The train and val splits of data set `name`; with `count_pixels`, the training masks'
-    pixels per class too (for --class-weights auto)."""
+    pixels per class too (for --class-weights auto). A folder's `splits` alone are read (the
+    others are empty), its classes named by classes.txt, else by `class_names`, else counted."""
     if name == "synthetic":
         train = SyntheticScenes(synthetic_size, crop_size, "train", seed)
         val = SyntheticScenes(max(synthetic_size // 5, 1), crop_size, "val", seed)
@@ -287,7 +290,9 @@ def build_datasets(
             data.class_pixels = synthetic_class_pixels(train)
         return data
     if name == "folder":
-        return _image_folder(Path(data_dir), crop_size, ignore_index, palette_file)
+        return _image_folder(
+            Path(data_dir), crop_size, ignore_index, palette_file, splits, class_names
+        )
     raise UserError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
 
 
@@ -300,14 +305,20 @@ def synthetic_class_pixels(scenes: SyntheticScenes) -> list[int]:
 
 
 def _image_folder(
-    data_dir: Path, crop_size: int, ignore_index: int, palette_file: str | Path | None
+    data_dir: Path,
+    crop_size: int,
+    ignore_index: int,
+    palette_file: str | Path | None,
+    splits: tuple[str, ...] = SPLITS,
+    class_names: list[str] | None = None,
 ) -> DataBundle:
-    """DIR/{train,val}/{images,masks}: every pair checked before training (paired, same size,
-    known mask values), and the training pixels counted per class on the way."""
-    check_layout(data_dir)
+    """DIR/{train,val}/{images,masks} (of `splits`): every pair checked before training
+    (paired, same size, known mask values), and the training pixels counted per class."""
+    check_layout(data_dir, splits)
     palette = read_palette(palette_file) if palette_file is not None else None
-    names = read_class_names(data_dir)
-    split_pairs = {split: paired_files(data_dir / split) for split in SPLITS}
+    names = read_class_names(data_dir) or class_names
+    split_pairs = {split: paired_files(data_dir / split) if split in splits else []
+                   for split in SPLITS}  # fmt: skip
     found = {
         split: survey_masks(pairs, ignore_index, palette) for split, pairs in split_pairs.items()
     }
@@ -345,15 +356,15 @@ def _image_folder(
     )  # fmt: skip
 
 
-def check_layout(data_dir: Path) -> None:
-    """DIR/train/images, DIR/train/masks and the same under val/, or one sentence saying what
-    is missing."""
+def check_layout(data_dir: Path, splits: tuple[str, ...] = SPLITS) -> None:
+    """DIR/train/images, DIR/train/masks and the same under val/ (of `splits`), or one
+    sentence saying what is missing."""
     if not data_dir.is_dir():
         raise UserError(
             f"--data-dir {data_dir} does not exist; point it at a folder with train/ and val/, "
             "each holding images/ and masks/"
         )
-    for split in SPLITS:
+    for split in splits:
         for kind in ("images", "masks"):
             if not (data_dir / split / kind).is_dir():
                 raise UserError(

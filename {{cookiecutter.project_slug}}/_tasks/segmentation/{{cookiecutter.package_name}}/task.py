@@ -21,6 +21,7 @@ import {{ cookiecutter.package_name }}.backbones as backbones
 from . import {{ cookiecutter.model_name }} as architecture
 from .data import (
     DATASETS,
+    SPLITS,
     TASK,
     DataBundle,
     build_datasets,
@@ -115,6 +116,20 @@ class Segmentation(Task):
         """The train and val pairs; with --class-weights auto, the weights from the training
         masks' pixel counts (counted once: a resumed or evaluated run reads them from its
         checkpoint)."""
+        return self._data(args, SPLITS)
+
+    def build_eval_data(self, args: argparse.Namespace) -> DataBundle:
+        """test.py's data: the val split alone (a held-out folder needs no train/), its classes
+        the checkpoint's unless the folder's classes.txt names them."""
+        return self._data(args, ("val",), args.recorded.get("classes"))
+
+    def _data(
+        self,
+        args: argparse.Namespace,
+        splits: tuple[str, ...],
+        class_names: list[str] | None = None,
+    ) -> DataBundle:
+        """The data of `splits` (the others empty), checked before any run folder exists."""
         check_model_flags(args)
         if args.dataset == "synthetic" and getattr(args, "palette", None) is not None:
             raise UserError(
@@ -126,6 +141,7 @@ class Segmentation(Task):
         data = build_datasets(
             args.dataset, args.data_dir, _input_size(args), args.seed, args.synthetic_size,
             args.ignore_index, args.palette, count_pixels=weights and recorded is None,
+            splits=splits, class_names=class_names,
         )  # fmt: skip
         if weights:
             counts = torch.tensor(data.class_pixels) if recorded is None else None

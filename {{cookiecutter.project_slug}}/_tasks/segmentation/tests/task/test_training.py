@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -6,6 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from {{ cookiecutter.package_name }}.data import SYNTHETIC_CLASSES
 
 from ..helpers import TINY_RUN_FLAGS, scalar_steps
+from .task_cases import write_data_folder
 
 
 def test_a_tiny_run_learns_and_its_checkpoint_keeps_classes_palette_and_ignore_value(tiny_run):
@@ -46,6 +48,27 @@ def test_test_script_prints_a_table_of_each_classes_iou_and_pixels(tiny_run, tes
         assert iou == ("-" if expected is None else f"{expected:.4f}"), name
     # The synthetic masks ignore no pixel: every pixel of the 32 px val scenes is counted once.
     assert sum(int(pixels) for _, pixels in rows.values()) == result["samples"] * 32 * 32
+
+
+def test_test_script_evaluates_a_folder_that_holds_only_a_val_split(
+    train_script, test_script, tmp_path, capsys
+):
+    # Held-out data needs no train/: test.py reads the val split alone, its classes named as
+    # the checkpoint names them (the folder has no classes.txt).
+    write_data_folder(tmp_path / "data")
+    flags = [*TINY_RUN_FLAGS, "--dataset", "folder", "--data-dir", str(tmp_path / "data"),
+             "--out-dir", str(tmp_path / "runs"), "--run-name", "folder"]  # fmt: skip
+    assert train_script.main(flags) == 0
+    shutil.copytree(tmp_path / "data" / "val", tmp_path / "held_out" / "val")
+    results = []
+    for data_dir in ("data", "held_out"):
+        argv = ["--checkpoint", str(tmp_path / "runs" / "folder" / "checkpoints" / "best.pt"),
+                "--data-dir", str(tmp_path / data_dir), "--num-workers", "0", "--device", "cpu"]  # fmt: skip
+        capsys.readouterr()
+        assert test_script.main(argv) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        results.append({key: value for key, value in result.items() if key != "data_dir"})
+    assert results[0] == results[1] and results[0]["samples"] == 6
 
 
 def test_logs_mask_grids_every_n_steps_and_a_confusion_matrix_each_epoch(train_script, tmp_path):
