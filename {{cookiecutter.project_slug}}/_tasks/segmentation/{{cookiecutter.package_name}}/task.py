@@ -116,44 +116,12 @@ class Segmentation(Task):
         """The train and val pairs; with --class-weights auto, the weights from the training
         masks' pixel counts (counted once: a resumed or evaluated run reads them from its
         checkpoint)."""
-        return self._data(args, SPLITS)
+        return read_data(self, args, SPLITS)
 
     def build_eval_data(self, args: argparse.Namespace) -> DataBundle:
         """test.py's data: the val split alone (a held-out folder needs no train/), its classes
         the checkpoint's unless the folder's classes.txt names them."""
-        return self._data(args, ("val",), args.recorded.get("classes"))
-
-    def _data(
-        self,
-        args: argparse.Namespace,
-        splits: tuple[str, ...],
-        class_names: list[str] | None = None,
-    ) -> DataBundle:
-        """The data of `splits` (the others empty), checked before any run folder exists."""
-        check_model_flags(args)
-        if args.dataset == "synthetic" and getattr(args, "palette", None) is not None:
-            raise UserError(
-                f"--palette {args.palette} maps the colours of a folder's RGB masks (--dataset "
-                "folder); the synthetic scenes need none: drop --palette"
-            )
-        recorded = args.recorded.get("class_weights")
-        weights = getattr(args, "class_weights", "none") == "auto"
-        data = build_datasets(
-            args.dataset, args.data_dir, _input_size(args), args.seed, args.synthetic_size,
-            args.ignore_index, args.palette, count_pixels=weights and recorded is None,
-            splits=splits, class_names=class_names,
-        )  # fmt: skip
-        if weights:
-            counts = torch.tensor(data.class_pixels) if recorded is None else None
-            data.class_weights = recorded or architecture.inverse_frequency_weights(counts).tolist()
-            # build_criterion sees only the flags: it finds the weights where a resumed run's
-            # checkpoint puts them.
-            args.recorded = {**args.recorded, "class_weights": data.class_weights}
-        self.class_names = list(data.classes)
-        self.class_colours = class_palette(data.num_classes, data.palette)
-        for note in data.notes:
-            print(note)
-        return data
+        return read_data(self, args, ("val",), args.recorded.get("classes"))
 
     def resolved_flags(self, data: DataBundle) -> dict:
         """The side of the synthetic scenes and of the training crops, as trained."""
@@ -373,6 +341,41 @@ class Segmentation(Task):
 
 
 task = Segmentation()
+
+
+def read_data(
+    task: Task,
+    args: argparse.Namespace,
+    splits: tuple[str, ...],
+    class_names: list[str] | None = None,
+) -> DataBundle:
+    """The data of `splits` (the others empty), checked before any run folder exists; the
+    task keeps its class names and colours (metrics and pictures name and colour by them).
+    A function, not a method: the interface test runs the task with its required members."""
+    check_model_flags(args)
+    if args.dataset == "synthetic" and getattr(args, "palette", None) is not None:
+        raise UserError(
+            f"--palette {args.palette} maps the colours of a folder's RGB masks (--dataset "
+            "folder); the synthetic scenes need none: drop --palette"
+        )
+    recorded = args.recorded.get("class_weights")
+    weights = getattr(args, "class_weights", "none") == "auto"
+    data = build_datasets(
+        args.dataset, args.data_dir, _input_size(args), args.seed, args.synthetic_size,
+        args.ignore_index, args.palette, count_pixels=weights and recorded is None,
+        splits=splits, class_names=class_names,
+    )  # fmt: skip
+    if weights:
+        counts = torch.tensor(data.class_pixels) if recorded is None else None
+        data.class_weights = recorded or architecture.inverse_frequency_weights(counts).tolist()
+        # build_criterion sees only the flags: it finds the weights where a resumed run's
+        # checkpoint puts them.
+        args.recorded = {**args.recorded, "class_weights": data.class_weights}
+    task.class_names = list(data.classes)
+    task.class_colours = class_palette(data.num_classes, data.palette)
+    for note in data.notes:
+        print(note)
+    return data
 
 
 def _input_size(args: argparse.Namespace) -> int:
