@@ -186,18 +186,6 @@ def test_weights_of_another_network_are_refused_in_one_sentence(tmp_path):
     assert message.endswith("give weights of the same architecture") and "\n" not in message
 
 
-def test_a_checkpoint_of_another_arch_names_it(tmp_path):
-    torch.save({"model": {"weight": torch.zeros(1)},
-                "model_config": {"arch": "fcn_resnet50"}}, tmp_path / "best.pt")  # fmt: skip
-    model = backbones.build_torchvision_segmenter(SMALL, CLASSES, aux_loss=False)
-    with pytest.raises(UserError) as error:
-        backbones.load_pretrained(model, SMALL, str(tmp_path / "best.pt"))
-    assert str(error.value) == (
-        f"{tmp_path / 'best.pt'} holds weights of --arch fcn_resnet50, not {SMALL}; add "
-        f"--arch fcn_resnet50, or give weights of {SMALL}"
-    )
-
-
 def test_a_checkpoint_gives_its_averaged_weights_when_it_kept_them(tmp_path):
     model = backbones.build_torchvision_segmenter(SMALL, CLASSES, aux_loss=False)
     ema = {key: torch.full_like(value, 0.5) if value.is_floating_point() else value
@@ -265,13 +253,18 @@ def test_a_network_without_a_backbone_has_only_head_parameters():
     assert own[1].training  # nothing was frozen
 
 
-def test_a_checkpoint_of_the_own_unet_does_not_suggest_arch_own(tmp_path):
-    # The own U-Net takes no --pretrained file, so switching to it is no fix.
+@pytest.mark.parametrize(
+    ("recorded", "switch"),
+    [("fcn_resnet50", "add --arch fcn_resnet50, or "), ("own", "")],
+    ids=["torchvision-arch", "own-unet"],  # the own U-Net takes no --pretrained file
+)
+def test_a_checkpoint_of_another_arch_names_it(tmp_path, recorded, switch):
     torch.save({"model": {"weight": torch.zeros(1)},
-                "model_config": {"arch": "own"}}, tmp_path / "best.pt")  # fmt: skip
+                "model_config": {"arch": recorded}}, tmp_path / "best.pt")  # fmt: skip
     model = backbones.build_torchvision_segmenter(SMALL, CLASSES, aux_loss=False)
     with pytest.raises(UserError) as error:
         backbones.load_pretrained(model, SMALL, str(tmp_path / "best.pt"))
     assert str(error.value) == (
-        f"{tmp_path / 'best.pt'} holds weights of --arch own, not {SMALL}; give weights of {SMALL}"
+        f"{tmp_path / 'best.pt'} holds weights of --arch {recorded}, not {SMALL}; {switch}"
+        f"give weights of {SMALL}"
     )
