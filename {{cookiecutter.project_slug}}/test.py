@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         name: train_args[name] if getattr(args, name) is None else getattr(args, name)
         for name in names
     }
+    cli.check_data_dir_read(args.data_dir, settings["dataset"], task.DATASETS)
     recorded = {"recorded": engine.task_extras(checkpoint)}  # e.g. the input format it trained on
     data = task.build_eval_data(argparse.Namespace(**{**train_args, **settings, **recorded}))
     task.check_data(checkpoint, data)

@@ -31,15 +31,19 @@ def check_outputs(
     """Refuse, in one sentence, outputs (output_names(input), relative to --output-dir) that
     would overwrite an input or each other; clash_hint says how outputs are named."""
     paths = {found.path.resolve(): found.path for found in inputs}
-    input_ids = {_file_id(path) for path in paths} - {None}
+    by_id = {_file_id(path): found for path, found in paths.items()}
+    by_id.pop(None, None)
     planned: dict[Path, Path] = {}
     for found in inputs:
         for name in output_names(found):
             output = (output_dir / name).resolve()
-            if output in paths or _file_id(output) in input_ids:
+            same_file = by_id.get(_file_id(output)) if output not in paths else None
+            if output in paths or same_file is not None:
+                one_file = " (the two names are one file)" if same_file else ""
                 raise UserError(
                     f"--output-dir {output_dir} would write {output_dir / name} over the input "
-                    f"{paths.get(output, output)}; pick an --output-dir outside the inputs"
+                    f"{paths.get(output, same_file)}{one_file}; pick an --output-dir outside "
+                    "the inputs"
                 )
             if output in planned:
                 raise UserError(

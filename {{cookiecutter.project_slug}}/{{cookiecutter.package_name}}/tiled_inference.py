@@ -51,6 +51,15 @@ def default_overlap(grid: ModelGrid, tile: int) -> int:
     return (2 * grid.radius // grid.multiple + 1) * grid.multiple
 
 
+def smallest_tile(grid: ModelGrid, args: argparse.Namespace) -> int:
+    """The smallest --tile to suggest: twice the default overlap of an exact tiling (a tile then
+    adds as many new pixels as it shares), else one step past --tile-overlap, else the grid."""
+    if args.tile_overlap is None and grid.radius is not None:
+        return 2 * default_overlap(grid, 0)
+    overlap = args.tile_overlap or 0
+    return max(grid.multiple, (overlap // grid.multiple + 1) * grid.multiple)
+
+
 def check_tiling(args: argparse.Namespace, grid: ModelGrid) -> Tiling | None:
     """--tile and --tile-overlap as a Tiling (None without --tile); a UserError when they do not
     suit the model."""
@@ -61,10 +70,11 @@ def check_tiling(args: argparse.Namespace, grid: ModelGrid) -> Tiling | None:
     multiple, radius = grid.multiple, grid.radius
     if args.tile % multiple:
         lower = args.tile // multiple * multiple
-        nearest = f"{lower} or {lower + multiple}" if lower else str(multiple)
+        nearest = [side for side in (lower, lower + multiple) if side >= smallest_tile(grid, args)]
+        suggested = " or ".join(map(str, nearest)) or str(smallest_tile(grid, args))
         raise UserError(
             f"--tile {args.tile} is not a multiple of {multiple} (the model's downsampling); "
-            f"give --tile {nearest}"
+            f"give --tile {suggested}"
         )
     overlap = default_overlap(grid, args.tile) if args.tile_overlap is None else args.tile_overlap
     if overlap > args.tile - multiple:
@@ -72,9 +82,9 @@ def check_tiling(args: argparse.Namespace, grid: ModelGrid) -> Tiling | None:
             raise UserError(
                 f"--tile {args.tile} is too small for the default --tile-overlap {overlap} (more "
                 f"than twice the model's receptive radius of {radius} px, so tiles agree with "
-                f"the whole image); give --tile {2 * overlap} or more (a tile then adds as many "
-                "new pixels as it shares: a smaller one runs most pixels several times), or a "
-                "smaller --tile-overlap (tiles then agree only approximately)"
+                f"the whole image); give --tile {smallest_tile(grid, args)} or more (a tile then "
+                "adds as many new pixels as it shares: a smaller one runs most pixels several "
+                "times), or a smaller --tile-overlap (tiles then agree only approximately)"
             )
         raise UserError(
             f"--tile-overlap {overlap} leaves --tile {args.tile} no room to step; give a larger "

@@ -104,6 +104,19 @@ def test_missing_data_folder_is_one_line_not_a_traceback(train_script, tmp_path)
     assert not (tmp_path / "runs").exists()
 
 
+def test_test_py_refuses_a_data_dir_it_would_not_read(tiny_run, test_script, tmp_path):
+    # The tiny run trained on the synthetic data: a --data-dir without --dataset would be
+    # ignored, and the synthetic split evaluated in its place.
+    best = tiny_run.run_dir / "checkpoints" / "best.pt"
+    argv = ["--checkpoint", str(best), "--data-dir", str(tmp_path), "--device", "cpu"]
+    with pytest.raises(UserError) as refused:
+        test_script.main(argv)
+    assert str(refused.value).startswith(
+        f"--data-dir {tmp_path} would not be read: the data set is synthetic (the checkpoint's, "
+        "unless --dataset says otherwise); "
+    )
+
+
 def test_a_bad_checkpoint_is_one_line_not_a_traceback(tmp_path):
     bad = tmp_path / "last.pt"
     bad.write_text("not a checkpoint")

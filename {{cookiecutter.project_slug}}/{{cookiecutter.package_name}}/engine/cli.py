@@ -257,6 +257,20 @@ def user_message(error: UserError) -> str:
     return text.splitlines()[-1].split("UserError: ", 1)[-1]
 
 
+def check_data_dir_read(data_dir: Path | None, dataset: str, datasets: Sequence[str]) -> None:
+    """test.py: a --data-dir given while the data set is synthetic (the checkpoint's, unless
+    --dataset says otherwise) would not be read; a UserError rather than a silent evaluation
+    of other data."""
+    if data_dir is None or dataset != "synthetic":
+        return
+    folders = [name for name in datasets if name != "synthetic"]
+    fix = f"add --dataset {' or '.join(folders)}" if folders else "drop --data-dir"
+    raise UserError(
+        f"--data-dir {data_dir} would not be read: the data set is synthetic (the checkpoint's, "
+        f"unless --dataset says otherwise); {fix}"
+    )
+
+
 def add_data_flags(add: Callable, task: Task, evaluating: bool = False) -> None:
     """The data flags of every script that reads a data set, declared once: --dataset (one of
     the task's DATASETS), --data-dir and --synthetic-size. `add` is an argument group's

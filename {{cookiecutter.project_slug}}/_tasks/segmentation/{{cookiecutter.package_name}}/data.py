@@ -61,6 +61,7 @@ class DataBundle:
     train_sample_weights: torch.Tensor | None = None
     train_batch_transform: Callable | None = None
     notes: list[str] = field(default_factory=list)  # what the data check found (said once)
+    binary_masks: bool = False  # masks of 0 and 255 read as classes 0 and 1 (kept in checkpoints)
 
     @property
     def num_classes(self) -> int:
@@ -278,10 +279,12 @@ def build_datasets(
     count_pixels: bool = False,
     splits: tuple[str, ...] = SPLITS,
     class_names: list[str] | None = None,
+    binary_masks: bool | None = None,
 ) -> DataBundle:
     """The train and val splits of data set `name`; with `count_pixels`, the training masks'
     pixels per class too (for --class-weights auto). A folder's `splits` alone are read (the
-    others are empty), its classes named by classes.txt, else by `class_names`, else counted."""
+    others are empty), its classes named by classes.txt, else by `class_names`, else counted;
+    `binary_masks` says how 0/255 masks are read (None: decided from the masks)."""
     if name == "synthetic":
         train = SyntheticScenes(synthetic_size, crop_size, "train", seed)
         val = SyntheticScenes(max(synthetic_size // 5, 1), crop_size, "val", seed)
@@ -291,7 +294,7 @@ def build_datasets(
         return data
     if name == "folder":
         return _image_folder(
-            Path(data_dir), crop_size, ignore_index, palette_file, splits, class_names
+            Path(data_dir), crop_size, ignore_index, palette_file, splits, class_names, binary_masks
         )
     raise UserError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
 
@@ -311,6 +314,7 @@ def _image_folder(
     palette_file: str | Path | None,
     splits: tuple[str, ...] = SPLITS,
     class_names: list[str] | None = None,
+    binary_masks: bool | None = None,
 ) -> DataBundle:
     """DIR/{train,val}/{images,masks} (of `splits`): every pair checked before training
     (paired, same size, known mask values), and the training pixels counted per class."""
@@ -323,8 +327,11 @@ def _image_folder(
         split: survey_masks(pairs, ignore_index, palette) for split, pairs in split_pairs.items()
     }
     surveys = [survey for split in SPLITS for survey in found[split]]
-    # One decision for the data set: a 0/255 mask without foreground would look binary too.
-    binary = palette is None and looks_binary(surveys) and (names is None or len(names) == 2)
+    # One decision for the data set (a 0/255 mask without foreground would look binary too),
+    # taken over every split in training and kept, so an evaluation reads masks alike.
+    binary = binary_masks
+    if binary is None:
+        binary = palette is None and looks_binary(surveys) and (names is None or len(names) == 2)
     if names is None:
         pairs = [pair for split in SPLITS for pair in split_pairs[split]]
         classes = count_classes(data_dir, pairs, surveys, ignore_index, binary)
@@ -352,7 +359,7 @@ def _image_folder(
     return DataBundle(
         train, val, names, ignore_index, crop_size,
         palette=palette_colours(palette, len(names)) if palette else None,
-        class_pixels=counts.tolist(), notes=notes,
+        class_pixels=counts.tolist(), notes=notes, binary_masks=binary,
     )  # fmt: skip
 
 

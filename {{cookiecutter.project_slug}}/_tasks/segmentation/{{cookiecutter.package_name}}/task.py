@@ -34,6 +34,7 @@ from .engine.task_base import Task
 from .errors import UserError
 from .image_files import IMAGES, ImageReader
 from .input_files import InputFile
+from .masks import read_class_names
 from .ops import confusion_image
 from .predictions import (
     Predictions,
@@ -121,20 +122,29 @@ class Segmentation(Task):
     def build_eval_data(self, args: argparse.Namespace) -> DataBundle:
         """test.py's data: the val split alone (a held-out folder needs no train/), its classes
         the checkpoint's unless the folder's classes.txt names them."""
-        return read_data(self, args, ("val",), args.recorded.get("classes"))
+        recorded = args.recorded.get("classes")
+        if args.dataset == "folder" and recorded is not None:
+            named = read_class_names(args.data_dir)
+            if named is not None and named != recorded:  # before the masks are checked by them
+                raise UserError(other_classes(recorded, named))
+        binary = args.recorded.get("binary_masks")  # None in checkpoints older than the entry
+        binary = binary if isinstance(binary, bool) else None
+        return read_data(self, args, ("val",), recorded, binary)
 
     def resolved_flags(self, data: DataBundle) -> dict:
         """The side of the synthetic scenes and of the training crops, as trained."""
         return {"image_size": data.image_size, "crop_size": data.image_size}
 
     def checkpoint_extras(self, data: DataBundle) -> dict:
-        """The class names, their colours, the ignore value, the class weights (when used) and
-        how images are fed."""
+        """The class names, their colours, the ignore value, the class weights (when used),
+        whether 0/255 masks were read as binary (test.py reads them alike) and how images are
+        fed."""
         return {
             "classes": data.classes,
             "palette": class_palette(data.num_classes, data.palette),
             "ignore_index": data.ignore_index,
             "class_weights": data.class_weights,
+            "binary_masks": data.binary_masks,
             "preprocessing": data.preprocessing,
         }
 
@@ -275,10 +285,7 @@ class Segmentation(Task):
     def check_data(self, checkpoint: dict, data: DataBundle) -> None:
         """Refuse data whose classes are not the ones the checkpoint was trained on."""
         if data.classes != checkpoint["classes"]:
-            raise UserError(
-                f"the checkpoint was trained on the classes {checkpoint['classes']}, "
-                f"but this data has {data.classes}; evaluate it on matching data"
-            )
+            raise UserError(other_classes(checkpoint["classes"], data.classes))
 
     def report_lines(
         self, metrics: dict, settings: dict, data: DataBundle, saved: list[Path]
@@ -348,6 +355,7 @@ def read_data(
     args: argparse.Namespace,
     splits: tuple[str, ...],
     class_names: list[str] | None = None,
+    binary_masks: bool | None = None,
 ) -> DataBundle:
     """The data of `splits` (the others empty), checked before any run folder exists; the
     task keeps its class names and colours (metrics and pictures name and colour by them).
@@ -363,7 +371,7 @@ def read_data(
     data = build_datasets(
         args.dataset, args.data_dir, _input_size(args), args.seed, args.synthetic_size,
         args.ignore_index, args.palette, count_pixels=weights and recorded is None,
-        splits=splits, class_names=class_names,
+        splits=splits, class_names=class_names, binary_masks=binary_masks,
     )  # fmt: skip
     if weights:
         counts = torch.tensor(data.class_pixels) if recorded is None else None
@@ -376,6 +384,14 @@ def read_data(
     for note in data.notes:
         print(note)
     return data
+
+
+def other_classes(trained: list[str], found: list[str]) -> str:
+    """The sentence for evaluation data of other classes than the checkpoint's."""
+    return (
+        f"the checkpoint was trained on the classes {trained}, but this data has {found}; "
+        "evaluate it on matching data"
+    )
 
 
 def _input_size(args: argparse.Namespace) -> int:

@@ -205,7 +205,7 @@ def test_psnr_of_the_written_images_agrees_with_test_py(
     ("flags", "message"),
     [
         (["--tile", "98"], "of 4 (the model's downsampling); give --tile 96 or 100"),
-        (["--tile", "3"], "give --tile 4"),
+        (["--tile", "3"], "give --tile 96"),  # 4 would be refused next: too small
         (["--tile", "32"], "too small for the default --tile-overlap 48"),
         (["--tile", "48"], "give --tile 96 or more (a tile then adds as many new pixels"),
         (["--tile", "64", "--tile-overlap", "62"], "or an overlap of at most 60"),

@@ -1,10 +1,14 @@
 import json
 import shutil
 
+import numpy as np
+import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from {{ cookiecutter.package_name }}.data import SYNTHETIC_CLASSES
+from {{ cookiecutter.package_name }}.errors import UserError
 
 from ..helpers import TINY_RUN_FLAGS, scalar_steps
 from .task_cases import write_data_folder
@@ -69,6 +73,41 @@ def test_test_script_evaluates_a_folder_that_holds_only_a_val_split(
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         results.append({key: value for key, value in result.items() if key != "data_dir"})
     assert results[0] == results[1] and results[0]["samples"] == 6
+    # A classes.txt of fewer classes than the checkpoint's is refused as other classes, before
+    # the masks are checked against it (their value 2 is no class of two).
+    (tmp_path / "held_out" / "classes.txt").write_text("ground\nsky\n")
+    with pytest.raises(UserError) as refused:
+        test_script.main(argv)
+    assert str(refused.value) == (
+        "the checkpoint was trained on the classes ['class_0', 'class_1', 'class_2'], but this "
+        "data has ['ground', 'sky']; evaluate it on matching data"
+    )
+
+
+def test_test_script_reads_masks_as_training_did(train_script, test_script, tmp_path, capsys):
+    # Train masks hold 0, 1 and 255 (ignored); the val masks only 0 and 255, which alone would
+    # look like black-and-white masks. The checkpoint keeps training's reading: 255 stays
+    # ignored in test.py too.
+    root = tmp_path / "data"
+    write_data_folder(root)
+    for split, relabel in (("train", {2: 1}), ("val", {1: 0, 2: 0})):
+        for path in (root / split / "masks").iterdir():
+            mask = np.array(Image.open(path))
+            for old, new in relabel.items():
+                mask[mask == old] = new
+            Image.fromarray(mask).save(path)
+    flags = [*TINY_RUN_FLAGS, "--dataset", "folder", "--data-dir", str(root),
+             "--out-dir", str(tmp_path / "runs"), "--run-name", "two"]  # fmt: skip
+    assert train_script.main(flags) == 0
+    argv = ["--checkpoint", str(tmp_path / "runs" / "two" / "checkpoints" / "best.pt"),
+            "--data-dir", str(root), "--num-workers", "0", "--device", "cpu"]  # fmt: skip
+    capsys.readouterr()
+    assert test_script.main(argv) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    ignored = 6 * 40 * 2  # write_data_folder's 2 px ignored band, 6 val images of 40 rows
+    assert sum(int(row[-1]) for row in rows) == 6 * 48 * 40 - ignored
+    assert "binary" not in out
 
 
 def test_logs_mask_grids_every_n_steps_and_a_confusion_matrix_each_epoch(train_script, tmp_path):
