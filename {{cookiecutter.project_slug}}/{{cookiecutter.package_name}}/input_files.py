@@ -76,9 +76,12 @@ def find_inputs(
             found.setdefault(file.path.absolute(), file)  # the same file named twice: once
     if not any(file.path.exists() for file in found.values()):
         suffixes = f" ({', '.join(sorted(kind.suffixes))})" if kind.suffixes else ""
+        missing = [text for text in inputs
+                   if not GLOB_CHARACTERS & set(text) and not Path(text).exists()]  # fmt: skip
+        gone = f" ({', '.join(missing)}: no such file or folder)" if missing else ""
         raise UserError(
-            f"no {kind.noun} found in {', '.join(inputs)}; give {kind.noun} files, folders of "
-            f"{kind.noun}s{suffixes} or glob patterns such as '{kind.example}'"
+            f"no {kind.noun} found in {', '.join(inputs)}{gone}; give {kind.noun} files, "
+            f"folders of {kind.noun}s{suffixes} or glob patterns such as '{kind.example}'"
         )
     _check_unique_names(list(found.values()))
     return list(found.values())

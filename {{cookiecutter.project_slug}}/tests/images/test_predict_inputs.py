@@ -56,8 +56,12 @@ def test_an_output_under_another_name_of_an_input_file_is_refused(tmp_path):
 
 
 def test_find_inputs_refuses_nothing_found_and_clashing_names(tmp_path):
-    with pytest.raises(UserError, match="no image found in"):
+    with pytest.raises(UserError) as refused:
         find_inputs([str(tmp_path / "missing"), str(tmp_path / "*.png")], IMAGES)
+    assert str(refused.value).startswith(
+        f"no image found in {tmp_path / 'missing'}, {tmp_path / '*.png'} "
+        f"({tmp_path / 'missing'}: no such file or folder); "
+    )
     write_png(tmp_path / "x" / "same.png")
     write_png(tmp_path / "y" / "same.png")
     with pytest.raises(UserError, match="would both be called same.png"):
