@@ -132,4 +132,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(engine.run_cli(main, prog="export.py"))
+    sys.exit(engine.run_cli(main, prog="export.py", unwind_on_sigterm=True))

@@ -84,4 +84,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(engine.run_cli(main, prog="predict.py"))
+    sys.exit(engine.run_cli(main, prog="predict.py", unwind_on_sigterm=True))

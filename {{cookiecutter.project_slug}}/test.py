@@ -108,4 +108,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(engine.run_cli(main, prog="test.py"))
+    sys.exit(engine.run_cli(main, prog="test.py", unwind_on_sigterm=True))

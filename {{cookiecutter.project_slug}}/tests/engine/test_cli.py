@@ -1,8 +1,11 @@
 """What a user sees on the command line: one sentence and exit code 2 for each bad input."""
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -115,6 +118,35 @@ def test_test_py_refuses_a_data_dir_it_would_not_read(tiny_run, test_script, tmp
         f"--data-dir {tmp_path} would not be read: the data set is synthetic (the checkpoint's, "
         "unless --dataset says otherwise); "
     )
+
+
+def test_sigterm_unwinds_a_script_that_asks_for_it_and_removes_its_partial_file(tmp_path, capsys):
+    # predict.py, export.py and test.py write files whole under temporary names: SIGTERM must
+    # run their cleanup as Ctrl-C does, not kill them with a half-written file left behind.
+    partial = tmp_path / ".masks.png.partial"
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def main(argv):
+        try:
+            partial.write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)  # the handler raises long before this ends
+        finally:
+            partial.unlink()
+        return 0
+
+    assert cli.run_cli(main, prog="predict.py", unwind_on_sigterm=True) == 143
+    assert not partial.exists()
+    assert capsys.readouterr().err.strip() == (
+        "predict.py: stopped by SIGTERM; nothing more was saved"
+    )
+    assert signal.getsignal(signal.SIGTERM) == handler  # restored for whatever runs next
+
+
+@pytest.mark.parametrize("script", ["predict.py", "export.py", "test.py"])
+def test_the_scripts_that_write_files_unwind_on_sigterm(script):
+    expected = f'sys.exit(engine.run_cli(main, prog="{script}", unwind_on_sigterm=True))'
+    assert (PROJECT_ROOT / script).read_text().splitlines()[-1].strip() == expected
 
 
 def test_a_bad_checkpoint_is_one_line_not_a_traceback(tmp_path):

@@ -203,13 +203,30 @@ __all__ = ["DivergedError", "UserError", "run_cli", "stop_worker_processes", "us
 WORKER_REAP_SECONDS = 5.0
 
 
-def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str) -> int:
+class TerminatedError(Exception):
+    """SIGTERM arrived (`kill`, a scheduler's stop) in a script that unwinds on it."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise TerminatedError
+
+
+def run_cli(
+    main: Callable[[Sequence[str] | None], int | None], prog: str, unwind_on_sigterm: bool = False
+) -> int:
     """Run `main`, turning a UserError into `prog: error: <message>` and exit code 2 (as argparse).
 
-    With --debug on the command line the full traceback is shown instead.
+    With --debug on the command line the full traceback is shown instead. With
+    `unwind_on_sigterm` (the scripts that write files but train nothing), SIGTERM unwinds like
+    Ctrl-C, so a file being written is removed, not left half-written; train.py stops at the
+    next step on its own.
     """
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if unwind_on_sigterm else None
     try:
         return main(None) or 0
+    except TerminatedError:
+        print(f"{prog}: stopped by SIGTERM; nothing more was saved", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except UserError as error:
         if "--debug" in sys.argv[1:]:
             raise
@@ -223,6 +240,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str) -> in
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     finally:
+        if unwind_on_sigterm:  # None: the handler was not Python's; the default then
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         stop_worker_processes()
 
 
