@@ -67,11 +67,11 @@ def check_tiling(args: argparse.Namespace, grid: ModelGrid) -> Tiling | None:
         if args.tile_overlap is not None:
             raise UserError("--tile-overlap needs --tile; give both, or neither")
         return None
-    multiple, radius = grid.multiple, grid.radius
+    multiple, radius, smallest = grid.multiple, grid.radius, smallest_tile(grid, args)
     if args.tile % multiple:
         lower = args.tile // multiple * multiple
-        nearest = [side for side in (lower, lower + multiple) if side >= smallest_tile(grid, args)]
-        suggested = " or ".join(map(str, nearest)) or str(smallest_tile(grid, args))
+        nearest = [side for side in (lower, lower + multiple) if side >= smallest]
+        suggested = " or ".join(map(str, nearest)) or str(smallest)
         raise UserError(
             f"--tile {args.tile} is not a multiple of {multiple} (the model's downsampling); "
             f"give --tile {suggested}"
@@ -82,7 +82,7 @@ def check_tiling(args: argparse.Namespace, grid: ModelGrid) -> Tiling | None:
             raise UserError(
                 f"--tile {args.tile} is too small for the default --tile-overlap {overlap} (more "
                 f"than twice the model's receptive radius of {radius} px, so tiles agree with "
-                f"the whole image); give --tile {smallest_tile(grid, args)} or more (a tile then "
+                f"the whole image); give --tile {smallest} or more (a tile then "
                 "adds as many new pixels as it shares: a smaller one runs most pixels several "
                 "times), or a smaller --tile-overlap (tiles then agree only approximately)"
             )

@@ -476,14 +476,14 @@ def count_classes(
                      if top in survey.counts)  # fmt: skip
         raise UserError(
             f"without {data_dir / 'classes.txt'} the classes are 0 to the largest mask value, "
-            f"{top} (first in {first}), but no mask holds {spans(missing)}; relabel the stray "
+            f"{top} (first in {first}), but no mask holds {value_ranges(missing)}; relabel the stray "
             f"values, set --ignore-index to the value that means 'no label', or write "
             "classes.txt with one name a line for each class"
         )
     return top + 1
 
 
-def spans(values: list[int]) -> str:
+def value_ranges(values: list[int]) -> str:
     """Sorted integers in short: [3, 4, 5, 6, 9] -> '3-6, 9'."""
     runs: list[list[int]] = []
     for value in values:
